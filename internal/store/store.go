@@ -1,0 +1,46 @@
+// Package store is the object store the pipeline writes: the embedded store on
+// disk (file://DIR) and Amazon S3 (s3://BUCKET/PREFIX), with one key layout.
+// Every Put is atomic: a reader sees the whole old object or the whole new one,
+// never a part, so a crash mid-write leaves no half file.
+package store
+
+import (
+	"context"
+	"errors"
+	"io"
+)
+
+// ErrNotFound reports a key that does not exist.
+var ErrNotFound = errors.New("object not found")
+
+// Object describes a stored object.
+type Object struct {
+	Key  string
+	Size int64
+}
+
+// Store is the object store.
+type Store interface {
+	// Put writes body under key atomically, replacing any previous object.
+	Put(ctx context.Context, key string, body io.Reader) error
+	// Get opens key; the error wraps ErrNotFound when it does not exist.
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+	// List returns the objects whose keys start with prefix, sorted by key.
+	List(ctx context.Context, prefix string) ([]Object, error)
+	// Delete removes key; deleting a missing key is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// Key layout (Hive-style partitions, for Athena).
+const (
+	EventsPrefix         = "events/"
+	WindowsPrefix        = "usage_windows/"
+	DailyPrefix          = "daily/"
+	ChargebackPrefix     = "chargeback/"
+	ReconciliationPrefix = "reconciliation/"
+	QuarantinePrefix     = "quarantine/"
+	CheckpointPrefix     = "_checkpoints/"
+)
+
+// Partition returns the dt partition folder of a table for a day, e.g. "events/dt=2026-11-25/".
+func Partition(tablePrefix, day string) string { return tablePrefix + "dt=" + day + "/" }

@@ -1,0 +1,71 @@
+// Package stream is the usage event stream: the embedded append-only log on disk
+// (file://DIR) and Amazon Kinesis (kinesis://NAME) behind the same small interfaces.
+// Records are opaque bytes here; decoding events is the aggregator's job.
+package stream
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Record is one record read from a shard.
+type Record struct {
+	ShardID        string
+	SequenceNumber string    // ordered within a shard; compare with CompareSeq
+	PartitionKey   string    // the event's request_id
+	Arrival        time.Time // when the stream accepted the record
+	Data           []byte
+}
+
+// Entry is one record to append.
+type Entry struct {
+	PartitionKey string
+	Data         []byte
+}
+
+// Producer appends records. Put returns only when every entry is durable in the
+// stream, or an error when some may not be (the caller then keeps them).
+type Producer interface {
+	Put(ctx context.Context, entries []Entry) error
+}
+
+// Shard describes one shard; a child lists the parents that must be drained first.
+type Shard struct {
+	ID      string
+	Parents []string
+}
+
+// StartKind says where reading a shard begins.
+type StartKind int
+
+const (
+	TrimHorizon   StartKind = iota // the oldest record kept
+	Latest                         // only records appended from now on
+	AtTimestamp                    // the first record that arrived at or after Start.Time
+	AfterSequence                  // the record after Start.Sequence (resume from a checkpoint)
+)
+
+// Start is a starting position within a shard.
+type Start struct {
+	Kind     StartKind
+	Sequence string
+	Time     time.Time
+}
+
+// Source is a stream that can be read shard by shard.
+type Source interface {
+	Shards(ctx context.Context) ([]Shard, error)
+	Open(ctx context.Context, shardID string, from Start) (Iterator, error)
+}
+
+// Iterator reads one shard in order.
+type Iterator interface {
+	// Next returns up to max records. An empty batch with a nil error means
+	// nothing new yet; ErrShardClosed means the shard is closed and fully read.
+	Next(ctx context.Context, max int) ([]Record, error)
+	Close() error
+}
+
+// ErrShardClosed reports that a closed shard (after a split or merge) has been read to its end.
+var ErrShardClosed = errors.New("shard closed and fully read")
