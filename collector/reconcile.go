@@ -1,0 +1,164 @@
+package collector
+
+// Wiring of `meter reconcile`: read a day's usage events from the store and
+// CloudTrail's Bedrock invocations around it, reconcile them, write the report.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+
+	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
+)
+
+// ReconcileConfig configures RunReconcile.
+type ReconcileConfig struct {
+	// Day is the UTC day to reconcile, YYYY-MM-DD.
+	Day string
+	// Store holds the usage events and receives the report.
+	Store store.Store
+	// CloudTrail is the --cloudtrail location: lookup, s3://BUCKET/PREFIX or file://DIR.
+	CloudTrail string
+	// TrailStore is the store opened at CloudTrail when it is s3:// or file://
+	// (opened the same way as --store).
+	TrailStore store.Store
+	// Lookup is the LookupEvents client for `lookup`; nil builds one from the
+	// environment the standard SDK way (AWS_REGION, AWS_ENDPOINT_URL_CLOUDTRAIL, ...).
+	Lookup LookupEventsAPI
+	// LookupCallsPerSecond paces LookupEvents; default DefaultLookupCallsPerSecond.
+	LookupCallsPerSecond float64
+	// LoadUsage returns the usage events of one day's events/dt=DAY/ partition,
+	// duplicates included, and no error for a day without a partition.
+	LoadUsage func(ctx context.Context, day string) ([]schemas.Event, error)
+	// Threshold is the number of unmetered calls tolerated before RunReconcile
+	// returns an *UnmeteredError; negative disables the check.
+	Threshold int
+	// Now is the time of the run; zero means time.Now().
+	Now time.Time
+	// DeliveryAllowance and TimeTolerance: see aggregator.ReconcileOptions.
+	DeliveryAllowance time.Duration
+	TimeTolerance     time.Duration
+	// Margin widens the window read on each side of the day, so calls across
+	// midnight meet their other half; default 1h.
+	Margin time.Duration
+}
+
+// UnmeteredError reports more unmetered calls than the threshold allows. The
+// report has been written when it is returned.
+type UnmeteredError struct {
+	Day       string
+	Unmetered int
+	Threshold int
+}
+
+func (e *UnmeteredError) Error() string {
+	return fmt.Sprintf("reconciliation %s: %d unmetered Bedrock calls (threshold %d)", e.Day, e.Unmetered, e.Threshold)
+}
+
+// ReconciliationKeys returns the keys of a day's report and summary in the store.
+func ReconciliationKeys(day string) (report, summary string) {
+	dir := store.Partition(store.ReconciliationPrefix, day)
+	return dir + "reconciliation-" + day + ".csv", dir + "summary.json"
+}
+
+// RunReconcile reconciles one day: it reads the usage events of the day and the
+// days either side (for calls across midnight) and CloudTrail's Bedrock
+// invocations from the day widened by Margin, writes
+// reconciliation/dt=DAY/reconciliation-DAY.csv and summary.json, and returns the
+// report. With more unmetered calls than Threshold it returns the report and an
+// *UnmeteredError.
+func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, error) {
+	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
+	if err != nil {
+		return aggregator.Report{}, fmt.Errorf("--day %q: want YYYY-MM-DD", cfg.Day)
+	}
+	if cfg.Store == nil || cfg.LoadUsage == nil {
+		return aggregator.Report{}, fmt.Errorf("reconcile: a store and a usage loader are required")
+	}
+	if cfg.Now.IsZero() {
+		cfg.Now = time.Now()
+	}
+	if cfg.Margin <= 0 {
+		cfg.Margin = time.Hour
+	}
+	reader, err := trailReader(ctx, cfg)
+	if err != nil {
+		return aggregator.Report{}, err
+	}
+
+	var usage []schemas.Event
+	for _, d := range []time.Time{dayStart.Add(-24 * time.Hour), dayStart, dayStart.Add(24 * time.Hour)} {
+		day := d.Format(schemas.DayLayout)
+		evs, err := cfg.LoadUsage(ctx, day)
+		if err != nil {
+			return aggregator.Report{}, fmt.Errorf("reading usage events of %s: %w", day, err)
+		}
+		usage = append(usage, evs...)
+	}
+
+	from, to := dayStart.Add(-cfg.Margin), dayStart.Add(24*time.Hour+cfg.Margin)
+	trail, err := reader.ReadTrail(ctx, from, to)
+	if err != nil {
+		return aggregator.Report{}, err
+	}
+	records := make([]aggregator.TrailRecord, len(trail.Events))
+	for i := range trail.Events {
+		records[i] = trail.Events[i].Record()
+	}
+
+	rep, err := aggregator.Reconcile(usage, records, aggregator.ReconcileOptions{
+		Day: cfg.Day, Now: cfg.Now, DeliveryAllowance: cfg.DeliveryAllowance, TimeTolerance: cfg.TimeTolerance,
+	})
+	if err != nil {
+		return aggregator.Report{}, err
+	}
+	for reason, n := range trail.Skipped {
+		rep.Skipped[reason] += n
+	}
+
+	reportKey, summaryKey := ReconciliationKeys(cfg.Day)
+	var csvBuf bytes.Buffer
+	if err := rep.WriteCSV(&csvBuf); err != nil {
+		return rep, fmt.Errorf("rendering %s: %w", reportKey, err)
+	}
+	// The report first, the summary last: a summary in the store means its report is complete.
+	if err := cfg.Store.Put(ctx, reportKey, bytes.NewReader(csvBuf.Bytes())); err != nil {
+		return rep, fmt.Errorf("writing %s: %w", reportKey, err)
+	}
+	if err := cfg.Store.Put(ctx, summaryKey, bytes.NewReader(rep.SummaryJSON())); err != nil {
+		return rep, fmt.Errorf("writing %s: %w", summaryKey, err)
+	}
+
+	if n := rep.Counts[aggregator.ReconcileUnmetered]; cfg.Threshold >= 0 && n > cfg.Threshold {
+		return rep, &UnmeteredError{Day: cfg.Day, Unmetered: n, Threshold: cfg.Threshold}
+	}
+	return rep, nil
+}
+
+func trailReader(ctx context.Context, cfg ReconcileConfig) (TrailReader, error) {
+	kind, err := ParseCloudTrailURI(cfg.CloudTrail)
+	if err != nil {
+		return nil, err
+	}
+	if kind != TrailKindLookup {
+		if cfg.TrailStore == nil {
+			return nil, fmt.Errorf("%w: %s needs the store opened at that location", errNoTrail, cfg.CloudTrail)
+		}
+		return &TrailFiles{Store: cfg.TrailStore}, nil
+	}
+	client := cfg.Lookup
+	if client == nil {
+		awsCfg, err := config.LoadDefaultConfig(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("loading AWS configuration for CloudTrail: %w", err)
+		}
+		client = cloudtrail.NewFromConfig(awsCfg)
+	}
+	return &TrailLookup{Client: client, CallsPerSecond: cfg.LookupCallsPerSecond}, nil
+}
