@@ -145,8 +145,8 @@ func Parse(r io.Reader, source string) (*Book, error) {
 		if row.Tier == "" {
 			row.Tier = "on_demand"
 		}
-		if row.EffectiveFrom, err = time.Parse(schemas.DayLayout, get("effective_from")); err != nil {
-			return nil, fmt.Errorf("line %d: effective_from %q is not a date (YYYY-MM-DD)", line, get("effective_from"))
+		if row.EffectiveFrom, err = parseEffective(get("effective_from")); err != nil {
+			return nil, fmt.Errorf("line %d: effective_from %q is not a date (YYYY-MM-DD) or an RFC 3339 time", line, get("effective_from"))
 		}
 		money := []struct {
 			name string
@@ -197,6 +197,16 @@ func Parse(r io.Reader, source string) (*Book, error) {
 	return b, nil
 }
 
+// parseEffective reads an effective_from: a date (in force from 00:00 UTC) or,
+// for a price that changes during a day, an RFC 3339 time.
+func parseEffective(s string) (time.Time, error) {
+	if t, err := time.Parse(schemas.DayLayout, s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	return t.UTC(), err
+}
+
 // Models returns the model ids the book prices, sorted.
 func (b *Book) Models() []string {
 	out := make([]string, 0, len(b.rows))
@@ -223,10 +233,10 @@ func BaseModel(id string) string {
 	return id
 }
 
-// Rows returns the rows in force for a model on a day for a tier and region:
-// every row of the latest effective date not after the day (several rows when
+// Rows returns the rows in force for a model at a time for a tier and region:
+// every row of the latest effective_from not after it (several rows when
 // images are priced by size or quality). The exact id is tried before its base model.
-func (b *Book) Rows(modelID, tier, region string, day time.Time) ([]Row, bool) {
+func (b *Book) Rows(modelID, tier, region string, at time.Time) ([]Row, bool) {
 	if tier == "" {
 		tier = "on_demand"
 	}
@@ -236,7 +246,7 @@ func (b *Book) Rows(modelID, tier, region string, day time.Time) ([]Row, bool) {
 			var in []Row
 			var date time.Time
 			for _, r := range rows {
-				if r.Tier != tier || r.Region != wantRegion || r.EffectiveFrom.After(day) {
+				if r.Tier != tier || r.Region != wantRegion || r.EffectiveFrom.After(at) {
 					continue
 				}
 				if in == nil {
@@ -264,8 +274,7 @@ func (b *Book) Cost(e *schemas.Event) (schemas.Costs, error) {
 	if e.Status != schemas.StatusSuccess {
 		return zero, nil
 	}
-	day := e.Timestamp.UTC().Truncate(24 * time.Hour)
-	rows, ok := b.Rows(e.ModelID, e.Tier(), e.Region, day)
+	rows, ok := b.Rows(e.ModelID, e.Tier(), e.Region, e.Timestamp)
 	if !ok {
 		return zero, &NoPriceError{ModelID: e.ModelID, Day: e.Day(), Tier: e.Tier()}
 	}

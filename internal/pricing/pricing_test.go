@@ -61,6 +61,21 @@ func TestCostIsExactOverManyEvents(t *testing.T) {
 	}
 }
 
+func TestPriceChangingMidDay(t *testing.T) {
+	b, err := Parse(strings.NewReader("model_id,effective_from,input_per_1k,output_per_1k\nm,2026-01-01,0.002,0.004\nm,2026-11-25T12:00:00Z,0.001,0.002\n"), "t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := ev("m", "2026-11-25", 1000, 1000)
+	before.Timestamp = before.Timestamp.Add(-time.Millisecond)
+	after := ev("m", "2026-11-25", 1000, 1000)
+	cb, _ := b.Cost(before)
+	ca, _ := b.Cost(after)
+	if cb.Total().String() != "0.006" || ca.Total().String() != "0.003" {
+		t.Fatalf("before noon %s, from noon %s; want 0.006 and 0.003", cb.Total(), ca.Total())
+	}
+}
+
 func TestMissingPriceNamesModel(t *testing.T) {
 	b, _ := Parse(strings.NewReader(twoRows), "test")
 	_, err := b.Cost(ev("m2", "2026-03-01", 1, 1))

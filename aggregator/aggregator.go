@@ -1,0 +1,205 @@
+// Package aggregator is the pure core of metering: it decodes usage records,
+// deduplicates them by request_id, sums them into event-time windows, and
+// compacts and prices a day. It imports no AWS package and does no I/O: it takes
+// bytes and events and returns rows; the collector moves them in and out.
+package aggregator
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meter-dev/meter/schemas"
+)
+
+// Config sets the window size and the dedup horizon.
+type Config struct {
+	// Window is the event-time window size (default 5 minutes).
+	Window time.Duration
+	// DedupHorizon is how long a request_id is remembered, in event time, to drop
+	// redelivered events (default one hour). The daily compaction is exact.
+	DedupHorizon time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Window <= 0 {
+		c.Window = 5 * time.Minute
+	}
+	if c.DedupHorizon <= 0 {
+		c.DedupHorizon = time.Hour
+	}
+	return c
+}
+
+// Input is one record to aggregate with where it came from.
+type Input struct {
+	Data         []byte
+	Source       string // e.g. "shardId-000000000000/00000000000000000042"
+	PartitionKey string
+}
+
+// MalformedKey is the partition key `meter put` gives a line it could not parse,
+// so that the line's origin reaches quarantine with it: "malformed/FILE:LINE".
+func MalformedKey(file string, line int) string { return fmt.Sprintf("malformed/%s:%d", file, line) }
+
+// Quarantined is a record that could not be used, with the reason.
+type Quarantined struct {
+	Source       string `json:"source"`
+	PartitionKey string `json:"partition_key,omitempty"`
+	// Origin and Line say where a line given to `meter put` came from.
+	Origin   string    `json:"origin,omitempty"`
+	Line     int       `json:"line,omitempty"`
+	Reason   string    `json:"reason"`
+	Field    string    `json:"field,omitempty"`
+	Record   string    `json:"record"`
+	Received time.Time `json:"received"`
+}
+
+// WindowKey identifies one window partial.
+type WindowKey struct {
+	Start                                     int64 // unix milliseconds
+	TeamID, CostCenter, ModelID, Status, Tier string
+}
+
+// Aggregator accumulates a batch of records. It keeps the request ids it has
+// seen across batches (within the dedup horizon) so redelivered records do not
+// count twice in windows; Reset clears the batch but keeps that memory.
+type Aggregator struct {
+	cfg         Config
+	seen        map[string]int64 // request_id -> event time (ms)
+	maxEventMS  int64
+	lastEvict   int64
+	events      []schemas.Event // every valid event of the batch, duplicates included
+	windows     map[WindowKey]*schemas.WindowRow
+	quarantined []Quarantined
+	duplicates  int
+}
+
+// New returns an empty aggregator.
+func New(cfg Config) *Aggregator {
+	return &Aggregator{cfg: cfg.withDefaults(), seen: map[string]int64{}, windows: map[WindowKey]*schemas.WindowRow{}}
+}
+
+// Add decodes one record and adds it to the batch; a record that cannot be
+// decoded or validated is quarantined with the reason instead.
+func (a *Aggregator) Add(in Input, received time.Time) {
+	e, err := schemas.ParseEvent(in.Data)
+	if err != nil {
+		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Record: string(in.Data), Received: received.UTC()}
+		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {
+			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+				q.Origin = rest[:i]
+				q.Line, _ = strconv.Atoi(rest[i+1:])
+			}
+		}
+		if fe, ok := err.(*schemas.FieldError); ok {
+			q.Field = fe.Field
+		}
+		a.quarantined = append(a.quarantined, q)
+		return
+	}
+	a.AddEvent(e)
+}
+
+// AddEvent adds one decoded event to the batch.
+func (a *Aggregator) AddEvent(e schemas.Event) {
+	a.events = append(a.events, e)
+	ms := e.Timestamp.UnixMilli()
+	if ms > a.maxEventMS {
+		a.maxEventMS = ms
+		a.evict()
+	}
+	if _, dup := a.seen[e.RequestID]; dup {
+		a.duplicates++
+		return
+	}
+	a.seen[e.RequestID] = ms
+	win := a.cfg.Window.Milliseconds()
+	start := ms - ms%win
+	if ms < 0 && ms%win != 0 {
+		start -= win
+	}
+	k := WindowKey{start, e.TeamID, e.CostCenter, e.ModelID, e.Status, e.Tier()}
+	w := a.windows[k]
+	if w == nil {
+		w = &schemas.WindowRow{WindowStart: start, WindowEnd: start + win, TeamID: e.TeamID, CostCenter: e.CostCenter,
+			ModelID: e.ModelID, Status: e.Status, PricingTier: e.Tier()}
+		a.windows[k] = w
+	}
+	w.Requests++
+	w.InputTokens += e.InputTokens
+	w.OutputTokens += e.OutputTokens
+	w.CacheReadInputTokens += e.CacheReadInputTokens
+	w.CacheWriteInputTokens += e.CacheWriteInputTokens
+	w.ImageCount += e.ImageCount
+	w.LatencyMSSum += e.LatencyMS
+}
+
+// evict forgets request ids older than the horizon behind the newest event time.
+// It runs when the newest time advances by more than a tenth of the horizon, so
+// its cost is amortised.
+func (a *Aggregator) evict() {
+	horizon := a.cfg.DedupHorizon.Milliseconds()
+	if a.maxEventMS-a.lastEvict < horizon/10 {
+		return
+	}
+	a.lastEvict = a.maxEventMS
+	cut := a.maxEventMS - horizon
+	for id, t := range a.seen {
+		if t < cut {
+			delete(a.seen, id)
+		}
+	}
+}
+
+// Batch is what a batch produced, grouped by event day (the dt partition).
+type Batch struct {
+	Days        map[string]*DayBatch
+	Quarantined []Quarantined
+	Duplicates  int // events dropped from windows as already seen within the horizon
+	Events      int // valid events, duplicates included
+}
+
+// DayBatch holds one day's raw events and window partials.
+type DayBatch struct {
+	Events  []schemas.EventRow
+	Windows []schemas.WindowRow
+}
+
+// Flush returns the batch and starts a new one. Windows are sorted by start,
+// team, model, status; raw events keep their stream order.
+func (a *Aggregator) Flush() Batch {
+	b := Batch{Days: map[string]*DayBatch{}, Quarantined: a.quarantined, Duplicates: a.duplicates, Events: len(a.events)}
+	day := func(d string) *DayBatch {
+		db := b.Days[d]
+		if db == nil {
+			db = &DayBatch{}
+			b.Days[d] = db
+		}
+		return db
+	}
+	for i := range a.events {
+		day(a.events[i].Day()).Events = append(day(a.events[i].Day()).Events, schemas.NewEventRow(&a.events[i]))
+	}
+	for _, w := range a.windows {
+		d := time.UnixMilli(w.WindowStart).UTC().Format(schemas.DayLayout)
+		day(d).Windows = append(day(d).Windows, *w)
+	}
+	for _, db := range b.Days {
+		sort.Slice(db.Windows, func(i, j int) bool { return windowLess(&db.Windows[i], &db.Windows[j]) })
+	}
+	a.events, a.quarantined, a.duplicates = nil, nil, 0
+	a.windows = map[WindowKey]*schemas.WindowRow{}
+	return b
+}
+
+func windowLess(x, y *schemas.WindowRow) bool {
+	if x.WindowStart != y.WindowStart {
+		return x.WindowStart < y.WindowStart
+	}
+	a := fmt.Sprint(x.TeamID, "\x00", x.CostCenter, "\x00", x.ModelID, "\x00", x.Status, "\x00", x.PricingTier)
+	b := fmt.Sprint(y.TeamID, "\x00", y.CostCenter, "\x00", y.ModelID, "\x00", y.Status, "\x00", y.PricingTier)
+	return a < b
+}

@@ -1,0 +1,175 @@
+package aggregator
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/schemas"
+)
+
+func event(req, team, model string, ts time.Time, in, out int64) schemas.Event {
+	return schemas.Event{SchemaVersion: 1, EventID: "ev-" + req + ts.Format("150405.000"), RequestID: req, Timestamp: ts,
+		TeamID: team, CostCenter: "cc-" + team, ModelID: model, Operation: "InvokeModel", Status: schemas.StatusSuccess,
+		InputTokens: in, OutputTokens: out, LatencyMS: 10}
+}
+
+func line(t *testing.T, e schemas.Event) []byte {
+	t.Helper()
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestWindowsDedupAndQuarantine(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC)
+	a := New(Config{})
+	a.Add(Input{Data: line(t, event("r1", "a", "m", t0, 10, 5))}, t0)
+	dup := event("r1", "a", "m", t0, 10, 5)
+	dup.EventID = "another-event-id"
+	a.Add(Input{Data: line(t, dup)}, t0)
+	a.Add(Input{Data: line(t, event("r2", "a", "m", t0.Add(time.Minute), 7, 3))}, t0)
+	a.Add(Input{Data: line(t, event("r3", "a", "m", t0.Add(4*time.Minute), 1, 1))}, t0) // next window
+	a.Add(Input{Data: []byte(`{"schema_version":1,"timestamp":"yesterday"}`), PartitionKey: MalformedKey("in.jsonl", 7)}, t0)
+	b := a.Flush()
+	if b.Events != 4 || b.Duplicates != 1 || len(b.Quarantined) != 1 {
+		t.Fatalf("events %d duplicates %d quarantined %d; want 4 1 1", b.Events, b.Duplicates, len(b.Quarantined))
+	}
+	q := b.Quarantined[0]
+	if q.Line != 7 || q.Origin != "in.jsonl" || q.Field == "" || !strings.Contains(q.Reason, q.Field) {
+		t.Fatalf("quarantine entry lacks origin, line or reason: %+v", q)
+	}
+	d := b.Days["2026-11-25"]
+	if len(d.Events) != 4 {
+		t.Fatalf("raw events keep duplicates: got %d rows, want 4", len(d.Events))
+	}
+	if len(d.Windows) != 2 {
+		t.Fatalf("got %d windows, want 2: %+v", len(d.Windows), d.Windows)
+	}
+	w := d.Windows[0]
+	if w.Requests != 2 || w.InputTokens != 17 || w.OutputTokens != 8 || time.UnixMilli(w.WindowStart).UTC().Minute() != 0 {
+		t.Fatalf("first window %+v; want 2 requests, 17 in, 8 out, starting at :00", w)
+	}
+	// A redelivery in a later batch is still recognised within the horizon.
+	a.Add(Input{Data: line(t, event("r2", "a", "m", t0.Add(time.Minute), 7, 3))}, t0)
+	if b2 := a.Flush(); b2.Duplicates != 1 || len(b2.Days["2026-11-25"].Windows) != 0 {
+		t.Fatalf("redelivered record counted again in windows: %+v", b2)
+	}
+}
+
+func TestLateEventsLandInTheirOwnWindowAndDay(t *testing.T) {
+	a := New(Config{Window: time.Minute})
+	now := time.Date(2026, 11, 26, 0, 30, 0, 0, time.UTC)
+	a.AddEvent(event("late", "a", "m", time.Date(2026, 11, 25, 23, 59, 59, 0, time.UTC), 1, 1))
+	a.AddEvent(event("now", "a", "m", now, 1, 1))
+	b := a.Flush()
+	if len(b.Days) != 2 || len(b.Days["2026-11-25"].Windows) != 1 || b.Days["2026-11-25"].Windows[0].WindowStart != time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC).UnixMilli() {
+		t.Fatalf("late event not in its own event-time window: %+v", b.Days)
+	}
+}
+
+const prices = `model_id,effective_from,input_per_1k,output_per_1k,cache_read_per_1k,cache_write_per_1k,per_image
+m1,2026-01-01,0.003,0.015,0.0003,0.00375,
+m1,2026-11-25T12:00:00Z,0.001,0.005,0.0001,0.00125,
+img,2026-01-01,0,0,,,0.04
+`
+
+func TestCompactDayKnownTotals(t *testing.T) {
+	book, err := pricing.Parse(strings.NewReader(prices), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	day := time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)
+	var evs []schemas.Event
+	// 100 morning calls and 100 afternoon calls of m1 by team a: the price changes at noon.
+	for i := 0; i < 200; i++ {
+		ts := day.Add(time.Duration(i) * 7 * time.Minute) // 0..23:13
+		e := event("a-"+itoa(i), "a", "m1", ts, 1000, 100)
+		e.CacheReadInputTokens = 2000
+		evs = append(evs, e)
+		if i%10 == 0 { // redelivered with a new event id
+			d := e
+			d.EventID += "-again"
+			evs = append(evs, d)
+		}
+	}
+	img := event("img-1", "b", "img", day.Add(time.Hour), 0, 0)
+	img.ImageCount = 3
+	evs = append(evs, img)
+	denied := event("deny-1", "b", "unpriced-model", day.Add(time.Hour), 0, 0)
+	denied.Status = schemas.StatusDenied
+	evs = append(evs, denied)
+	evs = append(evs, event("other-day", "a", "m1", day.Add(-time.Second), 1000, 1000))
+
+	res, err := CompactDay("2026-11-25", evs, book)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Duplicates != 20 || res.OtherDay != 1 || len(res.Daily) != 202 {
+		t.Fatalf("duplicates %d other-day %d daily rows %d; want 20 1 202", res.Duplicates, res.OtherDay, len(res.Daily))
+	}
+	// Calls before noon: i*7min < 720min, so i <= 102: 103 calls at the first price, 97 at the second.
+	a := res.Chargeback[0]
+	if a.TeamID != "a" || a.Invocations != 200 || a.InputTokens != 200000 || a.OutputTokens != 20000 || a.CacheReadTokens != 400000 {
+		t.Fatalf("team a row %+v", a)
+	}
+	// morning: 103 * (0.003 + 0.0015 + 0.0006) = 0.5253; afternoon: 97 * (0.001 + 0.0005 + 0.0002) = 0.1649
+	if got := a.Costs.Total().String(); got != "0.6902" {
+		t.Fatalf("team a total %s, want 0.6902", got)
+	}
+	var b1, b2 ChargebackRow
+	for _, r := range res.Chargeback {
+		if r.TeamID == "b" && r.ModelID == "img" {
+			b1 = r
+		}
+		if r.TeamID == "b" && r.ModelID == "unpriced-model" {
+			b2 = r
+		}
+	}
+	if b1.Costs.Image.String() != "0.12" || b1.ImageCount != 3 || b2.Denied != 1 || b2.Invocations != 0 {
+		t.Fatalf("image row %+v denied row %+v", b1, b2)
+	}
+	if res.Totals.Costs.Total().String() != "0.8102" {
+		t.Fatalf("day total %s, want 0.8102", res.Totals.Costs.Total())
+	}
+	var buf bytes.Buffer
+	if err := WriteChargebackCSV(&buf, res.Chargeback, 2, 1); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if !strings.HasPrefix(lines[0], "day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost") {
+		t.Fatalf("header %q", lines[0])
+	}
+	if !strings.HasPrefix(lines[1], "2026-11-25,a,cc-a,m1,200,200000,20000,0.41,0.20,0.69,") {
+		t.Fatalf("row %q", lines[1])
+	}
+}
+
+func TestCompactDayOrderIndependent(t *testing.T) {
+	book, _ := pricing.Parse(strings.NewReader(prices), "test")
+	t0 := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	e1 := event("r", "a", "m1", t0, 10, 10)
+	e2 := e1
+	e2.EventID = "a-earlier-id"
+	x, _ := CompactDay("2026-11-25", []schemas.Event{e1, e2}, book)
+	y, _ := CompactDay("2026-11-25", []schemas.Event{e2, e1}, book)
+	if x.Daily[0].EventID != y.Daily[0].EventID {
+		t.Fatalf("kept %s and %s depending on order", x.Daily[0].EventID, y.Daily[0].EventID)
+	}
+}
+
+func TestCompactDayMissingPriceNamesModel(t *testing.T) {
+	book, _ := pricing.Parse(strings.NewReader(prices), "test")
+	_, err := CompactDay("2026-11-25", []schemas.Event{event("r", "a", "nope", time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), 1, 1)}, book)
+	if err == nil || !strings.Contains(err.Error(), `"nope"`) {
+		t.Fatalf("want an error naming the model, got %v", err)
+	}
+}
+
+func itoa(i int) string { return strconv.Itoa(i) }

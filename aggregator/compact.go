@@ -1,0 +1,191 @@
+package aggregator
+
+import (
+	"encoding/csv"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+
+	"github.com/meter-dev/meter/schemas"
+	"github.com/shopspring/decimal"
+)
+
+// Pricer prices one event; *pricing.Book is the real one.
+type Pricer interface {
+	Cost(e *schemas.Event) (schemas.Costs, error)
+}
+
+// ChargebackRow is one row of the chargeback CSV: a day's usage of one team,
+// cost center and model. Tokens and costs count successful calls only.
+type ChargebackRow struct {
+	Day, TeamID, CostCenter, ModelID  string
+	Invocations                       int64
+	InputTokens, OutputTokens         int64
+	CacheReadTokens, CacheWriteTokens int64
+	ImageCount                        int64
+	Costs                             schemas.Costs
+	Denied, Throttled, Errors         int64
+}
+
+// DayResult is a compacted, priced day.
+type DayResult struct {
+	Day        string
+	Chargeback []ChargebackRow    // sorted by team, cost center, model
+	Daily      []schemas.DailyRow // one per request_id, sorted by team, model, time, request_id
+	RowsRead   int                // events read, duplicates included
+	Duplicates int                // events dropped because their request_id was already counted
+	OtherDay   int                // events read whose event time is not on Day (ignored)
+	Totals     ChargebackRow      // the sum of every chargeback row
+}
+
+// CompactDay deduplicates a day's events exactly by request_id, prices each
+// successful call with the price in force on its day, and sums the chargeback.
+// Of several events with one request_id the earliest (by time, then event_id)
+// is kept, so the result does not depend on the order events arrive in.
+// A successful call of a model with no price fails the whole day: nothing is
+// billed at a silent zero.
+func CompactDay(day string, events []schemas.Event, p Pricer) (*DayResult, error) {
+	res := &DayResult{Day: day, RowsRead: len(events)}
+	keep := make([]*schemas.Event, 0, len(events))
+	for i := range events {
+		if events[i].Day() != day {
+			res.OtherDay++
+			continue
+		}
+		keep = append(keep, &events[i])
+	}
+	sort.Slice(keep, func(i, j int) bool {
+		a, b := keep[i], keep[j]
+		if a.RequestID != b.RequestID {
+			return a.RequestID < b.RequestID
+		}
+		if !a.Timestamp.Equal(b.Timestamp) {
+			return a.Timestamp.Before(b.Timestamp)
+		}
+		return a.EventID < b.EventID
+	})
+	type key struct{ team, cc, model string }
+	groups := map[key]*ChargebackRow{}
+	res.Daily = make([]schemas.DailyRow, 0, len(keep))
+	var missing error
+	for i, e := range keep {
+		if i > 0 && keep[i-1].RequestID == e.RequestID {
+			res.Duplicates++
+			continue
+		}
+		c, err := p.Cost(e)
+		if err != nil {
+			if missing == nil {
+				missing = err
+			}
+			continue
+		}
+		k := key{e.TeamID, e.CostCenter, e.ModelID}
+		g := groups[k]
+		if g == nil {
+			g = &ChargebackRow{Day: day, TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID}
+			groups[k] = g
+		}
+		g.add(e, c)
+		res.Daily = append(res.Daily, schemas.NewDailyRow(e, c))
+	}
+	if missing != nil {
+		return nil, missing
+	}
+	for _, g := range groups {
+		res.Chargeback = append(res.Chargeback, *g)
+	}
+	sort.Slice(res.Chargeback, func(i, j int) bool {
+		a, b := &res.Chargeback[i], &res.Chargeback[j]
+		if a.TeamID != b.TeamID {
+			return a.TeamID < b.TeamID
+		}
+		if a.CostCenter != b.CostCenter {
+			return a.CostCenter < b.CostCenter
+		}
+		return a.ModelID < b.ModelID
+	})
+	sort.Slice(res.Daily, func(i, j int) bool {
+		a, b := &res.Daily[i], &res.Daily[j]
+		if a.TeamID != b.TeamID {
+			return a.TeamID < b.TeamID
+		}
+		if a.ModelID != b.ModelID {
+			return a.ModelID < b.ModelID
+		}
+		if a.Timestamp != b.Timestamp {
+			return a.Timestamp < b.Timestamp
+		}
+		return a.RequestID < b.RequestID
+	})
+	res.Totals = ChargebackRow{Day: day}
+	for i := range res.Chargeback {
+		res.Totals.merge(&res.Chargeback[i])
+	}
+	return res, nil
+}
+
+func (g *ChargebackRow) add(e *schemas.Event, c schemas.Costs) {
+	switch e.Status {
+	case schemas.StatusSuccess:
+		g.Invocations++
+		g.InputTokens += e.InputTokens
+		g.OutputTokens += e.OutputTokens
+		g.CacheReadTokens += e.CacheReadInputTokens
+		g.CacheWriteTokens += e.CacheWriteInputTokens
+		g.ImageCount += e.ImageCount
+		g.Costs = g.Costs.Add(c)
+	case schemas.StatusDenied:
+		g.Denied++
+	case schemas.StatusThrottled:
+		g.Throttled++
+	default:
+		g.Errors++
+	}
+}
+
+func (g *ChargebackRow) merge(o *ChargebackRow) {
+	g.Invocations += o.Invocations
+	g.InputTokens += o.InputTokens
+	g.OutputTokens += o.OutputTokens
+	g.CacheReadTokens += o.CacheReadTokens
+	g.CacheWriteTokens += o.CacheWriteTokens
+	g.ImageCount += o.ImageCount
+	g.Costs = g.Costs.Add(o.Costs)
+	g.Denied += o.Denied
+	g.Throttled += o.Throttled
+	g.Errors += o.Errors
+}
+
+// WriteChargebackCSV writes the chargeback CSV (columns schemas.ChargebackColumns).
+// scale < 0 writes exact costs; otherwise costs are rounded half-up to scale places
+// (each cell from its exact value, so total_cost may differ from the sum of
+// rounded parts by the rounding).
+func WriteChargebackCSV(w io.Writer, rows []ChargebackRow, scale int, revision int) error {
+	cw := csv.NewWriter(w)
+	if err := cw.Write(schemas.ChargebackColumns); err != nil {
+		return err
+	}
+	money := func(d decimal.Decimal) string {
+		if scale >= 0 {
+			return d.StringFixed(int32(scale))
+		}
+		return d.String()
+	}
+	n := func(v int64) string { return strconv.FormatInt(v, 10) }
+	for _, r := range rows {
+		rec := []string{r.Day, r.TeamID, r.CostCenter, r.ModelID, n(r.Invocations), n(r.InputTokens), n(r.OutputTokens),
+			money(r.Costs.Input), money(r.Costs.Output), money(r.Costs.Total()),
+			n(r.CacheReadTokens), n(r.CacheWriteTokens), money(r.Costs.CacheRead), money(r.Costs.CacheWrite),
+			n(r.ImageCount), money(r.Costs.Image), n(r.Denied), n(r.Throttled), n(r.Errors), strconv.Itoa(revision)}
+		if len(rec) != len(schemas.ChargebackColumns) {
+			return fmt.Errorf("chargeback row has %d fields for %d columns", len(rec), len(schemas.ChargebackColumns))
+		}
+		if err := cw.Write(rec); err != nil {
+			return err
+		}
+	}
+	cw.Flush()
+	return cw.Error()
+}
