@@ -93,12 +93,12 @@ func TestParseEventNamesTheBadField(t *testing.T) {
 		t.Fatalf("good event: %+v %v", e, err)
 	}
 	cases := map[string]string{
-		strings.Replace(good, `"input_tokens":1`, `"input_tokens":"one"`, 1):          "input_tokens",
+		strings.Replace(good, `"input_tokens":1`, `"input_tokens":"one"`, 1):              "input_tokens",
 		strings.Replace(good, `"timestamp":"2026-11-25T10:00:00Z"`, `"timestamp":"x"`, 1): "timestamp",
-		strings.Replace(good, `"request_id":"r1",`, ``, 1):                              "request_id",
-		strings.Replace(good, `"status":"success"`, `"status":"ok"`, 1):                 "status",
-		strings.Replace(good, `"output_tokens":2`, `"output_tokens":-2`, 1):             "output_tokens",
-		strings.Replace(good, `"schema_version":1`, `"schema_version":2`, 1):            "schema_version",
+		strings.Replace(good, `"request_id":"r1",`, ``, 1):                                "request_id",
+		strings.Replace(good, `"status":"success"`, `"status":"ok"`, 1):                   "status",
+		strings.Replace(good, `"output_tokens":2`, `"output_tokens":-2`, 1):               "output_tokens",
+		strings.Replace(good, `"schema_version":1`, `"schema_version":2`, 1):              "schema_version",
 		`not json`: "",
 	}
 	for in, field := range cases {
