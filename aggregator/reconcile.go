@@ -261,7 +261,7 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 			}
 			fillMetered(&row, e)
 			row.Status = ReconcileUnconfirmed
-			row.Detail = fmt.Sprintf("metered, but no CloudTrail record within %s of delivery allowance", opts.DeliveryAllowance)
+			row.Detail = fmt.Sprintf("metered, but CloudTrail has no record of it (delivery allowance of %s has passed)", opts.DeliveryAllowance)
 		}
 		rep.Counts[row.Status]++
 		rep.Rows = append(rep.Rows, row)

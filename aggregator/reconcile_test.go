@@ -212,7 +212,7 @@ func TestReconcileReport(t *testing.T) {
 		{"req-b", "matched", "team-search", haiku, "2026-11-25T10:00:02.500Z", "ct-b", "2026-11-25T10:00:00.000Z", haiku, "InvokeModel",
 			"arn:aws:sts::111122223333:assumed-role/meter-invoker/i-0abc", ""},
 		{"req-c", "unconfirmed", "team-search", "amazon.titan-embed-text-v2:0", "2026-11-25T12:00:00.000Z", "", "", "", "InvokeModel", "",
-			"metered, but no CloudTrail record within 1h0m0s of delivery allowance"},
+			"metered, but CloudTrail has no record of it (delivery allowance of 1h0m0s has passed)"},
 	}
 	if !reflect.DeepEqual(recs, want) {
 		t.Errorf("CSV =\n%q\nwant\n%q", recs, want)
