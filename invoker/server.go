@@ -1,0 +1,797 @@
+// Package invoker is the invoke API: it authenticates a team's API key against
+// the tenant registry, enforces the team's allowed models, rate limit, quotas
+// and budget, calls Amazon Bedrock, and records one usage event per call.
+//
+// It must never answer a call whose usage event could be lost: the response is
+// written only after the event is durable in the stream or the local spill.
+// Token counts come from Bedrock (response headers, usage blocks, stream
+// metadata), never from estimating text length. Keys are stored only as hashes
+// and never appear in events or logs.
+package invoker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"net/http"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/middleware"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/schemas"
+)
+
+// BedrockClient is the part of the Bedrock Runtime client the invoker calls;
+// *bedrockruntime.Client implements it.
+type BedrockClient interface {
+	InvokeModel(ctx context.Context, in *bedrockruntime.InvokeModelInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.InvokeModelOutput, error)
+	Converse(ctx context.Context, in *bedrockruntime.ConverseInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.ConverseOutput, error)
+	ConverseStream(ctx context.Context, in *bedrockruntime.ConverseStreamInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.ConverseStreamOutput, error)
+}
+
+// UsageSink records usage events; *Emitter implements it. Emit returns only
+// when the event is durable.
+type UsageSink interface {
+	Emit(ctx context.Context, e *schemas.Event) error
+}
+
+// PriceBook prices an event; *pricing.Book implements it.
+type PriceBook interface {
+	Cost(e *schemas.Event) (schemas.Costs, error)
+}
+
+// Config wires a Server.
+type Config struct {
+	Tenants *Registry     // required
+	Bedrock BedrockClient // required; see NewBedrockClient
+	Usage   UsageSink     // required; see NewEmitter
+	// Prices prices successful calls for the monthly budget. Without it budgets
+	// cannot be enforced and a team with a budget is refused (503).
+	Prices PriceBook
+	Limits Limits           // default NewMemoryLimits()
+	Now    func() time.Time // default time.Now
+	// Region is recorded on events; default: the Bedrock client's region.
+	Region string
+	// MaxBodyBytes limits request bodies (default 4 MiB); larger ones get 413.
+	MaxBodyBytes int64
+	// CallTimeout bounds one InvokeModel or Converse call (default 60s);
+	// StreamTimeout bounds a whole ConverseStream (default 10m).
+	CallTimeout   time.Duration
+	StreamTimeout time.Duration
+	// ReloadInterval is how often the tenants file is checked for changes
+	// (default 1s; negative disables reloading).
+	ReloadInterval time.Duration
+	// Models adds model ids to the catalog /list_foundation_models filters by
+	// each team's allow-list (the built-in catalog lists every family's models).
+	Models []string
+	Logger *slog.Logger
+}
+
+// Server is the invoke API, an http.Handler.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	mux  *http.ServeMux
+	stop chan struct{}
+}
+
+// New validates cfg, fills in defaults and starts reloading the tenants file.
+// Call Close to stop reloading.
+func New(cfg Config) (*Server, error) {
+	if cfg.Tenants == nil {
+		return nil, errors.New("invoker: no tenant registry")
+	}
+	if cfg.Bedrock == nil {
+		return nil, errors.New("invoker: no Bedrock client")
+	}
+	if cfg.Usage == nil {
+		return nil, errors.New("invoker: no usage sink")
+	}
+	if cfg.Limits == nil {
+		cfg.Limits = NewMemoryLimits()
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Region == "" {
+		if c, ok := cfg.Bedrock.(*bedrockruntime.Client); ok {
+			cfg.Region = c.Options().Region
+		}
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = 4 << 20
+	}
+	if cfg.CallTimeout <= 0 {
+		cfg.CallTimeout = 60 * time.Second
+	}
+	if cfg.StreamTimeout <= 0 {
+		cfg.StreamTimeout = 10 * time.Minute
+	}
+	if cfg.ReloadInterval == 0 {
+		cfg.ReloadInterval = time.Second
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), stop: make(chan struct{})}
+	s.mux.HandleFunc("/invoke_model", s.method(http.MethodPost, s.handleInvoke))
+	s.mux.HandleFunc("/list_foundation_models", s.method(http.MethodGet, s.handleList))
+	s.mux.HandleFunc("/model/{model_id}/converse", s.method(http.MethodPost, s.handleConverse))
+	s.mux.HandleFunc("/model/{model_id}/converse-stream", s.method(http.MethodPost, s.handleConverseStream))
+	s.mux.HandleFunc("/openapi.json", s.method(http.MethodGet, s.handleOpenAPI))
+	s.mux.HandleFunc("/usage", s.method(http.MethodGet, s.handleUsage))
+	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no route " + r.URL.Path})
+	})
+	if cfg.ReloadInterval > 0 && cfg.Tenants.path != "" {
+		go cfg.Tenants.Watch(s.stop, cfg.ReloadInterval, log)
+	}
+	return s, nil
+}
+
+// Close stops reloading the tenants file. It does not close the usage sink.
+func (s *Server) Close() error {
+	select {
+	case <-s.stop:
+	default:
+		close(s.stop)
+	}
+	return nil
+}
+
+// NewBedrockClient builds a Bedrock Runtime client the standard SDK way:
+// region, credentials and endpoint (AWS_ENDPOINT_URL_BEDROCK_RUNTIME) from the
+// environment and shared config.
+func NewBedrockClient(ctx context.Context, optFns ...func(*config.LoadOptions) error) (*bedrockruntime.Client, error) {
+	cfg, err := config.LoadDefaultConfig(ctx, optFns...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS config: %w", err)
+	}
+	return bedrockruntime.NewFromConfig(cfg), nil
+}
+
+// ServeHTTP implements http.Handler. A panic becomes a 500 JSON error; the
+// stack goes to the log, never to the client.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			s.log.Error("handler panic", "path", r.URL.Path, "panic", fmt.Sprint(v), "stack", string(debug.Stack()))
+			writeError(w, &apiError{status: http.StatusInternalServerError, code: "internal_error", msg: "internal error"})
+		}
+	}()
+	s.mux.ServeHTTP(w, r)
+}
+
+func (s *Server) method(m string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != m {
+			w.Header().Set("Allow", m)
+			writeError(w, &apiError{status: http.StatusMethodNotAllowed, code: "method_not_allowed", msg: r.Method + " is not allowed here; use " + m})
+			return
+		}
+		h(w, r)
+	}
+}
+
+// apiError is a user-visible failure: its HTTP status and code, and the status
+// of the usage event it leaves ("" for none).
+type apiError struct {
+	status      int
+	code        string
+	msg         string
+	retryAfter  time.Duration
+	eventStatus string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func writeError(w http.ResponseWriter, e *apiError) {
+	if e.status == http.StatusTooManyRequests || (e.status == http.StatusServiceUnavailable && e.retryAfter > 0) {
+		secs := int64(math.Ceil(e.retryAfter.Seconds()))
+		if secs < 1 {
+			secs = 1
+		}
+		w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+	}
+	writeJSON(w, e.status, map[string]any{"error": map[string]string{"code": e.code, "message": e.msg}})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+// call is the state of one request on its way to a usage event.
+type call struct {
+	op        string
+	modelID   string
+	principal *Principal
+	team      *Team
+	requestID string // Bedrock's, once known
+	latency   time.Duration
+	ticket    *Ticket
+}
+
+// event builds the call's usage event. Calls that never reached Bedrock get a
+// generated request id so the event still has a unique dedup key.
+func (s *Server) event(c *call, status string) *schemas.Event {
+	rid := c.requestID
+	if rid == "" {
+		rid = newID()
+	}
+	return &schemas.Event{
+		SchemaVersion: schemas.SchemaVersion, EventID: newID(), RequestID: rid, Timestamp: s.cfg.Now().UTC(),
+		TeamID: c.team.ID, CostCenter: c.team.CostCenter, ModelID: c.modelID, Operation: c.op, Status: status,
+		LatencyMS: c.latency.Milliseconds(), APIKeyID: c.principal.KeyID, Region: s.cfg.Region, PricingTier: "on_demand",
+	}
+}
+
+// fail meters a failed call (when it names a team and a model) and answers it.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiError) {
+	if c.ticket != nil {
+		s.cfg.Limits.Settle(r.Context(), c.ticket, Usage{})
+		c.ticket = nil
+	}
+	if e.eventStatus != "" && c != nil && c.team != nil && c.modelID != "" {
+		ev := s.event(c, e.eventStatus)
+		if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
+			s.log.Error("recording usage of a failed call", "request_id", ev.RequestID, "err", err)
+		}
+		w.Header().Set("x-request-id", ev.RequestID)
+	}
+	s.log.Info("call refused", "op", c.op, "model_id", c.modelID, "status", e.status, "code", e.code)
+	writeError(w, e)
+}
+
+// admit authenticates the key, resolves the team and checks the model against
+// the allow-list. It answers the request itself when it returns nil.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
+	p, err := s.cfg.Tenants.Authenticate(r.Header.Get("x-api-key"))
+	if err != nil {
+		// No tenant to meter against: an unknown key is logged, not metered.
+		s.log.Warn("unknown API key", "path", r.URL.Path, "remote", r.RemoteAddr)
+		writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or unknown API key (x-api-key)"})
+		return false
+	}
+	c.principal, c.team = p, p.Team
+	requested := r.Header.Get("team_id")
+	team, err := s.cfg.Tenants.Resolve(p, requested)
+	if err != nil {
+		s.fail(w, r, c, &apiError{status: http.StatusForbidden, code: "team_not_allowed", eventStatus: schemas.StatusDenied,
+			msg: fmt.Sprintf("this key may not act for team %q", requested)})
+		return false
+	}
+	c.team = team
+	if c.modelID == "" {
+		if c.op != "" {
+			s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: "model_id is required"})
+			return false
+		}
+		return true
+	}
+	if !team.Allows(c.modelID) {
+		s.fail(w, r, c, &apiError{status: http.StatusForbidden, code: "model_not_allowed", eventStatus: schemas.StatusDenied,
+			msg: fmt.Sprintf("team %s may not invoke model %s", team.ID, c.modelID)})
+		return false
+	}
+	return true
+}
+
+// readBody reads the request body within the size limit.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]byte, bool) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.fail(w, r, c, &apiError{status: http.StatusRequestEntityTooLarge, code: "payload_too_large", eventStatus: schemas.StatusClientError,
+				msg: fmt.Sprintf("request body exceeds %d bytes", s.cfg.MaxBodyBytes)})
+		} else {
+			s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: "reading request body: " + err.Error()})
+		}
+		return nil, false
+	}
+	return body, true
+}
+
+// reserve checks the team's limits just before the Bedrock call.
+func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
+	if c.team.MonthlyBudgetUSD != nil && s.cfg.Prices == nil {
+		s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "budget_unenforceable", eventStatus: schemas.StatusUpstreamError,
+			msg: "team has a monthly budget but the invoker has no price book"})
+		return false
+	}
+	t, err := s.cfg.Limits.Admit(r.Context(), c.team, s.cfg.Now())
+	if err != nil {
+		var le *LimitError
+		if errors.As(err, &le) {
+			s.fail(w, r, c, &apiError{status: http.StatusTooManyRequests, code: le.Reason, msg: le.Message, retryAfter: le.RetryAfter, eventStatus: schemas.StatusThrottled})
+		} else {
+			s.log.Error("limits backend", "err", err)
+			s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "limits_unavailable", msg: "limits backend unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError})
+		}
+		return false
+	}
+	c.ticket = t
+	return true
+}
+
+// finish prices and counts a successful call's event, then makes it durable.
+// It reports false (after answering 503) when the event could not be recorded.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, c *call, ev *schemas.Event) bool {
+	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero}
+	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
+		costs, err := s.cfg.Prices.Cost(ev)
+		if err != nil {
+			s.log.Warn("pricing a call for the budget", "model_id", ev.ModelID, "err", err)
+		} else {
+			u.Cost = costs.Total()
+		}
+	}
+	if c.ticket != nil {
+		s.cfg.Limits.Settle(r.Context(), c.ticket, u)
+		c.ticket = nil
+	}
+	if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
+		s.log.Error("usage event not recorded; withholding the answer", "request_id", ev.RequestID, "err", err)
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "usage_not_recorded", retryAfter: time.Second,
+			msg: "the call's usage could not be recorded; try again"})
+		return false
+	}
+	return true
+}
+
+type invokeBody struct {
+	Inputs     *string        `json:"inputs"`
+	Parameters map[string]any `json:"parameters"`
+}
+
+func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	c := &call{op: "InvokeModel", modelID: r.URL.Query().Get("model_id")}
+	if !s.admit(w, r, c) {
+		return
+	}
+	body, ok := s.readBody(w, r, c)
+	if !ok {
+		return
+	}
+	var in invokeBody
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.UseNumber()
+	if err := dec.Decode(&in); err != nil || in.Inputs == nil {
+		msg := `body must be {"inputs": "<prompt>", "parameters": {...}}`
+		if err != nil {
+			msg += ": " + err.Error()
+		}
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: msg})
+		return
+	}
+	fam := familyOf(c.modelID)
+	if fam == nil {
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "unsupported_model", eventStatus: schemas.StatusClientError,
+			msg: fmt.Sprintf("no request mapping for model %s; call /model/{model_id}/converse instead", c.modelID)})
+		return
+	}
+	wantEmbedding := strings.EqualFold(strings.TrimSpace(r.Header.Get("embeddings")), "true")
+	if wantEmbedding && fam.modality != ModalityEmbedding {
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError,
+			msg: fmt.Sprintf("embeddings: true but %s is not an embedding model", c.modelID)})
+		return
+	}
+	native, raw, err := fam.nativeBody(*in.Inputs, in.Parameters)
+	if err != nil {
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: err.Error()})
+		return
+	}
+	if !s.reserve(w, r, c) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
+		ModelId: aws.String(c.modelID), Body: raw, ContentType: aws.String("application/json"), Accept: aws.String("application/json"),
+	})
+	c.latency = time.Since(start)
+	if err != nil {
+		c.requestID = errorRequestID(err)
+		s.fail(w, r, c, bedrockError(err))
+		return
+	}
+	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	hdr := rawHeaders(out.ResultMetadata)
+	res, perr := fam.parse(out.Body)
+	ev := s.event(c, schemas.StatusSuccess)
+	ev.InputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Input-Token-Count", res.InputTokens)
+	ev.OutputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Output-Token-Count", res.OutputTokens)
+	ev.CacheReadInputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Cache-Read-Input-Token-Count", -1)
+	ev.CacheWriteInputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Cache-Write-Input-Token-Count", -1)
+	if fam.modality == ModalityImage && perr == nil {
+		is := fam.image(native)
+		ev.ImageCount, ev.ImageHeight, ev.ImageWidth, ev.ImageSteps, ev.ImageQuality = int64(len(res.Images)), is.Height, is.Width, is.Steps, is.Quality
+	}
+	if perr != nil {
+		// Bedrock served (and billed) the call; its tokens are metered even
+		// though the answer cannot be passed on.
+		ev.Status = schemas.StatusUpstreamError
+		if !s.finish(w, r, c, ev) {
+			return
+		}
+		w.Header().Set("x-request-id", ev.RequestID)
+		writeError(w, &apiError{status: http.StatusBadGateway, code: "upstream_error", msg: "unreadable model response: " + perr.Error()})
+		return
+	}
+	if !s.finish(w, r, c, ev) {
+		return
+	}
+	var payload []map[string]any
+	switch fam.modality {
+	case ModalityEmbedding:
+		payload = []map[string]any{{"embedding": res.Embedding}}
+	case ModalityImage:
+		for _, img := range res.Images {
+			payload = append(payload, map[string]any{"image": img})
+		}
+	default:
+		for _, t := range res.Texts {
+			payload = append(payload, map[string]any{"generated_text": t})
+		}
+	}
+	if payload == nil {
+		payload = []map[string]any{}
+	}
+	setUsageHeaders(w, ev)
+	writeJSON(w, http.StatusOK, payload)
+}
+
+func setUsageHeaders(w http.ResponseWriter, ev *schemas.Event) {
+	w.Header().Set("x-request-id", ev.RequestID)
+	w.Header().Set("x-input-tokens", strconv.FormatInt(ev.InputTokens, 10))
+	w.Header().Set("x-output-tokens", strconv.FormatInt(ev.OutputTokens, 10))
+}
+
+func (s *Server) handleConverse(w http.ResponseWriter, r *http.Request) {
+	c := &call{op: "Converse", modelID: r.PathValue("model_id")}
+	if !s.admit(w, r, c) {
+		return
+	}
+	body, ok := s.readBody(w, r, c)
+	if !ok {
+		return
+	}
+	req, err := parseConverse(body)
+	var in *bedrockruntime.ConverseInput
+	if err == nil {
+		in, err = req.input(c.modelID)
+	}
+	if err != nil {
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: err.Error()})
+		return
+	}
+	if !s.reserve(w, r, c) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.cfg.Bedrock.Converse(ctx, in)
+	c.latency = time.Since(start)
+	if err != nil {
+		c.requestID = errorRequestID(err)
+		s.fail(w, r, c, bedrockError(err))
+		return
+	}
+	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	ev := s.event(c, schemas.StatusSuccess)
+	setTokens(ev, out.Usage)
+	if !s.finish(w, r, c, ev) {
+		return
+	}
+	setUsageHeaders(w, ev)
+	writeJSON(w, http.StatusOK, converseResponseJSON(out))
+}
+
+func setTokens(ev *schemas.Event, u *types.TokenUsage) {
+	if u == nil {
+		return
+	}
+	ev.InputTokens = int64(aws.ToInt32(u.InputTokens))
+	ev.OutputTokens = int64(aws.ToInt32(u.OutputTokens))
+	ev.CacheReadInputTokens = int64(aws.ToInt32(u.CacheReadInputTokens))
+	ev.CacheWriteInputTokens = int64(aws.ToInt32(u.CacheWriteInputTokens))
+}
+
+// handleConverseStream relays ConverseStream as server-sent events. The Bedrock
+// stream is read to its end even when the client goes away, so the usage in
+// its final metadata event is always metered; that metadata event is sent to
+// the client only after the usage event is durable.
+func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
+	c := &call{op: "ConverseStream", modelID: r.PathValue("model_id")}
+	if !s.admit(w, r, c) {
+		return
+	}
+	body, ok := s.readBody(w, r, c)
+	if !ok {
+		return
+	}
+	req, err := parseConverse(body)
+	var in *bedrockruntime.ConverseStreamInput
+	if err == nil {
+		in, err = req.streamInput(c.modelID)
+	}
+	if err != nil {
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: err.Error()})
+		return
+	}
+	if !s.reserve(w, r, c) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.StreamTimeout)
+	defer cancel()
+	start := time.Now()
+	out, err := s.cfg.Bedrock.ConverseStream(ctx, in)
+	if err != nil {
+		c.latency = time.Since(start)
+		c.requestID = errorRequestID(err)
+		s.fail(w, r, c, bedrockError(err))
+		return
+	}
+	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
+	es := out.GetStream()
+	defer es.Close()
+
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("x-request-id", c.requestID)
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	clientGone := false
+	send := func(name string, data any) {
+		if clientGone {
+			return
+		}
+		if r.Context().Err() != nil {
+			clientGone = true
+			return
+		}
+		b, _ := json.Marshal(data)
+		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b); err != nil {
+			clientGone = true
+			return
+		}
+		if err := rc.Flush(); err != nil {
+			clientGone = true
+		}
+	}
+	rc.Flush()
+
+	var meta *types.ConverseStreamMetadataEvent
+	var metaJSON any
+	for ev := range es.Events() {
+		name, data := streamEventJSON(ev)
+		if m, ok := ev.(*types.ConverseStreamOutputMemberMetadata); ok {
+			meta, metaJSON = &m.Value, data
+			continue
+		}
+		if name != "" {
+			send(name, data)
+		}
+	}
+	c.latency = time.Since(start)
+	streamErr := es.Err()
+	ev := s.event(c, schemas.StatusSuccess)
+	if meta != nil {
+		setTokens(ev, meta.Usage)
+	}
+	if streamErr != nil || meta == nil {
+		ev.Status = schemas.StatusUpstreamError
+	}
+	if clientGone {
+		s.log.Info("client left a stream early; metering it in full", "request_id", c.requestID)
+	}
+	if !s.finishStream(r, c, ev) {
+		send("error", map[string]any{"error": map[string]string{"code": "usage_not_recorded", "message": "the call's usage could not be recorded"}})
+		return
+	}
+	if streamErr != nil {
+		ae := bedrockError(streamErr)
+		send("error", map[string]any{"error": map[string]string{"code": ae.code, "message": ae.msg}})
+		return
+	}
+	if metaJSON != nil {
+		send("metadata", metaJSON)
+	}
+}
+
+// finishStream is finish for a stream whose headers are already sent.
+func (s *Server) finishStream(r *http.Request, c *call, ev *schemas.Event) bool {
+	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero}
+	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
+		if costs, err := s.cfg.Prices.Cost(ev); err == nil {
+			u.Cost = costs.Total()
+		} else {
+			s.log.Warn("pricing a call for the budget", "model_id", ev.ModelID, "err", err)
+		}
+	}
+	if c.ticket != nil {
+		s.cfg.Limits.Settle(r.Context(), c.ticket, u)
+		c.ticket = nil
+	}
+	if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
+		s.log.Error("usage event of a stream not recorded", "request_id", ev.RequestID, "err", err)
+		return false
+	}
+	return true
+}
+
+type modelSummary struct {
+	ModelID          string   `json:"modelId"`
+	ProviderName     string   `json:"providerName,omitempty"`
+	OutputModalities []string `json:"outputModalities,omitempty"`
+	InvokeModel      bool     `json:"invokeModelSupported"`
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	c := &call{}
+	if !s.admit(w, r, c) {
+		return
+	}
+	seen := map[string]bool{}
+	var list []modelSummary
+	add := func(id string) {
+		if seen[id] || !c.team.Allows(id) {
+			return
+		}
+		seen[id] = true
+		m := modelSummary{ModelID: id}
+		if f := familyOf(id); f != nil {
+			m.ProviderName, m.OutputModalities, m.InvokeModel = f.provider, []string{string(f.modality)}, true
+		}
+		list = append(list, m)
+	}
+	for _, f := range families {
+		for _, id := range f.models {
+			add(id)
+		}
+	}
+	for _, id := range s.cfg.Models {
+		add(id)
+	}
+	// Exact ids in the allow-list (inference profiles, ARNs) are models too.
+	for _, p := range c.team.AllowedModels {
+		if !strings.HasSuffix(p, "*") {
+			add(p)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return list[i].ModelID < list[j].ModelID })
+	if list == nil {
+		list = []modelSummary{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"teamId": c.team.ID, "modelSummaries": list})
+}
+
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	c := &call{}
+	if !s.admit(w, r, c) {
+		return
+	}
+	writeError(w, &apiError{status: http.StatusNotImplemented, code: "not_yet_available",
+		msg: "usage queries are not yet available from the invoker; use the chargeback CSV or Athena"})
+}
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {
+	doc, err := schemas.OpenAPIJSON()
+	if err != nil {
+		s.log.Error("openapi document", "err", err)
+		writeError(w, &apiError{status: http.StatusInternalServerError, code: "internal_error", msg: "OpenAPI document unavailable"})
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(doc)
+}
+
+// rawHeaders returns the HTTP headers of the response behind an SDK output.
+func rawHeaders(md middleware.Metadata) http.Header {
+	if resp, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok && resp != nil && resp.Response != nil {
+		return resp.Header
+	}
+	return http.Header{}
+}
+
+func tokenCount(h http.Header, name string, fallback int64) int64 {
+	if v := h.Get(name); v != "" {
+		if n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64); err == nil && n >= 0 {
+			return n
+		}
+	}
+	if fallback < 0 {
+		return 0
+	}
+	return fallback
+}
+
+func errorRequestID(err error) string {
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		return re.ServiceRequestID()
+	}
+	return ""
+}
+
+// bedrockError maps a Bedrock Runtime error to the API's status, code and the
+// usage event's status. This is the one place upstream errors are classified.
+func bedrockError(err error) *apiError {
+	var (
+		throttle *types.ThrottlingException
+		quota    *types.ServiceQuotaExceededException
+		notReady *types.ModelNotReadyException
+		valid    *types.ValidationException
+		denied   *types.AccessDeniedException
+		notFound *types.ResourceNotFoundException
+		mtimeout *types.ModelTimeoutException
+		unavail  *types.ServiceUnavailableException
+		ne       net.Error
+	)
+	switch {
+	case errors.As(err, &throttle), errors.As(err, &quota), errors.As(err, &notReady):
+		return &apiError{status: http.StatusTooManyRequests, code: "upstream_throttled", retryAfter: time.Second,
+			eventStatus: schemas.StatusThrottled, msg: "Bedrock throttled the call: " + apiMessage(err)}
+	case errors.As(err, &valid):
+		return &apiError{status: http.StatusBadRequest, code: "validation_error", eventStatus: schemas.StatusClientError, msg: apiMessage(err)}
+	case errors.As(err, &denied):
+		return &apiError{status: http.StatusForbidden, code: "upstream_access_denied", eventStatus: schemas.StatusDenied, msg: "Bedrock denied access: " + apiMessage(err)}
+	case errors.As(err, &notFound):
+		return &apiError{status: http.StatusBadRequest, code: "model_not_found", eventStatus: schemas.StatusClientError, msg: apiMessage(err)}
+	case errors.As(err, &mtimeout), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return &apiError{status: http.StatusGatewayTimeout, code: "upstream_timeout", eventStatus: schemas.StatusUpstreamError, msg: "the model did not answer in time"}
+	case errors.As(err, &unavail):
+		return &apiError{status: http.StatusServiceUnavailable, code: "upstream_unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError, msg: apiMessage(err)}
+	}
+	return &apiError{status: http.StatusBadGateway, code: "upstream_error", eventStatus: schemas.StatusUpstreamError, msg: "Bedrock call failed: " + apiMessage(err)}
+}
+
+func apiMessage(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		return ae.ErrorCode() + ": " + ae.ErrorMessage()
+	}
+	var oe *smithy.OperationError
+	if errors.As(err, &oe) {
+		return oe.Unwrap().Error()
+	}
+	return err.Error()
+}
+
+// newID returns a random RFC 4122 version 4 UUID.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}

@@ -1,0 +1,568 @@
+package invoker
+
+import (
+	"bytes"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/shopspring/decimal"
+	"gopkg.in/yaml.v3"
+)
+
+// TenantsFile is the YAML document of the tenant registry (--tenants FILE).
+// The operator owns it; `meter team add` and friends edit it atomically.
+type TenantsFile struct {
+	Teams []TeamSpec `yaml:"teams"`
+}
+
+// TeamSpec is one team of the registry as written in the YAML file.
+// A limit left out (nil or empty) is unlimited.
+type TeamSpec struct {
+	ID               string     `yaml:"id"`
+	CostCenter       string     `yaml:"cost_center,omitempty"`
+	APIKeys          []KeySpec  `yaml:"api_keys,omitempty"`
+	ActFor           []string   `yaml:"act_for,omitempty"`
+	AllowedModels    []string   `yaml:"allowed_models,omitempty"`
+	RateLimit        *RateLimit `yaml:"rate_limit,omitempty"`
+	Quotas           *Quotas    `yaml:"quotas,omitempty"`
+	MonthlyBudgetUSD string     `yaml:"monthly_budget_usd,omitempty"`
+}
+
+// KeySpec is one API key of a team: only its SHA-256 hash is ever stored.
+type KeySpec struct {
+	ID      string    `yaml:"id"`
+	SHA256  string    `yaml:"sha256"`
+	Created time.Time `yaml:"created"`
+	Revoked bool      `yaml:"revoked,omitempty"`
+}
+
+// RateLimit is a token bucket: RPS requests per second sustained, Burst at once.
+// A zero RPS means no rate limit; a zero Burst means max(1, ceil(RPS)).
+type RateLimit struct {
+	RPS   float64 `yaml:"rps"`
+	Burst int     `yaml:"burst,omitempty"`
+}
+
+// Quotas are per-UTC-day limits; zero means unlimited.
+type Quotas struct {
+	DailyRequests int64 `yaml:"daily_requests,omitempty"`
+	DailyTokens   int64 `yaml:"daily_tokens,omitempty"`
+}
+
+// Team is a validated team of a loaded registry.
+type Team struct {
+	ID            string
+	CostCenter    string
+	ActFor        []string
+	AllowedModels []string
+	RateLimit     RateLimit
+	Quotas        Quotas
+	// MonthlyBudgetUSD is the monthly budget; nil means unlimited.
+	MonthlyBudgetUSD *decimal.Decimal
+}
+
+// Allows reports whether the team may invoke modelID. Patterns are exact ids or
+// prefixes ending in '*' ("anthropic.*", "*"); they match the id as given, so a
+// cross-region profile such as "us.anthropic.claude-3-haiku-20240307-v1:0" needs
+// its own pattern ("us.anthropic.*").
+func (t *Team) Allows(modelID string) bool {
+	for _, p := range t.AllowedModels {
+		if matchModel(p, modelID) {
+			return true
+		}
+	}
+	return false
+}
+
+func matchModel(pattern, modelID string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "*"); ok {
+		return strings.HasPrefix(modelID, prefix)
+	}
+	return pattern == modelID
+}
+
+// MayActFor reports whether a key of this team may act for team id.
+func (t *Team) MayActFor(id string) bool {
+	if id == t.ID {
+		return true
+	}
+	for _, a := range t.ActFor {
+		if a == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Principal is the caller an API key identifies.
+type Principal struct {
+	Team  *Team  // the key's own team
+	KeyID string // the key's id, safe to record; never the key
+}
+
+type keyEntry struct {
+	hash  [sha256.Size]byte
+	keyID string
+	team  string
+}
+
+// snapshot is one immutable, validated version of the registry.
+type snapshot struct {
+	teams  map[string]*Team
+	byHash map[[sha256.Size]byte]keyEntry
+}
+
+// Registry is the tenant registry loaded from a YAML file. It reloads the file
+// when it changes (see Watch) and keeps serving the last valid version when an
+// edit is invalid. It is safe for concurrent use.
+type Registry struct {
+	path string
+
+	mu      sync.RWMutex
+	cur     *snapshot
+	modTime time.Time
+	size    int64
+	digest  [sha256.Size]byte
+}
+
+// Errors of key authentication and team resolution.
+var (
+	ErrUnknownKey     = errors.New("missing or unknown API key")
+	ErrTeamNotAllowed = errors.New("key may not act for this team")
+)
+
+// OpenRegistry loads the registry at path. A missing or invalid file is an error.
+func OpenRegistry(path string) (*Registry, error) {
+	r := &Registry{path: path}
+	if _, err := r.Reload(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// NewRegistry builds a registry from an in-memory document (no file, no reload).
+func NewRegistry(doc TenantsFile) (*Registry, error) {
+	s, err := buildSnapshot(doc)
+	if err != nil {
+		return nil, err
+	}
+	return &Registry{cur: s}, nil
+}
+
+// Reload re-reads the file if its modification time, size or content changed.
+// It reports whether a new version was loaded. An invalid file leaves the
+// current version in place and returns the error.
+func (r *Registry) Reload() (bool, error) {
+	if r.path == "" {
+		return false, nil
+	}
+	st, err := os.Stat(r.path)
+	if err != nil {
+		return false, fmt.Errorf("tenants %s: %w", r.path, err)
+	}
+	r.mu.RLock()
+	same := r.cur != nil && st.ModTime().Equal(r.modTime) && st.Size() == r.size
+	r.mu.RUnlock()
+	if same {
+		return false, nil
+	}
+	data, err := os.ReadFile(r.path)
+	if err != nil {
+		return false, fmt.Errorf("tenants %s: %w", r.path, err)
+	}
+	digest := sha256.Sum256(data)
+	r.mu.RLock()
+	unchanged := r.cur != nil && digest == r.digest
+	r.mu.RUnlock()
+	if unchanged {
+		r.mu.Lock()
+		r.modTime, r.size = st.ModTime(), st.Size()
+		r.mu.Unlock()
+		return false, nil
+	}
+	doc, err := parseTenants(data)
+	if err != nil {
+		return false, fmt.Errorf("tenants %s: %w", r.path, err)
+	}
+	s, err := buildSnapshot(doc)
+	if err != nil {
+		return false, fmt.Errorf("tenants %s: %w", r.path, err)
+	}
+	r.mu.Lock()
+	r.cur, r.modTime, r.size, r.digest = s, st.ModTime(), st.Size(), digest
+	r.mu.Unlock()
+	return true, nil
+}
+
+// Watch polls the file every interval until done is closed, reloading it on
+// change. Invalid edits are logged and ignored.
+func (r *Registry) Watch(done <-chan struct{}, interval time.Duration, log *slog.Logger) {
+	if interval <= 0 {
+		interval = time.Second
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			changed, err := r.Reload()
+			if err != nil && log != nil {
+				log.Error("tenant registry reload failed; keeping the previous version", "err", err)
+			} else if changed && log != nil {
+				log.Info("tenant registry reloaded", "path", r.path)
+			}
+		}
+	}
+}
+
+// Authenticate finds the principal of a presented plaintext key. The key is
+// hashed, looked up by hash and compared in constant time; revoked keys fail.
+func (r *Registry) Authenticate(key string) (*Principal, error) {
+	if key == "" {
+		return nil, ErrUnknownKey
+	}
+	h := sha256.Sum256([]byte(key))
+	r.mu.RLock()
+	s := r.cur
+	r.mu.RUnlock()
+	e, ok := s.byHash[h]
+	if !ok || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
+		return nil, ErrUnknownKey
+	}
+	return &Principal{Team: s.teams[e.team], KeyID: e.keyID}, nil
+}
+
+// Resolve returns the team a principal acts for: its own team when requested is
+// empty, the requested team when the key may act for it, else ErrTeamNotAllowed.
+// There is never a silent fallback to the key's own team.
+func (r *Registry) Resolve(p *Principal, requested string) (*Team, error) {
+	if requested == "" || requested == p.Team.ID {
+		return p.Team, nil
+	}
+	if !p.Team.MayActFor(requested) {
+		return nil, ErrTeamNotAllowed
+	}
+	r.mu.RLock()
+	t := r.cur.teams[requested]
+	r.mu.RUnlock()
+	if t == nil {
+		return nil, ErrTeamNotAllowed
+	}
+	return t, nil
+}
+
+// Team returns the team with id, or nil.
+func (r *Registry) Team(id string) *Team {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cur.teams[id]
+}
+
+func parseTenants(data []byte) (TenantsFile, error) {
+	var doc TenantsFile
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	// An empty file is an empty registry.
+	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
+		return TenantsFile{}, err
+	}
+	return doc, nil
+}
+
+func buildSnapshot(doc TenantsFile) (*snapshot, error) {
+	s := &snapshot{teams: map[string]*Team{}, byHash: map[[sha256.Size]byte]keyEntry{}}
+	keyIDs := map[string]bool{}
+	for i, ts := range doc.Teams {
+		if ts.ID == "" {
+			return nil, fmt.Errorf("team #%d: id is empty", i+1)
+		}
+		if s.teams[ts.ID] != nil {
+			return nil, fmt.Errorf("team %q: defined twice", ts.ID)
+		}
+		t := &Team{ID: ts.ID, CostCenter: ts.CostCenter, ActFor: ts.ActFor, AllowedModels: ts.AllowedModels}
+		for _, p := range ts.AllowedModels {
+			if strings.Contains(strings.TrimSuffix(p, "*"), "*") || p == "" {
+				return nil, fmt.Errorf("team %q: allowed model %q: only a trailing '*' is allowed", ts.ID, p)
+			}
+		}
+		if ts.RateLimit != nil {
+			if ts.RateLimit.RPS < 0 || ts.RateLimit.Burst < 0 {
+				return nil, fmt.Errorf("team %q: rate_limit must not be negative", ts.ID)
+			}
+			t.RateLimit = *ts.RateLimit
+		}
+		if ts.Quotas != nil {
+			if ts.Quotas.DailyRequests < 0 || ts.Quotas.DailyTokens < 0 {
+				return nil, fmt.Errorf("team %q: quotas must not be negative", ts.ID)
+			}
+			t.Quotas = *ts.Quotas
+		}
+		if ts.MonthlyBudgetUSD != "" {
+			d, err := decimal.NewFromString(ts.MonthlyBudgetUSD)
+			if err != nil || d.IsNegative() {
+				return nil, fmt.Errorf("team %q: monthly_budget_usd %q is not a non-negative decimal", ts.ID, ts.MonthlyBudgetUSD)
+			}
+			t.MonthlyBudgetUSD = &d
+		}
+		for _, k := range ts.APIKeys {
+			raw, err := hex.DecodeString(k.SHA256)
+			if err != nil || len(raw) != sha256.Size {
+				return nil, fmt.Errorf("team %q: key %q: sha256 must be 64 hex digits", ts.ID, k.ID)
+			}
+			if k.ID == "" {
+				return nil, fmt.Errorf("team %q: a key has no id", ts.ID)
+			}
+			if keyIDs[k.ID] {
+				return nil, fmt.Errorf("team %q: key id %q used twice", ts.ID, k.ID)
+			}
+			keyIDs[k.ID] = true
+			var h [sha256.Size]byte
+			copy(h[:], raw)
+			if _, dup := s.byHash[h]; dup {
+				return nil, fmt.Errorf("team %q: key %q: the same key is registered twice", ts.ID, k.ID)
+			}
+			if k.Revoked {
+				continue
+			}
+			s.byHash[h] = keyEntry{hash: h, keyID: k.ID, team: ts.ID}
+		}
+		s.teams[ts.ID] = t
+	}
+	for _, t := range s.teams {
+		for _, a := range t.ActFor {
+			if s.teams[a] == nil {
+				return nil, fmt.Errorf("team %q: act_for names unknown team %q", t.ID, a)
+			}
+		}
+	}
+	return s, nil
+}
+
+// newKey returns a fresh plaintext key, its id and its stored form.
+func newKey(now time.Time) (plaintext string, spec KeySpec, err error) {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", KeySpec{}, err
+	}
+	plaintext = "mk_" + hex.EncodeToString(b[:])
+	h := sha256.Sum256([]byte(plaintext))
+	var id [6]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", KeySpec{}, err
+	}
+	return plaintext, KeySpec{ID: "key_" + hex.EncodeToString(id[:]), SHA256: hex.EncodeToString(h[:]), Created: now.UTC().Truncate(time.Second)}, nil
+}
+
+// editTenants applies fn to the file at path under an exclusive lock and writes
+// the result atomically (temporary file, fsync, rename). A missing file is an
+// empty registry. The result is validated before it replaces the file.
+func editTenants(path string, fn func(doc *TenantsFile) error) error {
+	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", path, err)
+	}
+	defer lock.Close()
+	if err := syscall.Flock(int(lock.Fd()), syscall.LOCK_EX); err != nil {
+		return fmt.Errorf("locking %s: %w", path, err)
+	}
+	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
+
+	var doc TenantsFile
+	data, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if doc, err = parseTenants(data); err != nil {
+			return fmt.Errorf("tenants %s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
+		return fmt.Errorf("tenants %s: %w", path, err)
+	}
+	if err := fn(&doc); err != nil {
+		return err
+	}
+	if _, err := buildSnapshot(doc); err != nil {
+		return fmt.Errorf("tenants %s: %w", path, err)
+	}
+	out, err := yaml.Marshal(&doc)
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(path, out, 0o600)
+}
+
+func writeFileAtomic(path string, data []byte, perm os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("writing %s: %w", path, err)
+	}
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// AddTeam adds a team to the registry file at path (creating the file if it is
+// absent) with one new API key, and returns that key in plaintext: the only
+// time it is ever visible. Any keys in spec are ignored. A team id already in
+// the file is refused.
+func AddTeam(path string, spec TeamSpec) (plaintextKey string, err error) {
+	if spec.ID == "" {
+		return "", errors.New("team id is empty")
+	}
+	err = editTenants(path, func(doc *TenantsFile) error {
+		for _, t := range doc.Teams {
+			if t.ID == spec.ID {
+				return fmt.Errorf("team %q already exists in %s", spec.ID, path)
+			}
+		}
+		key, ks, err := newKey(time.Now())
+		if err != nil {
+			return err
+		}
+		spec.APIKeys = []KeySpec{ks}
+		doc.Teams = append(doc.Teams, spec)
+		plaintextKey = key
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return plaintextKey, nil
+}
+
+// RotateKey issues a new key for team and returns it in plaintext. With
+// revokeOld the team's other keys are revoked in the same write; without it
+// they stay valid until RevokeKey, so clients can switch over first.
+func RotateKey(path, teamID string, revokeOld bool) (plaintextKey string, err error) {
+	err = editTenants(path, func(doc *TenantsFile) error {
+		t := findTeam(doc, teamID)
+		if t == nil {
+			return fmt.Errorf("team %q not found in %s", teamID, path)
+		}
+		key, ks, err := newKey(time.Now())
+		if err != nil {
+			return err
+		}
+		if revokeOld {
+			for i := range t.APIKeys {
+				t.APIKeys[i].Revoked = true
+			}
+		}
+		t.APIKeys = append(t.APIKeys, ks)
+		plaintextKey = key
+		return nil
+	})
+	if err != nil {
+		return "", err
+	}
+	return plaintextKey, nil
+}
+
+// RevokeKey marks the key keyID of team as revoked. The reloading server stops
+// accepting it within one poll interval.
+func RevokeKey(path, teamID, keyID string) error {
+	return editTenants(path, func(doc *TenantsFile) error {
+		t := findTeam(doc, teamID)
+		if t == nil {
+			return fmt.Errorf("team %q not found in %s", teamID, path)
+		}
+		for i := range t.APIKeys {
+			if t.APIKeys[i].ID == keyID {
+				t.APIKeys[i].Revoked = true
+				return nil
+			}
+		}
+		return fmt.Errorf("team %q has no key %q", teamID, keyID)
+	})
+}
+
+// TeamInfo is the overview of a team that ListTeams returns; key hashes are left out.
+type TeamInfo struct {
+	ID               string
+	CostCenter       string
+	ActFor           []string
+	AllowedModels    []string
+	RateLimit        *RateLimit
+	Quotas           *Quotas
+	MonthlyBudgetUSD string
+	Keys             []KeyInfo
+}
+
+// KeyInfo describes one key without its hash.
+type KeyInfo struct {
+	ID      string
+	Created time.Time
+	Revoked bool
+}
+
+// ListTeams reads the registry at path and returns its teams sorted by id.
+func ListTeams(path string) ([]TeamInfo, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("tenants %s: %w", path, err)
+	}
+	doc, err := parseTenants(data)
+	if err != nil {
+		return nil, fmt.Errorf("tenants %s: %w", path, err)
+	}
+	if _, err := buildSnapshot(doc); err != nil {
+		return nil, fmt.Errorf("tenants %s: %w", path, err)
+	}
+	var out []TeamInfo
+	for _, t := range doc.Teams {
+		ti := TeamInfo{ID: t.ID, CostCenter: t.CostCenter, ActFor: t.ActFor, AllowedModels: t.AllowedModels,
+			RateLimit: t.RateLimit, Quotas: t.Quotas, MonthlyBudgetUSD: t.MonthlyBudgetUSD}
+		for _, k := range t.APIKeys {
+			ti.Keys = append(ti.Keys, KeyInfo{ID: k.ID, Created: k.Created, Revoked: k.Revoked})
+		}
+		out = append(out, ti)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}
+
+func findTeam(doc *TenantsFile, id string) *TeamSpec {
+	for i := range doc.Teams {
+		if doc.Teams[i].ID == id {
+			return &doc.Teams[i]
+		}
+	}
+	return nil
+}
