@@ -237,9 +237,15 @@ func (it *kinesisIterator) Next(ctx context.Context, max int) ([]Record, error) 
 	if max <= 0 || max > 10000 {
 		max = 10000
 	}
-	if len(it.buf) == 0 && !it.closed {
-		if err := it.fetch(ctx, max); err != nil {
+	// Records skipped by a resumed or timestamp start return nothing; keep
+	// reading while Kinesis still hands out records.
+	for len(it.buf) == 0 && !it.closed {
+		n, err := it.fetch(ctx, max)
+		if err != nil {
 			return nil, err
+		}
+		if n == 0 {
+			break
 		}
 	}
 	if len(it.buf) == 0 {
@@ -254,10 +260,12 @@ func (it *kinesisIterator) Next(ctx context.Context, max int) ([]Record, error) 
 	return out, nil
 }
 
-func (it *kinesisIterator) fetch(ctx context.Context, max int) error {
+// fetch makes one GetRecords call (renewing an expired iterator once) and
+// returns how many Kinesis records it got.
+func (it *kinesisIterator) fetch(ctx context.Context, max int) (int, error) {
 	if wait := it.src.opts.MinPollInterval - time.Since(it.lastCall); wait > 0 {
 		if err := sleepCtx(ctx, wait); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	for renewed := false; ; renewed = true {
@@ -277,7 +285,7 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) error {
 				}
 				skipBefore := it.skipBefore
 				if err := it.acquire(ctx, from); err != nil {
-					return err
+					return 0, err
 				}
 				if it.last != "" && !skipBefore.IsZero() {
 					it.skipBefore = skipBefore
@@ -286,12 +294,12 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) error {
 			}
 			if isKinesisThrottle(err) {
 				it.throttled++
-				return sleepCtx(ctx, jitteredBackoff(it.throttled, it.src.opts.MinPollInterval, it.src.opts.MaxBackoff))
+				return 0, sleepCtx(ctx, jitteredBackoff(it.throttled, it.src.opts.MinPollInterval, it.src.opts.MaxBackoff))
 			}
 			if ctx.Err() != nil {
-				return ctx.Err()
+				return 0, ctx.Err()
 			}
-			return fmt.Errorf("reading %s/%s: %w", it.src.stream, it.shardID, err)
+			return 0, fmt.Errorf("reading %s/%s: %w", it.src.stream, it.shardID, err)
 		}
 		it.throttled = 0
 		it.iter = out.NextShardIterator
@@ -306,7 +314,7 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) error {
 				}
 			}
 		}
-		return nil
+		return len(out.Records), nil
 	}
 }
 
