@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,62 +28,42 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
 
-// trailDirStore is a store.Store over a directory, enough to hold trail files
-// and reports in these tests.
-type trailDirStore struct{ root string }
-
-func (s trailDirStore) Put(_ context.Context, key string, body io.Reader) error {
-	p := filepath.Join(s.root, filepath.FromSlash(key))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	b, err := io.ReadAll(body)
+// openTrailStore opens the embedded file store at dir.
+func openTrailStore(t *testing.T, dir string) *store.FileStore {
+	t.Helper()
+	s, err := store.OpenFile(dir)
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	tmp := p + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, p)
+	return s
 }
 
-func (s trailDirStore) Get(_ context.Context, key string) (io.ReadCloser, error) {
-	f, err := os.Open(filepath.Join(s.root, filepath.FromSlash(key)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%s: %w", key, store.ErrNotFound)
+// putUsage writes events as the aggregator does: Parquet under events/dt=DAY/,
+// here two files a day.
+func putUsage(t *testing.T, st store.Store, events []schemas.Event) {
+	t.Helper()
+	byDay := map[string][]schemas.EventRow{}
+	for i := range events {
+		byDay[events[i].Day()] = append(byDay[events[i].Day()], schemas.NewEventRow(&events[i]))
 	}
-	return f, err
-}
-
-func (s trailDirStore) List(_ context.Context, prefix string) ([]store.Object, error) {
-	var out []store.Object
-	err := filepath.WalkDir(s.root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
+	for day, rows := range byDay {
+		half := len(rows) / 2
+		for i, part := range [][]schemas.EventRow{rows[:half], rows[half:]} {
+			var buf bytes.Buffer
+			if err := parquetio.Write(&buf, part, parquetio.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			key := fmt.Sprintf("%spart-%d.parquet", store.Partition(store.EventsPrefix, day), i)
+			if err := st.Put(context.Background(), key, &buf); err != nil {
+				t.Fatal(err)
+			}
 		}
-		rel, _ := filepath.Rel(s.root, p)
-		key := filepath.ToSlash(rel)
-		if strings.HasPrefix(key, prefix) {
-			info, _ := d.Info()
-			out = append(out, store.Object{Key: key, Size: info.Size()})
-		}
-		return nil
-	})
-	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, err
-}
-
-func (s trailDirStore) Delete(_ context.Context, key string) error {
-	err := os.Remove(filepath.Join(s.root, filepath.FromSlash(key)))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
 	}
-	return err
 }
 
 const (
@@ -242,7 +221,7 @@ func TestTrailFilesReadsDayFoldersWithSpill(t *testing.T) {
 	writeTrail(t, root, ctScenario())
 	ctx := context.Background()
 
-	res, err := (&TrailFiles{Store: trailDirStore{root}}).ReadTrail(ctx, ctFrom, ctTo)
+	res, err := (&TrailFiles{Store: openTrailStore(t, root)}).ReadTrail(ctx, ctFrom, ctTo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,11 +258,11 @@ func TestTrailFilesReadsDayFoldersWithSpill(t *testing.T) {
 
 	// The same trail read from a deeper prefix: a store rooted at the region's
 	// folder, and a Prefix inside the root store.
-	deeper, err := (&TrailFiles{Store: trailDirStore{filepath.Join(root, "AWSLogs", ctAccount, "CloudTrail", "us-east-1")}}).ReadTrail(ctx, ctFrom, ctTo)
+	deeper, err := (&TrailFiles{Store: openTrailStore(t, filepath.Join(root, "AWSLogs", ctAccount, "CloudTrail", "us-east-1"))}).ReadTrail(ctx, ctFrom, ctTo)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prefixed, err := (&TrailFiles{Store: trailDirStore{root}, Prefix: "AWSLogs/" + ctAccount + "/CloudTrail"}).ReadTrail(ctx, ctFrom, ctTo)
+	prefixed, err := (&TrailFiles{Store: openTrailStore(t, root), Prefix: "AWSLogs/" + ctAccount + "/CloudTrail"}).ReadTrail(ctx, ctFrom, ctTo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -294,7 +273,7 @@ func TestTrailFilesReadsDayFoldersWithSpill(t *testing.T) {
 	}
 
 	// Without the next day's folder the last call of the day would be missing.
-	narrow, err := (&TrailFiles{Store: trailDirStore{root}}).ReadTrail(ctx, ctTime("2026-11-25T00:00:00Z"), ctTime("2026-11-26T00:00:00Z"))
+	narrow, err := (&TrailFiles{Store: openTrailStore(t, root)}).ReadTrail(ctx, ctTime("2026-11-25T00:00:00Z"), ctTime("2026-11-26T00:00:00Z"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +289,7 @@ func TestTrailFilesCorruptFileIsAnError(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(root, filepath.FromSlash(key)), []byte("not gzip"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	_, err := (&TrailFiles{Store: trailDirStore{root}}).ReadTrail(context.Background(), ctFrom, ctTo)
+	_, err := (&TrailFiles{Store: openTrailStore(t, root)}).ReadTrail(context.Background(), ctFrom, ctTo)
 	if err == nil || !strings.Contains(err.Error(), key) {
 		t.Fatalf("err = %v, want one naming %s", err, key)
 	}
@@ -511,18 +490,6 @@ func TestPacerDefaultStaysUnderTwoCallsPerSecond(t *testing.T) {
 	}
 }
 
-func usageLoader(events []schemas.Event) func(context.Context, string) ([]schemas.Event, error) {
-	return func(_ context.Context, day string) ([]schemas.Event, error) {
-		var out []schemas.Event
-		for _, e := range events {
-			if e.Day() == day {
-				out = append(out, e)
-			}
-		}
-		return out, nil
-	}
-}
-
 func readKey(t *testing.T, s store.Store, key string) []byte {
 	t.Helper()
 	rc, err := s.Get(context.Background(), key)
@@ -537,8 +504,8 @@ func readKey(t *testing.T, s store.Store, key string) []byte {
 	return b
 }
 
-// TestReconcileSourcesAgree reconciles the same calls once from trail files and
-// once through LookupEvents (the SDK pointed at the local server by environment
+// TestReconcileSourcesAgree reconciles the same calls, metered as Parquet in the
+// store, once from trail files and once through LookupEvents (the SDK pointed at the local server by environment
 // variable, as the CLI does it) and expects the same report.
 func TestReconcileSourcesAgree(t *testing.T) {
 	trailRoot := t.TempDir()
@@ -547,20 +514,22 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	ctx := context.Background()
 	now := ctTime("2026-11-27T08:00:00Z")
 
-	files := trailDirStore{t.TempDir()}
+	files := openTrailStore(t, t.TempDir())
+	putUsage(t, files, ctUsage())
 	repFiles, err := RunReconcile(ctx, ReconcileConfig{
-		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot, TrailStore: trailDirStore{trailRoot},
-		LoadUsage: usageLoader(ctUsage()), Now: now,
+		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot, TrailStore: openTrailStore(t, trailRoot),
+		Now: now,
 	})
 	var unmetered *UnmeteredError
 	if !errors.As(err, &unmetered) || unmetered.Unmetered != 1 || unmetered.Threshold != 0 {
 		t.Fatalf("err = %v, want an UnmeteredError for 1 call over threshold 0", err)
 	}
 
-	lookup := trailDirStore{t.TempDir()}
+	lookup := openTrailStore(t, t.TempDir())
+	putUsage(t, lookup, ctUsage())
 	repLookup, err := RunReconcile(ctx, ReconcileConfig{
 		Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: client, LookupCallsPerSecond: 100,
-		LoadUsage: usageLoader(ctUsage()), Now: now, Threshold: 1,
+		Now: now, Threshold: 1,
 	})
 	if err != nil {
 		t.Fatalf("threshold 1: %v", err)
@@ -608,10 +577,11 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", "secret")
 	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
-	env := trailDirStore{t.TempDir()}
+	env := openTrailStore(t, t.TempDir())
+	putUsage(t, env, ctUsage())
 	if _, err := RunReconcile(ctx, ReconcileConfig{
 		Day: "2026-11-25", Store: env, CloudTrail: "lookup", LookupCallsPerSecond: 100,
-		LoadUsage: usageLoader(ctUsage()), Now: now, Threshold: -1,
+		Now: now, Threshold: -1,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -622,12 +592,12 @@ func TestReconcileSourcesAgree(t *testing.T) {
 
 func TestRunReconcileBadInput(t *testing.T) {
 	ctx := context.Background()
-	s := trailDirStore{t.TempDir()}
+	s := openTrailStore(t, t.TempDir())
 	for name, cfg := range map[string]ReconcileConfig{
-		"bad day":         {Day: "2026-13-01", Store: s, CloudTrail: "lookup", LoadUsage: usageLoader(nil)},
-		"bad location":    {Day: "2026-11-25", Store: s, CloudTrail: "ftp://x", LoadUsage: usageLoader(nil)},
-		"files, no store": {Day: "2026-11-25", Store: s, CloudTrail: "file:///tmp/x", LoadUsage: usageLoader(nil)},
-		"no usage loader": {Day: "2026-11-25", Store: s, CloudTrail: "lookup"},
+		"bad day":         {Day: "2026-13-01", Store: s, CloudTrail: "lookup"},
+		"bad location":    {Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"},
+		"files, no store": {Day: "2026-11-25", Store: s, CloudTrail: "file:///tmp/x"},
+		"no store":        {Day: "2026-11-25", CloudTrail: "lookup"},
 	} {
 		if _, err := RunReconcile(ctx, cfg); err == nil {
 			t.Errorf("%s: want an error", name)

@@ -7,12 +7,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -34,7 +37,8 @@ type ReconcileConfig struct {
 	// LookupCallsPerSecond paces LookupEvents; default DefaultLookupCallsPerSecond.
 	LookupCallsPerSecond float64
 	// LoadUsage returns the usage events of one day's events/dt=DAY/ partition,
-	// duplicates included, and no error for a day without a partition.
+	// duplicates included, and no error for a day without a partition; nil
+	// means StoreUsage(Store).
 	LoadUsage func(ctx context.Context, day string) ([]schemas.Event, error)
 	// Threshold is the number of unmetered calls tolerated before RunReconcile
 	// returns an *UnmeteredError; negative disables the check.
@@ -78,8 +82,11 @@ func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, 
 	if err != nil {
 		return aggregator.Report{}, fmt.Errorf("--day %q: want YYYY-MM-DD", cfg.Day)
 	}
-	if cfg.Store == nil || cfg.LoadUsage == nil {
-		return aggregator.Report{}, fmt.Errorf("reconcile: a store and a usage loader are required")
+	if cfg.Store == nil {
+		return aggregator.Report{}, fmt.Errorf("reconcile: a store is required")
+	}
+	if cfg.LoadUsage == nil {
+		cfg.LoadUsage = StoreUsage(cfg.Store)
 	}
 	if cfg.Now.IsZero() {
 		cfg.Now = time.Now()
@@ -161,4 +168,39 @@ func trailReader(ctx context.Context, cfg ReconcileConfig) (TrailReader, error) 
 		client = cloudtrail.NewFromConfig(awsCfg)
 	}
 	return &TrailLookup{Client: client, CallsPerSecond: cfg.LookupCallsPerSecond}, nil
+}
+
+// StoreUsage returns a loader of the raw usage events of a day: every Parquet
+// file under events/dt=DAY/ in st, duplicates included. A day without files
+// has no events.
+func StoreUsage(st store.Store) func(ctx context.Context, day string) ([]schemas.Event, error) {
+	return func(ctx context.Context, day string) ([]schemas.Event, error) {
+		objs, err := st.List(ctx, store.Partition(store.EventsPrefix, day))
+		if err != nil {
+			return nil, fmt.Errorf("listing usage events of %s: %w", day, err)
+		}
+		var events []schemas.Event
+		for _, o := range objs {
+			if !strings.HasSuffix(o.Key, ".parquet") {
+				continue
+			}
+			rc, err := st.Get(ctx, o.Key)
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", o.Key, err)
+			}
+			data, err := io.ReadAll(rc)
+			rc.Close()
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", o.Key, err)
+			}
+			rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				return nil, fmt.Errorf("reading %s: %w", o.Key, err)
+			}
+			for i := range rows {
+				events = append(events, rows[i].Event())
+			}
+		}
+		return events, nil
+	}
 }
