@@ -1,0 +1,177 @@
+package store
+
+// Tests of the file store (no servers) and the S3 store against versitygw,
+// a real S3-API server started on 127.0.0.1 (see internal/testenv).
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+)
+
+const chargebackCSV = `day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost
+2026-11-25,search,CC-1042,anthropic.claude-3-haiku-20240307-v1:0,1200,480000,96000,0.12,0.12,0.24
+`
+
+func put(t *testing.T, s Store, key, body string) {
+	t.Helper()
+	if err := s.Put(t.Context(), key, strings.NewReader(body)); err != nil {
+		t.Fatalf("Put(%s): %v", key, err)
+	}
+}
+
+func get(t *testing.T, s Store, key string) string {
+	t.Helper()
+	rc, err := s.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatalf("reading %s: %v", key, err)
+	}
+	return string(b)
+}
+
+func keys(t *testing.T, s Store, prefix string) string {
+	t.Helper()
+	objs, err := s.List(t.Context(), prefix)
+	if err != nil {
+		t.Fatalf("List(%q): %v", prefix, err)
+	}
+	var out []string
+	for _, o := range objs {
+		out = append(out, fmt.Sprintf("%s:%d", o.Key, o.Size))
+	}
+	return strings.Join(out, " ")
+}
+
+// testStoreContract checks what every Store promises, on an empty store.
+func testStoreContract(t *testing.T, s Store) {
+	ctx := t.Context()
+	day := Partition(ChargebackPrefix, "2026-11-25")
+	put(t, s, day+"chargeback-2026-11-25.csv", chargebackCSV)
+	if got := get(t, s, day+"chargeback-2026-11-25.csv"); got != chargebackCSV {
+		t.Fatalf("read back %q", got)
+	}
+
+	// Overwrite replaces the whole object.
+	put(t, s, day+"manifest.json", `{"rows":1,"price_version":"2026-11-01","inputs":["daily/dt=2026-11-25/part-0.parquet"]}`)
+	put(t, s, day+"manifest.json", `{"rows":2}`)
+	if got := get(t, s, day+"manifest.json"); got != `{"rows":2}` {
+		t.Fatalf("after overwrite: %q", got)
+	}
+
+	// Missing keys wrap ErrNotFound.
+	for _, k := range []string{"chargeback/dt=2026-11-26/chargeback-2026-11-26.csv", "chargeback", "nope"} {
+		if _, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Get(%s) = %v, want ErrNotFound", k, err)
+		}
+	}
+
+	// List: recursive, sorted by key, filtered by a plain string prefix.
+	put(t, s, Partition(EventsPrefix, "2026-11-25")+"part-b.parquet", "bb")
+	put(t, s, Partition(EventsPrefix, "2026-11-25")+"part-a.parquet", "a")
+	put(t, s, Partition(EventsPrefix, "2026-11-26")+"part-a.parquet", "ccc")
+	put(t, s, "events-old/x", "dddd")
+	put(t, s, "_checkpoints/aggregator/shardId-000000000000", "00000000000000000042")
+	for _, c := range []struct{ prefix, want string }{
+		{"events/dt=2026-11-25/", "events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2"},
+		{"events/dt=2026-11-2", "events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
+		{"events", "events-old/x:4 events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
+		{"events/dt=2026-11-25/part-b", "events/dt=2026-11-25/part-b.parquet:2"},
+		{"daily/", ""},
+		{"nothing/here/", ""},
+		{"", "_checkpoints/aggregator/shardId-000000000000:20 chargeback/dt=2026-11-25/chargeback-2026-11-25.csv:" + fmt.Sprint(len(chargebackCSV)) +
+			" chargeback/dt=2026-11-25/manifest.json:10 events-old/x:4 events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
+	} {
+		if got := keys(t, s, c.prefix); got != c.want {
+			t.Errorf("List(%q)\n got %s\nwant %s", c.prefix, got, c.want)
+		}
+	}
+
+	// Delete: the object goes; a missing key is not an error.
+	if err := s.Delete(ctx, "events/dt=2026-11-25/part-a.parquet"); err != nil {
+		t.Fatalf("Delete: %v", err)
+	}
+	if err := s.Delete(ctx, "events/dt=2026-11-25/part-a.parquet"); err != nil {
+		t.Errorf("Delete of a missing key: %v", err)
+	}
+	if err := s.Delete(ctx, "events/dt=2026-11-24/never.parquet"); err != nil {
+		t.Errorf("Delete of a never-written key: %v", err)
+	}
+	if _, err := s.Get(ctx, "events/dt=2026-11-25/part-a.parquet"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
+	}
+	if got := keys(t, s, "events/dt=2026-11-25/"); got != "events/dt=2026-11-25/part-b.parquet:2" {
+		t.Errorf("List after Delete: %s", got)
+	}
+
+	// Empty objects are objects.
+	put(t, s, "quarantine/dt=2026-11-25/empty", "")
+	if got := keys(t, s, "quarantine/"); got != "quarantine/dt=2026-11-25/empty:0" {
+		t.Errorf("empty object listed as %q", got)
+	}
+
+	// A body that fails part way leaves the old object whole.
+	err := s.Put(ctx, day+"manifest.json", io.MultiReader(strings.NewReader(`{"rows":3,`), failingReader{}))
+	if err == nil {
+		t.Fatalf("Put with a failing body: no error")
+	}
+	if got := get(t, s, day+"manifest.json"); got != `{"rows":2}` {
+		t.Errorf("after a failed Put: %q", got)
+	}
+	if got := keys(t, s, day); !strings.Contains(got, "manifest.json:10") || strings.Count(got, " ") != 1 {
+		t.Errorf("after a failed Put, List(%s) = %s", day, got)
+	}
+}
+
+var errBody = errors.New("body broke")
+
+type failingReader struct{}
+
+func (failingReader) Read([]byte) (int, error) { return 0, errBody }
+
+func TestOpenRejectsUnknownLocations(t *testing.T) {
+	for _, uri := range []string{"gs://bucket/x", "/tmp/store", "file://", "s3://", "s3:///prefix", "kinesis://x", ""} {
+		s, err := Open(context.Background(), uri)
+		if err == nil {
+			t.Errorf("Open(%q) = %T, want an error", uri, s)
+			continue
+		}
+		if strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), fmt.Sprintf("%q", uri)) {
+			t.Errorf("Open(%q) error is not one line naming the location: %q", uri, err)
+		}
+	}
+}
+
+func readAllBytes(t *testing.T, s Store, key string) []byte {
+	t.Helper()
+	rc, err := s.Get(t.Context(), key)
+	if err != nil {
+		t.Fatalf("Get(%s): %v", key, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func pseudoRandom(n int) []byte {
+	b := make([]byte, n)
+	x := uint32(2463534242)
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
