@@ -174,4 +174,3 @@ func pseudoRandom(n int) []byte {
 	}
 	return b
 }
-
