@@ -23,6 +23,7 @@ import (
 
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
 )
 
 // BedrockEventSource is the eventSource of Bedrock runtime calls in CloudTrail.
@@ -269,8 +270,17 @@ func (f *TrailFiles) ReadTrail(ctx context.Context, from, to time.Time) (TrailRe
 		}
 		c.res.Reads++
 	}
+	if c.res.Reads == 0 {
+		// CloudTrail delivers files for every active region every few minutes;
+		// none at all means a wrong location, not a quiet day.
+		return TrailResult{}, fmt.Errorf("%w: no trail files for %s to %s under %q",
+			ErrNoTrailFiles, from.UTC().Format(schemas.DayLayout), to.UTC().Format(schemas.DayLayout), prefix)
+	}
 	return c.result(), nil
 }
+
+// ErrNoTrailFiles reports a trail location with no files for the window read.
+var ErrNoTrailFiles = errors.New("no cloudtrail files")
 
 func (f *TrailFiles) readFile(ctx context.Context, key string, c *trailCollector) error {
 	rc, err := f.Store.Get(ctx, key)
@@ -379,6 +389,3 @@ func (p *pacer) wait(ctx context.Context) error {
 	p.next = now.Add(p.interval)
 	return nil
 }
-
-// errNoTrail reports a reconcile configuration without a way to read CloudTrail.
-var errNoTrail = errors.New("no cloudtrail source")

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -517,7 +518,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	files := openTrailStore(t, t.TempDir())
 	putUsage(t, files, ctUsage())
 	repFiles, err := RunReconcile(ctx, ReconcileConfig{
-		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot, TrailStore: openTrailStore(t, trailRoot),
+		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot,
 		Now: now,
 	})
 	var unmetered *UnmeteredError
@@ -593,17 +594,30 @@ func TestReconcileSourcesAgree(t *testing.T) {
 func TestRunReconcileBadInput(t *testing.T) {
 	ctx := context.Background()
 	s := openTrailStore(t, t.TempDir())
-	for name, cfg := range map[string]ReconcileConfig{
-		"bad day":         {Day: "2026-13-01", Store: s, CloudTrail: "lookup"},
-		"bad location":    {Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"},
-		"files, no store": {Day: "2026-11-25", Store: s, CloudTrail: "file:///tmp/x"},
-		"no store":        {Day: "2026-11-25", CloudTrail: "lookup"},
+	missing := filepath.Join(t.TempDir(), "no-such-trail")
+	for _, tc := range []struct {
+		cfg  ReconcileConfig
+		want string
+	}{
+		{ReconcileConfig{Day: "2026-13-01", Store: s, CloudTrail: "lookup"}, `--day "2026-13-01"`},
+		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"}, `want lookup, s3://BUCKET/PREFIX or file://DIR`},
+		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
+		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
+		{ReconcileConfig{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
 	} {
-		if _, err := RunReconcile(ctx, cfg); err == nil {
-			t.Errorf("%s: want an error", name)
+		_, err := RunReconcile(ctx, tc.cfg)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: err = %v, want one saying %q", tc.cfg, err, tc.want)
 		}
 	}
 	if objs, _ := s.List(ctx, ""); len(objs) != 0 {
 		t.Errorf("bad input wrote %v", objs)
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a missing trail directory was created: %v", err)
+	}
+	_, err := (&TrailFiles{Store: openTrailStore(t, t.TempDir())}).ReadTrail(ctx, ctFrom, ctTo)
+	if !errors.Is(err, ErrNoTrailFiles) {
+		t.Errorf("empty trail: err = %v, want ErrNoTrailFiles", err)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -28,8 +29,8 @@ type ReconcileConfig struct {
 	Store store.Store
 	// CloudTrail is the --cloudtrail location: lookup, s3://BUCKET/PREFIX or file://DIR.
 	CloudTrail string
-	// TrailStore is the store opened at CloudTrail when it is s3:// or file://
-	// (opened the same way as --store).
+	// TrailStore holds the trail files when CloudTrail is s3:// or file://;
+	// nil opens CloudTrail with store.Open.
 	TrailStore store.Store
 	// Lookup is the LookupEvents client for `lookup`; nil builds one from the
 	// environment the standard SDK way (AWS_REGION, AWS_ENDPOINT_URL_CLOUDTRAIL, ...).
@@ -154,10 +155,20 @@ func trailReader(ctx context.Context, cfg ReconcileConfig) (TrailReader, error) 
 		return nil, err
 	}
 	if kind != TrailKindLookup {
-		if cfg.TrailStore == nil {
-			return nil, fmt.Errorf("%w: %s needs the store opened at that location", errNoTrail, cfg.CloudTrail)
+		st := cfg.TrailStore
+		if st == nil {
+			if kind == TrailKindFile {
+				// Opening a file store creates its directory; a trail must already exist.
+				dir := strings.TrimPrefix(cfg.CloudTrail, "file://")
+				if info, err := os.Stat(dir); err != nil || !info.IsDir() {
+					return nil, fmt.Errorf("cloudtrail location %s: %s is not a directory", cfg.CloudTrail, dir)
+				}
+			}
+			if st, err = store.Open(ctx, cfg.CloudTrail); err != nil {
+				return nil, fmt.Errorf("cloudtrail location %s: %w", cfg.CloudTrail, err)
+			}
 		}
-		return &TrailFiles{Store: cfg.TrailStore}, nil
+		return &TrailFiles{Store: st}, nil
 	}
 	client := cfg.Lookup
 	if client == nil {
