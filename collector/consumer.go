@@ -1,0 +1,335 @@
+// Package collector moves usage records from the stream into the store: it reads
+// every shard (following resharding, parents before children), hands records to
+// the aggregator's pure core, writes the raw events and window partials as
+// Parquet, and checkpoints a shard only after every output covering its records
+// is durable. A crash therefore never loses a record; a redelivery can only
+// repeat one, and the daily compaction counts each request_id once.
+package collector
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/schemas"
+)
+
+// Config wires a consumer.
+type Config struct {
+	Source stream.Source
+	Store  store.Store
+	// Consumer names this consumer's checkpoints (default "aggregator").
+	Consumer string
+	// Start is where a shard without a checkpoint is read from (default TRIM_HORIZON).
+	Start stream.Start
+	// BatchRecords caps the records per output batch (default 20,000).
+	BatchRecords int
+	// Poll is the pause between reads when every shard is caught up (default 1s).
+	Poll       time.Duration
+	Aggregator aggregator.Config
+	Parquet    parquetio.Options
+	Logger     *slog.Logger
+	Now        func() time.Time
+}
+
+// Stats counts what a run did.
+type Stats struct {
+	Records     int // records read from the stream
+	Events      int // valid events written to the events table
+	Duplicates  int // events already seen within the dedup horizon (kept raw, not summed again)
+	Quarantined int // records written to quarantine
+	Objects     int // objects written to the store
+	Batches     int
+}
+
+// Checkpoint is a shard's durable read position.
+type Checkpoint struct {
+	ShardID  string    `json:"shard_id"`
+	Sequence string    `json:"sequence"`
+	Closed   bool      `json:"closed"` // the shard was closed and read to its end
+	Updated  time.Time `json:"updated"`
+}
+
+// Consumer reads a stream into the store.
+type Consumer struct {
+	cfg   Config
+	agg   *aggregator.Aggregator
+	iters map[string]stream.Iterator
+	cps   map[string]*Checkpoint
+	stats Stats
+}
+
+// NewConsumer returns a consumer; call Run.
+func NewConsumer(cfg Config) *Consumer {
+	if cfg.Consumer == "" {
+		cfg.Consumer = "aggregator"
+	}
+	if cfg.BatchRecords <= 0 {
+		cfg.BatchRecords = 20000
+	}
+	if cfg.Poll <= 0 {
+		cfg.Poll = time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Consumer{cfg: cfg, agg: aggregator.New(cfg.Aggregator), iters: map[string]stream.Iterator{}, cps: map[string]*Checkpoint{}}
+}
+
+// Run consumes until ctx ends, or, with untilIdle, until every shard is caught up.
+func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
+	defer func() {
+		for _, it := range c.iters {
+			it.Close()
+		}
+	}()
+	idleRounds := 0
+	for {
+		progress, err := c.round(ctx)
+		if err != nil {
+			return c.stats, err
+		}
+		if progress {
+			idleRounds = 0
+			continue
+		}
+		idleRounds++
+		if untilIdle && idleRounds >= 2 {
+			return c.stats, nil
+		}
+		select {
+		case <-ctx.Done():
+			if errors.Is(ctx.Err(), context.Canceled) {
+				return c.stats, nil
+			}
+			return c.stats, ctx.Err()
+		case <-time.After(c.pause(untilIdle)):
+		}
+	}
+}
+
+func (c *Consumer) pause(untilIdle bool) time.Duration {
+	if untilIdle {
+		return 50 * time.Millisecond
+	}
+	return c.cfg.Poll
+}
+
+// round reads one batch from every shard that is ready and reports whether anything moved.
+func (c *Consumer) round(ctx context.Context) (bool, error) {
+	shards, err := c.cfg.Source.Shards(ctx)
+	if err != nil {
+		return false, fmt.Errorf("listing shards: %w", err)
+	}
+	present := map[string]bool{}
+	for _, s := range shards {
+		present[s.ID] = true
+	}
+	progress := false
+	for _, s := range shards {
+		cp, err := c.checkpoint(ctx, s.ID)
+		if err != nil {
+			return false, err
+		}
+		if cp.Closed {
+			continue
+		}
+		if !c.parentsDone(ctx, s, present) {
+			continue
+		}
+		moved, err := c.readShard(ctx, s.ID, cp)
+		if err != nil {
+			return false, err
+		}
+		progress = progress || moved
+	}
+	return progress, nil
+}
+
+// parentsDone says whether every parent of a shard has been read to its end (a
+// parent no longer listed has expired from the stream and cannot hold records).
+func (c *Consumer) parentsDone(ctx context.Context, s stream.Shard, present map[string]bool) bool {
+	for _, p := range s.Parents {
+		if !present[p] {
+			continue
+		}
+		cp, err := c.checkpoint(ctx, p)
+		if err != nil || !cp.Closed {
+			return false
+		}
+	}
+	return true
+}
+
+func (c *Consumer) readShard(ctx context.Context, shardID string, cp *Checkpoint) (bool, error) {
+	it := c.iters[shardID]
+	if it == nil {
+		start := c.cfg.Start
+		if cp.Sequence != "" {
+			start = stream.Start{Kind: stream.AfterSequence, Sequence: cp.Sequence}
+		}
+		var err error
+		if it, err = c.cfg.Source.Open(ctx, shardID, start); err != nil {
+			return false, fmt.Errorf("opening %s: %w", shardID, err)
+		}
+		c.iters[shardID] = it
+	}
+	recs, err := it.Next(ctx, c.cfg.BatchRecords)
+	if errors.Is(err, stream.ErrShardClosed) {
+		if len(recs) > 0 {
+			if err := c.process(ctx, shardID, recs); err != nil {
+				return false, err
+			}
+		}
+		cp.Closed = true
+		if err := c.saveCheckpoint(ctx, cp); err != nil {
+			return false, err
+		}
+		it.Close()
+		delete(c.iters, shardID)
+		c.cfg.Logger.Info("shard closed and drained", "shard", shardID)
+		return true, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("reading %s: %w", shardID, err)
+	}
+	if len(recs) == 0 {
+		return false, nil
+	}
+	return true, c.process(ctx, shardID, recs)
+}
+
+// process turns one batch of a shard into durable outputs, then checkpoints it.
+func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
+	now := c.cfg.Now()
+	for _, r := range recs {
+		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey}, now)
+	}
+	b := c.agg.Flush()
+	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
+	n, err := WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, now)
+	if err != nil {
+		return err
+	}
+	c.stats.Records += len(recs)
+	c.stats.Events += b.Events
+	c.stats.Duplicates += b.Duplicates
+	c.stats.Quarantined += len(b.Quarantined)
+	c.stats.Objects += n
+	c.stats.Batches++
+	cp := c.cps[shardID]
+	cp.Sequence = recs[len(recs)-1].SequenceNumber
+	if err := c.saveCheckpoint(ctx, cp); err != nil {
+		return err
+	}
+	c.cfg.Logger.Info("batch durable", "shard", shardID, "records", len(recs), "quarantined", len(b.Quarantined), "through", cp.Sequence)
+	return nil
+}
+
+// BatchName is the deterministic object name of a batch's outputs: a retry of the
+// same records replaces the objects instead of adding new ones.
+func BatchName(shardID, first, last string) string {
+	return fmt.Sprintf("%s-%s-%s", shardID, first, last)
+}
+
+// WriteBatch writes a batch's raw events, window partials and quarantined records
+// under name and returns how many objects it wrote.
+func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name string, opts parquetio.Options, now time.Time) (int, error) {
+	days := make([]string, 0, len(b.Days))
+	for d := range b.Days {
+		days = append(days, d)
+	}
+	sort.Strings(days)
+	n := 0
+	for _, d := range days {
+		db := b.Days[d]
+		if len(db.Events) > 0 {
+			if err := putParquet(ctx, st, store.Partition(store.EventsPrefix, d)+name+".parquet", db.Events, opts); err != nil {
+				return n, err
+			}
+			n++
+		}
+		if len(db.Windows) > 0 {
+			if err := putParquet(ctx, st, store.Partition(store.WindowsPrefix, d)+name+".parquet", db.Windows, opts); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	if len(b.Quarantined) > 0 {
+		var buf bytes.Buffer
+		enc := json.NewEncoder(&buf)
+		for _, q := range b.Quarantined {
+			if err := enc.Encode(q); err != nil {
+				return n, err
+			}
+		}
+		key := store.Partition(store.QuarantinePrefix, now.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
+		if err := st.Put(ctx, key, &buf); err != nil {
+			return n, fmt.Errorf("writing %s: %w", key, err)
+		}
+		n++
+	}
+	return n, nil
+}
+
+func putParquet[T any](ctx context.Context, st store.Store, key string, rows []T, opts parquetio.Options) error {
+	var buf bytes.Buffer
+	if err := parquetio.Write(&buf, rows, opts); err != nil {
+		return fmt.Errorf("encoding %s: %w", key, err)
+	}
+	if err := st.Put(ctx, key, &buf); err != nil {
+		return fmt.Errorf("writing %s: %w", key, err)
+	}
+	return nil
+}
+
+func (c *Consumer) checkpointKey(shardID string) string {
+	return store.CheckpointPrefix + c.cfg.Consumer + "/" + shardID + ".json"
+}
+
+func (c *Consumer) checkpoint(ctx context.Context, shardID string) (*Checkpoint, error) {
+	if cp := c.cps[shardID]; cp != nil {
+		return cp, nil
+	}
+	cp := &Checkpoint{ShardID: shardID}
+	rc, err := c.cfg.Store.Get(ctx, c.checkpointKey(shardID))
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, fmt.Errorf("reading checkpoint of %s: %w", shardID, err)
+	default:
+		data, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("reading checkpoint of %s: %w", shardID, err)
+		}
+		if err := json.Unmarshal(data, cp); err != nil {
+			return nil, fmt.Errorf("checkpoint of %s is corrupt: %w", shardID, err)
+		}
+	}
+	c.cps[shardID] = cp
+	return cp, nil
+}
+
+func (c *Consumer) saveCheckpoint(ctx context.Context, cp *Checkpoint) error {
+	cp.Updated = c.cfg.Now().UTC()
+	data, _ := json.Marshal(cp)
+	if err := c.cfg.Store.Put(ctx, c.checkpointKey(cp.ShardID), bytes.NewReader(data)); err != nil {
+		return fmt.Errorf("writing checkpoint of %s: %w", cp.ShardID, err)
+	}
+	return nil
+}
