@@ -79,7 +79,7 @@ type Config struct {
 	Users map[string]string
 
 	// LookupRetention caps the records LookupEvents can return (default
-	// 100000, oldest dropped first). LookupRate > 0 limits LookupEvents calls
+	// 50000, oldest dropped first). LookupRate > 0 limits LookupEvents calls
 	// per second, answering ThrottlingException beyond it.
 	LookupRetention int
 	LookupRate      float64
@@ -128,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 		cfg.CacheTTL = 5 * time.Minute
 	}
 	if cfg.LookupRetention <= 0 {
-		cfg.LookupRetention = 100000
+		cfg.LookupRetention = 50000
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
