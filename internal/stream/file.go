@@ -41,6 +41,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 )
 
 // FileOptions configures OpenFile.
@@ -62,15 +63,15 @@ type FileOptions struct {
 // Limits of one record, the same as Kinesis's so that what the file stream
 // accepts Kinesis accepts too.
 const (
-	MaxPartitionKeyLen = 256
-	MaxRecordData      = 1 << 20
+	MaxPartitionKeyLen = 256     // characters
+	MaxRecordBytes     = 1 << 20 // data plus partition key
 )
 
 const (
 	fileMagic        = "MTRSTRM1"
 	frameHeaderLen   = 8
 	bodyFixedLen     = 10 // arrival + key length
-	maxBodyLen       = bodyFixedLen + MaxPartitionKeyLen + MaxRecordData
+	maxBodyLen       = bodyFixedLen + MaxRecordBytes
 	indexEntryLen    = 20 // offset, arrival, CRC-32C of the two
 	seqDigits        = 20
 	defaultIndexStep = 1 << 20
@@ -277,11 +278,11 @@ func (s *FileStream) Put(ctx context.Context, entries []Entry) error {
 	}
 	byShard := make([][]Entry, len(s.shards))
 	for i, e := range entries {
-		if len(e.PartitionKey) == 0 || len(e.PartitionKey) > MaxPartitionKeyLen {
-			return fmt.Errorf("file stream %s: entry %d: partition key must be 1 to %d bytes, got %d", s.dir, i, MaxPartitionKeyLen, len(e.PartitionKey))
+		if n := utf8.RuneCountInString(e.PartitionKey); n == 0 || n > MaxPartitionKeyLen {
+			return fmt.Errorf("file stream %s: entry %d: %w: partition key of %d characters (1 to %d)", s.dir, i, ErrInvalidEntry, n, MaxPartitionKeyLen)
 		}
-		if len(e.Data) > MaxRecordData {
-			return fmt.Errorf("file stream %s: entry %d: data is %d bytes, more than %d", s.dir, i, len(e.Data), MaxRecordData)
+		if size := len(e.Data) + len(e.PartitionKey); size > MaxRecordBytes {
+			return fmt.Errorf("file stream %s: entry %d: %w: record of %d bytes (key %q) exceeds %d", s.dir, i, ErrInvalidEntry, size, e.PartitionKey, MaxRecordBytes)
 		}
 		k := shardIndex(e.PartitionKey, len(s.shards))
 		byShard[k] = append(byShard[k], e)

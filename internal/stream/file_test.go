@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/md5"
+	"errors"
 	"fmt"
 	"math/big"
 	"os"
@@ -14,6 +15,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -178,19 +180,19 @@ func TestFilePutValidation(t *testing.T) {
 	for name, e := range map[string]Entry{
 		"empty key":  {Data: []byte("x")},
 		"long key":   {PartitionKey: string(bytes.Repeat([]byte("k"), 257)), Data: []byte("x")},
-		"large data": {PartitionKey: "k", Data: make([]byte, MaxRecordData+1)},
+		"large data": {PartitionKey: "k", Data: make([]byte, MaxRecordBytes)},
 	} {
-		if err := s.Put(t.Context(), []Entry{e}); err == nil {
-			t.Errorf("%s: Put accepted it", name)
+		if err := s.Put(t.Context(), []Entry{e}); !errors.Is(err, ErrInvalidEntry) {
+			t.Errorf("%s: Put = %v, want ErrInvalidEntry", name, err)
 		}
 	}
-	filePut(t, s, Entry{PartitionKey: string(bytes.Repeat([]byte("k"), 256)), Data: make([]byte, MaxRecordData)})
+	filePut(t, s, Entry{PartitionKey: strings.Repeat("é", 256), Data: make([]byte, MaxRecordBytes-512)})
 
 	ro := openFileStream(t, s.Dir(), FileOptions{ReadOnly: true})
 	if err := ro.Put(t.Context(), []Entry{fileEntry("k", "v")}); err == nil {
 		t.Errorf("read-only Put: no error")
 	}
-	if recs := fileDrain(t, fileIter(t, ro, ShardName(0), Start{}), 10); len(recs) != 1 || len(recs[0].Data) != MaxRecordData {
+	if recs := fileDrain(t, fileIter(t, ro, ShardName(0), Start{}), 10); len(recs) != 1 || len(recs[0].Data) != MaxRecordBytes-512 || recs[0].PartitionKey != strings.Repeat("é", 256) {
 		t.Errorf("read back %d records", len(recs))
 	}
 	if _, err := OpenFile(filepath.Join(t.TempDir(), "none"), FileOptions{ReadOnly: true}); err == nil {
