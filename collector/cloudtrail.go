@@ -384,7 +384,8 @@ func (p *pacer) wait(ctx context.Context) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		now = p.next
+		// Count from the actual start: a late wake-up must not shorten the next gap.
+		now = time.Now()
 	}
 	p.next = now.Add(p.interval)
 	return nil
