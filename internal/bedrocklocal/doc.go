@@ -6,10 +6,11 @@
 //	AWS_ENDPOINT_URL_CLOUDTRAIL=http://127.0.0.1:PORT   (same listener)
 //
 // It exists so the metering pipeline can be built, tested and demonstrated
-// without AWS. Its answers are synthetic; what is faithful is the protocol:
-// routes, request and response bodies per model family, token-count headers,
-// event-stream framing, error shapes and CloudTrail records. It must never
-// be mistaken for a model: it does not read prompts beyond counting them.
+// without AWS. Its answers are synthetic (words drawn by a hash of the model
+// and the prompt); what is faithful is the protocol: routes, request and
+// response bodies per model family, token-count headers, event-stream
+// framing, error shapes and CloudTrail records. It keeps no prompt or answer
+// beyond the call, and it never calls AWS.
 //
 // # API
 //
@@ -19,6 +20,11 @@
 //	func (*Server) Flush() error   // deliver buffered CloudTrail records now
 //	func (*Server) Close() error   // stop periodic delivery, deliver the rest
 //	func Models() []Model          // the base model ids answered
+//
+//	const HeaderInjectError  = "X-Meter-Inject-Error" // fail this call with the named exception
+//	const HeaderLatency      = "X-Meter-Latency"      // this call's latency, e.g. "20ms"
+//	const HeaderOmitTrail    = "X-Meter-Omit-Trail"   // "true": no CloudTrail record for this call
+//	const PromptInjectMarker = "[[meter-inject:"      // in prompt text: "[[meter-inject:ThrottlingException]]"
 //
 // # Routes
 //
@@ -84,7 +90,10 @@
 // others in errors.go. Any of them can be injected: per request with the
 // header X-Meter-Inject-Error: <ExceptionName>, or with the marker
 // [[meter-inject:<ExceptionName>]] in the prompt text, or for a share of all
-// calls with Config.FailEvery/FailWith and Config.ErrorRates.
+// calls with Config.FailEvery/FailWith and Config.ErrorRates (both count
+// the calls that passed validation). An unknown name in the header answers
+// ValidationException. Routes other than the four answer
+// UnknownOperationException (404).
 // ModelStreamErrorException on a streaming call ends the stream halfway with
 // an exception event. X-Meter-Latency overrides Config.Latency per request;
 // X-Meter-Omit-Trail: true answers without a CloudTrail record.

@@ -620,3 +620,26 @@ func byName(id string) *family {
 	_, base := splitProfile(id)
 	return familyByPrefix(base)
 }
+
+// Every catalogued model answers its family's request shape.
+func TestEveryModelAnswers(t *testing.T) {
+	_, url := start(t, Config{})
+	c := runtimeClient(url)
+	bodies := map[string]familyCase{}
+	for _, tc := range familyCases {
+		f := byName(tc.model)
+		if _, ok := bodies[f.name]; !ok {
+			bodies[f.name] = tc
+		}
+	}
+	for _, m := range Models() {
+		tc, ok := bodies[m.Family]
+		if !ok {
+			t.Errorf("no test body for family %s", m.Family)
+			continue
+		}
+		if inv := invoke(t, c, m.ID, tc.body); inv.in != tc.wantIn {
+			t.Errorf("%s: input tokens %d, want %d", m.ID, inv.in, tc.wantIn)
+		}
+	}
+}
