@@ -126,7 +126,7 @@ type putResult struct {
 func putLines(ctx context.Context, p stream.Producer, in io.Reader, origin string) (putResult, error) {
 	var res putResult
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64*1024), stream.MaxRecordData)
+	sc.Buffer(make([]byte, 64*1024), stream.MaxRecordBytes)
 	var batch []stream.Entry
 	flush := func() error {
 		if len(batch) == 0 {

@@ -867,19 +867,10 @@ func ParseFileSeq(seq string) (int64, error) {
 }
 
 // CompareSeq orders two sequence numbers of one shard, file or Kinesis:
-// both are decimal integers (Kinesis's too long for 64 bits), so it compares
-// them by length without leading zeros, then digit by digit. It returns -1,
-// 0 or +1.
-func CompareSeq(a, b string) int {
-	a, b = strings.TrimLeft(a, "0"), strings.TrimLeft(b, "0")
-	switch {
-	case len(a) < len(b):
-		return -1
-	case len(a) > len(b):
-		return 1
-	}
-	return strings.Compare(a, b)
-}
+// both are decimal integers (Kinesis's too long for 64 bits), compared by
+// value; a record unpacked from a KPL aggregate ("BASE:NNNNN") sorts after
+// BASE and before the next record. It returns -1, 0 or +1.
+func CompareSeq(a, b string) int { return compareKinesisSeq(a, b) }
 
 func syncDir(dir string) error {
 	d, err := os.Open(dir)

@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/meter-dev/meter/invoker"
+)
+
+func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	tenants := fs.String("tenants", "", "tenant registry YAML (see meter team add)")
+	streamURI := fs.String("stream", "", "usage stream: file://DIR or kinesis://NAME")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	limits := fs.String("limits", "memory", "where rate limits, quotas and budgets are counted: memory")
+	prices := fs.String("prices", "", "price CSV for monthly budgets (default: the shipped Bedrock price file)")
+	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
+	quiet := fs.Bool("quiet", false, "log warnings only")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := need("tenants", *tenants, "stream", *streamURI); err != nil {
+		return err
+	}
+	if *limits != "memory" {
+		if strings.HasPrefix(*limits, "dynamodb://") {
+			return &exitError{code: 2, msg: "--limits dynamodb:// is not available yet; use memory (limits then hold per instance)"}
+		}
+		return usagef("--limits %q: want memory", *limits)
+	}
+	if _, err := os.Stat(*tenants); err != nil {
+		return usagef("tenants file: %v (create one with meter team add)", errShort(err))
+	}
+	reg, err := invoker.OpenRegistry(*tenants)
+	if err != nil {
+		return usagef("tenants file %s: %v", *tenants, err)
+	}
+	book, err := loadPrices(*prices)
+	if err != nil {
+		return err
+	}
+	h, err := openStream(ctx, *streamURI, true)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	if *spill == "" {
+		*spill = filepath.Join(filepath.Dir(*tenants), "meter-spill")
+	}
+	log := logger(stderr, *quiet)
+	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: h, SpillDir: *spill, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer em.Close()
+	br, err := invoker.NewBedrockClient(ctx, localDefaults()...)
+	if err != nil {
+		return err
+	}
+	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: book, Logger: log})
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", *listen, err)
+	}
+	fmt.Fprintf(stdout, "invoke API on http://%s (usage to %s, spill in %s)\n", ln.Addr(), *streamURI, *spill)
+	return serveUntil(ctx, ln, srv)
+}
+
+// localDefaults fills in what a local setup lacks: a region when none is
+// configured, and placeholder credentials when Bedrock is a server on this
+// machine (meter bedrock-local) and no credentials are configured.
+func localDefaults() []func(*config.LoadOptions) error {
+	var opts []func(*config.LoadOptions) error
+	if os.Getenv("AWS_REGION") == "" && os.Getenv("AWS_DEFAULT_REGION") == "" && os.Getenv("AWS_PROFILE") == "" {
+		opts = append(opts, config.WithRegion("us-east-1"))
+	}
+	ep := os.Getenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME")
+	if u, err := url.Parse(ep); err == nil && ep != "" && os.Getenv("AWS_ACCESS_KEY_ID") == "" && os.Getenv("AWS_PROFILE") == "" {
+		if host := u.Hostname(); host == "127.0.0.1" || host == "localhost" || host == "::1" {
+			opts = append(opts, config.WithCredentialsProvider(credentials.NewStaticCredentialsProvider("AKIAMETERLOCAL000001", "local", "")))
+		}
+	}
+	return opts
+}
+
+
+func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		return usagef("team needs a subcommand: add, rotate-key, revoke-key or list")
+	}
+	sub, args := args[0], args[1:]
+	fs := newFlags("team "+sub, stderr)
+	tenants := fs.String("tenants", "", "tenant registry YAML")
+	team := fs.String("team", "", "team id")
+	switch sub {
+	case "add":
+		cc := fs.String("cost-center", "", "cost center the team's usage is billed to")
+		models := fs.String("models", "", "comma-separated allowed models: exact ids or prefix patterns like anthropic.* (default: none)")
+		actFor := fs.String("act-for", "", "comma-separated team ids this team's keys may act for")
+		rps := fs.Float64("rps", 0, "rate limit in requests per second (0: unlimited)")
+		burst := fs.Int("burst", 0, "rate limit burst (default: the rps rounded up)")
+		dailyReq := fs.Int64("daily-requests", 0, "daily request quota (0: unlimited)")
+		dailyTok := fs.Int64("daily-tokens", 0, "daily token quota (0: unlimited)")
+		budget := fs.String("budget", "", "monthly budget in USD, e.g. 250.00 (default: unlimited)")
+		if err := parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if err := need("tenants", *tenants, "team", *team); err != nil {
+			return err
+		}
+		spec := invoker.TeamSpec{ID: *team, CostCenter: *cc, AllowedModels: splitList(*models), ActFor: splitList(*actFor), MonthlyBudgetUSD: *budget}
+		if *rps < 0 || *burst < 0 || *dailyReq < 0 || *dailyTok < 0 {
+			return usagef("limits must not be negative")
+		}
+		if *rps > 0 {
+			spec.RateLimit = &invoker.RateLimit{RPS: *rps, Burst: *burst}
+		}
+		if *dailyReq > 0 || *dailyTok > 0 {
+			spec.Quotas = &invoker.Quotas{DailyRequests: *dailyReq, DailyTokens: *dailyTok}
+		}
+		key, err := invoker.AddTeam(*tenants, spec)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "added team %s to %s; its API key is shown once, below:\n%s\n", *team, *tenants, key)
+		return nil
+	case "rotate-key":
+		revokeOld := fs.Bool("revoke-old", false, "revoke the team's other keys at once")
+		if err := parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if err := need("tenants", *tenants, "team", *team); err != nil {
+			return err
+		}
+		key, err := invoker.RotateKey(*tenants, *team, *revokeOld)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "new key for team %s; it is shown once, below:\n%s\n", *team, key)
+		return nil
+	case "revoke-key":
+		keyID := fs.String("key-id", "", "id of the key to revoke (see meter team list)")
+		if err := parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if err := need("tenants", *tenants, "team", *team, "key-id", *keyID); err != nil {
+			return err
+		}
+		if err := invoker.RevokeKey(*tenants, *team, *keyID); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked key %s of team %s\n", *keyID, *team)
+		return nil
+	case "list":
+		if err := parse(fs, args, stdout); err != nil {
+			return err
+		}
+		if err := need("tenants", *tenants); err != nil {
+			return err
+		}
+		teams, err := invoker.ListTeams(*tenants)
+		if err != nil {
+			return err
+		}
+		for _, t := range teams {
+			rate := "unlimited"
+			if t.RateLimit != nil {
+				rate = strconv.FormatFloat(t.RateLimit.RPS, 'f', -1, 64) + " rps"
+			}
+			budget := t.MonthlyBudgetUSD
+			if budget == "" {
+				budget = "unlimited"
+			}
+			active := 0
+			for _, k := range t.Keys {
+				if !k.Revoked {
+					active++
+				}
+			}
+			fmt.Fprintf(stdout, "%-16s cost center %-10s models %-40s rate %-10s budget %-10s keys %d active of %d\n",
+				t.ID, t.CostCenter, strings.Join(t.AllowedModels, ","), rate, budget, active, len(t.Keys))
+		}
+		return nil
+	}
+	return usagef("unknown team subcommand %q: want add, rotate-key, revoke-key or list", sub)
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
