@@ -553,7 +553,7 @@ func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.StreamTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := s.cfg.Bedrock.ConverseStream(ctx, in)
+	out, err := s.cfg.Bedrock.ConverseStream(ctx, in, withBufferedBody)
 	if err != nil {
 		c.latency = time.Since(start)
 		c.requestID = errorRequestID(err)
