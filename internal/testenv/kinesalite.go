@@ -67,14 +67,14 @@ func StartKinesalite(t testing.TB) *Kinesalite {
 	t.Helper()
 	node, err := exec.LookPath("node")
 	if err != nil {
-		t.Skipf("\n%s\nSKIPPING: Node.js (node) is not on PATH, so the local Kinesis (kinesalite) cannot run.\n"+
-			"Install Node.js, then from the repository root: %s\n%s", banner, KinesaliteInstall, banner)
+		skipOrFail(t, fmt.Sprintf("\n%s\nSKIPPING: Node.js (node) is not on PATH, so the local Kinesis (kinesalite) cannot run.\n"+
+			"Install Node.js, then from the repository root: %s\n%s", banner, KinesaliteInstall, banner))
 	}
 	modules, err := findNodeModules("kinesalite")
 	if err != nil {
-		t.Skipf("\n%s\nSKIPPING: kinesalite is not installed (%v).\n"+
+		skipOrFail(t, fmt.Sprintf("\n%s\nSKIPPING: kinesalite is not installed (%v).\n"+
 			"From the repository root run: %s\n(or set METER_NODE_MODULES to a node_modules directory holding it)\n%s",
-			banner, err, KinesaliteInstall, banner)
+			banner, err, KinesaliteInstall, banner))
 	}
 	script := filepath.Join(t.TempDir(), "kinesalite.js")
 	if err := os.WriteFile(script, []byte(kinesaliteScript), 0o644); err != nil {

@@ -35,7 +35,7 @@ type VersityGW struct {
 
 // StartVersityGW starts versitygw on a free loopback port, creates a bucket
 // and kills the server by its PID at the end of the test. It skips the test,
-// loudly, when versitygw is not installed, unless METER_REQUIRE_VERSITYGW is
+// loudly, when versitygw is not installed, unless METER_REQUIRE_SERVERS is
 // set, when it fails instead.
 func StartVersityGW(t testing.TB) *VersityGW {
 	t.Helper()
@@ -43,10 +43,7 @@ func StartVersityGW(t testing.TB) *VersityGW {
 	if err != nil {
 		msg := fmt.Sprintf("\n%s\nSKIPPING: the local S3 server versitygw is not installed (%v).\n"+
 			"Install it with: %s\n%s", banner, err, VersityGWInstall, banner)
-		if os.Getenv("METER_REQUIRE_VERSITYGW") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		skipOrFail(t, msg)
 	}
 	g := &VersityGW{dir: t.TempDir(), bucket: "meter-test-" + randomHex(6)}
 	t.Cleanup(g.stop)
