@@ -112,6 +112,9 @@ func NewWriter[T any](w io.Writer, opts Options) (*Writer[T], error) {
 	if err != nil {
 		return nil, fmt.Errorf("parquetio: schema of %T: %w", zero, err)
 	}
+	if marshal, ok := flatMarshal[T](pw.SchemaHandler); ok {
+		pw.MarshalFunc = marshal
+	}
 	pw.CompressionType = codec
 	pw.RowGroupSize = opts.RowGroupBytes
 	pw.PageSize = opts.PageBytes
