@@ -402,7 +402,9 @@ func TestConverseStream(t *testing.T) {
 		if len(events) < 5 || events[0].name != "messageStart" || events[len(events)-1].name != "metadata" {
 			t.Fatalf("events %+v", events)
 		}
-		var meta struct{ Usage struct{ InputTokens, OutputTokens int64 } }
+		var meta struct {
+			Usage struct{ InputTokens, OutputTokens int64 }
+		}
 		json.Unmarshal([]byte(events[len(events)-1].data), &meta)
 		ev := e.oneEvent(t)
 		if ev.Operation != "ConverseStream" || ev.Status != "success" || ev.InputTokens != int64(*want.InputTokens) ||
