@@ -4,7 +4,6 @@ import (
 	"encoding/csv"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
 
 	"github.com/meter-dev/meter/schemas"
@@ -40,93 +39,30 @@ type DayResult struct {
 }
 
 // CompactDay deduplicates a day's events exactly by request_id, prices each
-// successful call with the price in force on its day, and sums the chargeback.
+// successful call with the price in force at its time, and sums the chargeback.
 // Of several events with one request_id the earliest (by time, then event_id)
 // is kept, so the result does not depend on the order events arrive in.
 // A successful call of a model with no price fails the whole day: nothing is
 // billed at a silent zero.
+//
+// CompactDay holds the whole day in memory; a Compactor does the same work
+// bucket by bucket for days larger than that.
 func CompactDay(day string, events []schemas.Event, p Pricer) (*DayResult, error) {
-	res := &DayResult{Day: day, RowsRead: len(events)}
-	keep := make([]*schemas.Event, 0, len(events))
-	for i := range events {
-		if events[i].Day() != day {
-			res.OtherDay++
-			continue
-		}
-		keep = append(keep, &events[i])
+	c, err := NewCompactor(day, p)
+	if err != nil {
+		return nil, err
 	}
-	sort.Slice(keep, func(i, j int) bool {
-		a, b := keep[i], keep[j]
-		if a.RequestID != b.RequestID {
-			return a.RequestID < b.RequestID
-		}
-		if !a.Timestamp.Equal(b.Timestamp) {
-			return a.Timestamp.Before(b.Timestamp)
-		}
-		return a.EventID < b.EventID
-	})
-	type key struct{ team, cc, model string }
-	groups := map[key]*ChargebackRow{}
-	res.Daily = make([]schemas.DailyRow, 0, len(keep))
-	var missing error
-	for i, e := range keep {
-		if i > 0 && keep[i-1].RequestID == e.RequestID {
-			res.Duplicates++
-			continue
-		}
-		c, err := p.Cost(e)
-		if err != nil {
-			if missing == nil {
-				missing = err
-			}
-			continue
-		}
-		k := key{e.TeamID, e.CostCenter, e.ModelID}
-		g := groups[k]
-		if g == nil {
-			g = &ChargebackRow{Day: day, TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID}
-			groups[k] = g
-		}
-		g.add(e, c)
-		res.Daily = append(res.Daily, schemas.NewDailyRow(e, c))
+	daily, err := c.Bucket(events)
+	if err != nil {
+		return nil, err
 	}
-	if missing != nil {
-		return nil, missing
-	}
-	for _, g := range groups {
-		res.Chargeback = append(res.Chargeback, *g)
-	}
-	sort.Slice(res.Chargeback, func(i, j int) bool {
-		a, b := &res.Chargeback[i], &res.Chargeback[j]
-		if a.TeamID != b.TeamID {
-			return a.TeamID < b.TeamID
-		}
-		if a.CostCenter != b.CostCenter {
-			return a.CostCenter < b.CostCenter
-		}
-		return a.ModelID < b.ModelID
-	})
-	sort.Slice(res.Daily, func(i, j int) bool {
-		a, b := &res.Daily[i], &res.Daily[j]
-		if a.TeamID != b.TeamID {
-			return a.TeamID < b.TeamID
-		}
-		if a.ModelID != b.ModelID {
-			return a.ModelID < b.ModelID
-		}
-		if a.Timestamp != b.Timestamp {
-			return a.Timestamp < b.Timestamp
-		}
-		return a.RequestID < b.RequestID
-	})
-	res.Totals = ChargebackRow{Day: day}
-	for i := range res.Chargeback {
-		res.Totals.merge(&res.Chargeback[i])
-	}
+	res := c.Result()
+	res.Daily = daily
 	return res, nil
 }
 
-func (g *ChargebackRow) add(e *schemas.Event, c schemas.Costs) {
+// count adds an event's calls and tokens to the row; costs are summed by the caller.
+func (g *ChargebackRow) count(e *schemas.Event) {
 	switch e.Status {
 	case schemas.StatusSuccess:
 		g.Invocations++
@@ -135,7 +71,6 @@ func (g *ChargebackRow) add(e *schemas.Event, c schemas.Costs) {
 		g.CacheReadTokens += e.CacheReadInputTokens
 		g.CacheWriteTokens += e.CacheWriteInputTokens
 		g.ImageCount += e.ImageCount
-		g.Costs = g.Costs.Add(c)
 	case schemas.StatusDenied:
 		g.Denied++
 	case schemas.StatusThrottled:

@@ -1,0 +1,226 @@
+package aggregator
+
+import (
+	"cmp"
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"time"
+
+	"github.com/meter-dev/meter/schemas"
+)
+
+// Compactor compacts one day in parts. Each call of Bucket takes events that
+// share no request_id with the events of any other call (partition them with
+// BucketOf), so deduplication within a bucket is deduplication of the day;
+// the chargeback sums of every bucket are merged exactly. A day larger than
+// memory is compacted one bucket at a time with the same results, row for row,
+// as CompactDay over all of it.
+type Compactor struct {
+	day    string
+	start  time.Time
+	end    time.Time
+	pricer *dayPricer
+	groups map[groupKey]*group
+
+	RowsRead   int // events given, duplicates and other days included
+	Duplicates int // events dropped because their request_id was already counted
+	OtherDay   int // events whose event time is not on the day (ignored)
+	Requests   int // distinct request ids kept
+}
+
+type groupKey struct{ team, cc, model string }
+
+// group accumulates one chargeback row: fixed-point sums for what the day
+// pricer priced, decimals for the rest.
+type group struct {
+	row   ChargebackRow
+	fixed fixedCosts
+	slow  schemas.Costs
+}
+
+// NewCompactor starts the compaction of day (YYYY-MM-DD) priced by p.
+func NewCompactor(day string, p Pricer) (*Compactor, error) {
+	start, err := time.Parse(schemas.DayLayout, day)
+	if err != nil {
+		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", day)
+	}
+	return &Compactor{day: day, start: start, end: start.Add(24 * time.Hour), pricer: newDayPricer(p, start), groups: map[groupKey]*group{}}, nil
+}
+
+// BucketOf returns the bucket, of n, of a request id: the same for every
+// event of one request, in every run.
+func BucketOf(seed maphash.Seed, requestID string, n int) int {
+	if n <= 1 {
+		return 0
+	}
+	return int(maphash.String(seed, requestID) % uint64(n))
+}
+
+// Bucket deduplicates and prices one bucket of the day's events, adds them to
+// the day's sums and returns the bucket's daily rows sorted by LessDaily.
+// events may be reordered and reused by the caller afterwards.
+func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
+	c.RowsRead += len(events)
+	first := make(map[string]int32, len(events))
+	for i := range events {
+		e := &events[i]
+		if e.Timestamp.Before(c.start) || !e.Timestamp.Before(c.end) {
+			c.OtherDay++
+			continue
+		}
+		j, seen := first[e.RequestID]
+		if !seen {
+			first[e.RequestID] = int32(i)
+			continue
+		}
+		c.Duplicates++
+		if k := &events[j]; e.Timestamp.Before(k.Timestamp) || (e.Timestamp.Equal(k.Timestamp) && e.EventID < k.EventID) {
+			first[e.RequestID] = int32(i)
+		}
+	}
+	keep := make([]int32, 0, len(first))
+	for i := range events {
+		if j, ok := first[events[i].RequestID]; ok && int(j) == i {
+			keep = append(keep, j)
+		}
+	}
+	first = nil
+	c.Requests += len(keep)
+
+	rows := make([]schemas.DailyRow, len(keep))
+	var missing error
+	var fc fixedCosts
+	for n, i := range keep {
+		e := &events[i]
+		k := groupKey{e.TeamID, e.CostCenter, e.ModelID}
+		g := c.groups[k]
+		if g == nil {
+			g = &group{row: ChargebackRow{Day: c.day, TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID}}
+			c.groups[k] = g
+		}
+		r := &rows[n]
+		fillEventColumns(r, e)
+		if c.pricer.fast(e, &fc) && g.addFixed(e, &fc, r) {
+			continue
+		}
+		cost, err := c.pricer.p.Cost(e)
+		if err != nil {
+			if missing == nil {
+				missing = err
+			}
+			continue
+		}
+		g.row.count(e)
+		g.slow = g.slow.Add(cost)
+		*r = schemas.NewDailyRow(e, cost)
+	}
+	if missing != nil {
+		return nil, missing
+	}
+	SortDaily(rows)
+	return rows, nil
+}
+
+// addFixed adds an event priced in fixed point; false (nothing added) when a
+// sum would not fit, so the caller prices it with decimals instead.
+func (g *group) addFixed(e *schemas.Event, fc *fixedCosts, r *schemas.DailyRow) bool {
+	var total fixed
+	var cents [5]int64
+	for i := range fc {
+		var ok bool
+		if cents[i], ok = fc[i].scaled(); !ok {
+			return false
+		}
+		if total, ok = total.add(fc[i]); !ok {
+			return false
+		}
+	}
+	tc, ok := total.scaled()
+	if !ok {
+		return false
+	}
+	sum := g.fixed
+	if !sum.addAll(fc) {
+		return false
+	}
+	g.fixed = sum
+	g.row.count(e)
+	r.InputCost, r.OutputCost, r.CacheReadCost, r.CacheWriteCost, r.ImageCost, r.TotalCost = cents[0], cents[1], cents[2], cents[3], cents[4], tc
+	return true
+}
+
+// fillEventColumns sets the event columns of a daily row; costs stay zero.
+func fillEventColumns(r *schemas.DailyRow, e *schemas.Event) {
+	*r = schemas.DailyRow{
+		SchemaVersion: int32(e.SchemaVersion), EventID: e.EventID, RequestID: e.RequestID, Timestamp: e.Timestamp.UnixMilli(),
+		TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID, Operation: e.Operation, Status: e.Status,
+		InputTokens: e.InputTokens, OutputTokens: e.OutputTokens, LatencyMS: e.LatencyMS,
+		CacheReadInputTokens: e.CacheReadInputTokens, CacheWriteInputTokens: e.CacheWriteInputTokens,
+		ImageCount: e.ImageCount, ImageHeight: e.ImageHeight, ImageWidth: e.ImageWidth, ImageSteps: e.ImageSteps,
+		ImageQuality: e.ImageQuality, APIKeyID: e.APIKeyID, Region: e.Region, PricingTier: e.PricingTier,
+	}
+}
+
+// Result returns the day's chargeback (sorted by team, cost center, model) and
+// totals so far; Daily is left empty.
+func (c *Compactor) Result() *DayResult {
+	res := &DayResult{Day: c.day, RowsRead: c.RowsRead, Duplicates: c.Duplicates, OtherDay: c.OtherDay}
+	for _, g := range c.groups {
+		row := g.row
+		row.Costs = g.fixed.costs().Add(g.slow)
+		res.Chargeback = append(res.Chargeback, row)
+	}
+	slices.SortFunc(res.Chargeback, func(a, b ChargebackRow) int {
+		return cmp.Or(cmp.Compare(a.TeamID, b.TeamID), cmp.Compare(a.CostCenter, b.CostCenter), cmp.Compare(a.ModelID, b.ModelID))
+	})
+	res.Totals = ChargebackRow{Day: c.day}
+	for i := range res.Chargeback {
+		res.Totals.merge(&res.Chargeback[i])
+	}
+	return res
+}
+
+// CompareDaily orders daily rows the way the daily file is sorted for Athena:
+// by team, model, event time and request id. Request ids are unique in a day,
+// so the order is total and the file does not depend on input order.
+func CompareDaily(a, b *schemas.DailyRow) int {
+	if a.TeamID != b.TeamID {
+		return cmp.Compare(a.TeamID, b.TeamID)
+	}
+	if a.ModelID != b.ModelID {
+		return cmp.Compare(a.ModelID, b.ModelID)
+	}
+	if a.Timestamp != b.Timestamp {
+		return cmp.Compare(a.Timestamp, b.Timestamp)
+	}
+	return cmp.Compare(a.RequestID, b.RequestID)
+}
+
+// SortDaily sorts rows by CompareDaily. Rows are large: an index is sorted and
+// the rows permuted once.
+func SortDaily(rows []schemas.DailyRow) {
+	idx := make([]int32, len(rows))
+	for i := range idx {
+		idx[i] = int32(i)
+	}
+	slices.SortFunc(idx, func(a, b int32) int { return CompareDaily(&rows[a], &rows[b]) })
+	// Apply the permutation in place by following its cycles.
+	for i := range idx {
+		if idx[i] < 0 {
+			continue
+		}
+		j := i
+		tmp := rows[i]
+		for {
+			k := int(idx[j])
+			idx[j] = -1
+			if k == i {
+				rows[j] = tmp
+				break
+			}
+			rows[j] = rows[k]
+			j = k
+		}
+	}
+}
