@@ -96,7 +96,6 @@ func localDefaults() []func(*config.LoadOptions) error {
 	return opts
 }
 
-
 func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		return usagef("team needs a subcommand: add, rotate-key, revoke-key or list")

@@ -446,4 +446,3 @@ func printTable(w io.Writer, rows []aggregator.ChargebackRow) {
 	fmt.Fprintf(tw, "TOTAL\t\t\t%d\t%d\t%d\t%s\t%d\t%d\t\n", total.Invocations, total.InputTokens, total.OutputTokens, total.Costs.Total().StringFixed(6), total.Denied, total.Throttled)
 	tw.Flush()
 }
-
