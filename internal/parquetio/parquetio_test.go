@@ -304,6 +304,10 @@ func TestArrowSchema(t *testing.T) {
 	if !ok || !tl.IsAdjustedToUTC() || tl.TimeUnit() != pqschema.TimeUnitMillis {
 		t.Errorf("timestamp logical type %v, want TIMESTAMP(isAdjustedToUTC=true, MILLIS)", ts)
 	}
+	// Readers that predate logical types see the converted type.
+	if ct := ps.Column(ps.ColumnIndexByName("timestamp")).ConvertedType(); ct != pqschema.ConvertedTypes.TimestampMillis {
+		t.Errorf("timestamp converted type %v, want TIMESTAMP_MILLIS", ct)
+	}
 	if dt := sc.Field(sc.FieldIndices("timestamp")[0]).Type; !arrow.TypeEqual(dt, &arrow.TimestampType{Unit: arrow.Millisecond, TimeZone: "UTC"}) {
 		t.Errorf("arrow reads timestamp as %v", dt)
 	}

@@ -175,6 +175,7 @@ func (w *Writer[T]) finish() error {
 	}
 	keep := repairPageIndex(pw)
 	pw.RenameSchema()
+	normalizeSchema(pw.Footer.Schema)
 
 	// TYPE_ORDER is what parquet-mr writes: min/max of strings are compared as
 	// unsigned bytes (Go's string order, which the writer's statistics use).
@@ -238,4 +239,29 @@ func (w *Writer[T]) finish() error {
 		return fmt.Errorf("parquetio: writing file: %w", err)
 	}
 	return nil
+}
+
+// normalizeSchema tidies two things v1.6.2 writes into the schema, after the
+// last page is written (page statistics were ordered by then):
+//   - scale and precision on every leaf, though the format defines them only
+//     for DECIMAL; they are removed from the others;
+//   - TIMESTAMP(isAdjustedToUTC=true, MILLIS) without the matching converted
+//     type TIMESTAMP_MILLIS, which the format asks writers to add for readers
+//     that predate logical types.
+func normalizeSchema(els []*xparquet.SchemaElement) {
+	for _, el := range els {
+		if el.GetNumChildren() > 0 || el.Type == nil {
+			continue
+		}
+		decimal := el.ConvertedType != nil && *el.ConvertedType == xparquet.ConvertedType_DECIMAL ||
+			el.LogicalType != nil && el.LogicalType.DECIMAL != nil
+		if !decimal {
+			el.Scale, el.Precision = nil, nil
+		}
+		if lt := el.LogicalType; lt != nil && lt.TIMESTAMP != nil && el.ConvertedType == nil &&
+			lt.TIMESTAMP.IsAdjustedToUTC && lt.TIMESTAMP.Unit != nil && lt.TIMESTAMP.Unit.MILLIS != nil {
+			ct := xparquet.ConvertedType_TIMESTAMP_MILLIS
+			el.ConvertedType = &ct
+		}
+	}
 }
