@@ -2,6 +2,8 @@ package invoker_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"os"
@@ -527,5 +529,44 @@ func TestUpstreamTimeout(t *testing.T) {
 	ev := e.oneEvent(t)
 	if ev.Status != schemas.StatusUpstreamError || ev.InputTokens != 0 {
 		t.Fatalf("event %+v", ev)
+	}
+}
+
+func TestKeysStoredOnlyAsHashes(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	data, err := os.ReadFile(e.tenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for team, key := range e.keys {
+		sum := sha256.Sum256([]byte(key))
+		if strings.Contains(string(data), key) || !strings.Contains(string(data), hex.EncodeToString(sum[:])) {
+			t.Fatalf("team %s: the file must hold the key's SHA-256 and never the key", team)
+		}
+	}
+	if st, _ := os.Stat(e.tenants); st.Mode().Perm() != 0o600 {
+		t.Fatalf("tenants file mode %v", st.Mode())
+	}
+}
+
+// panicky is a Bedrock client that fails in the worst way.
+type panicky struct{ invoker.BedrockClient }
+
+func (panicky) InvokeModel(context.Context, *bedrockruntime.InvokeModelInput, ...func(*bedrockruntime.Options)) (*bedrockruntime.InvokeModelOutput, error) {
+	panic("boom")
+}
+
+func TestPanicBecomesJSON500(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	reg, _ := invoker.OpenRegistry(e.tenants)
+	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: panicky{}, Usage: e.emitter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	e.api.Config.Handler = srv
+	r := e.invoke("search", haiku, nil, `{"inputs": "hi"}`)
+	if r.status != 500 || r.errorCode(t) != "internal_error" || strings.Contains(string(r.body), "boom") {
+		t.Fatalf("status %d: %s", r.status, r.body)
 	}
 }

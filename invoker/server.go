@@ -268,6 +268,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiErr
 	writeError(w, e)
 }
 
+// release returns an unsettled reservation (the handler failed unexpectedly),
+// so a panic cannot leave a team's limits blocked.
+func (s *Server) release(r *http.Request, c *call) {
+	if c.ticket != nil {
+		s.cfg.Limits.Settle(context.WithoutCancel(r.Context()), c.ticket, Usage{})
+		c.ticket = nil
+	}
+}
+
 // admit authenticates the key, resolves the team and checks the model against
 // the allow-list. It answers the request itself when it returns nil.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
@@ -372,6 +381,7 @@ type invokeBody struct {
 
 func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	c := &call{op: "InvokeModel", modelID: r.URL.Query().Get("model_id")}
+	defer s.release(r, c)
 	if !s.admit(w, r, c) {
 		return
 	}
@@ -476,6 +486,7 @@ func setUsageHeaders(w http.ResponseWriter, ev *schemas.Event) {
 
 func (s *Server) handleConverse(w http.ResponseWriter, r *http.Request) {
 	c := &call{op: "Converse", modelID: r.PathValue("model_id")}
+	defer s.release(r, c)
 	if !s.admit(w, r, c) {
 		return
 	}
@@ -531,6 +542,7 @@ func setTokens(ev *schemas.Event, u *types.TokenUsage) {
 // the client only after the usage event is durable.
 func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
 	c := &call{op: "ConverseStream", modelID: r.PathValue("model_id")}
+	defer s.release(r, c)
 	if !s.admit(w, r, c) {
 		return
 	}
