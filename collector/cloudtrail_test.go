@@ -614,6 +614,7 @@ func TestRunReconcileBadInput(t *testing.T) {
 		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
 		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
 		{ReconcileConfig{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
+		{ReconcileConfig{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: ctTime("2026-11-25T00:00:00Z")}, "only the last 90 days"},
 	} {
 		_, err := RunReconcile(ctx, tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -66,6 +66,9 @@ func (e *UnmeteredError) Error() string {
 	return fmt.Sprintf("reconciliation %s: %d unmetered Bedrock calls (threshold %d)", e.Day, e.Unmetered, e.Threshold)
 }
 
+// LookupRetention is how far back LookupEvents can see.
+const LookupRetention = 90 * 24 * time.Hour
+
 // ReconciliationKeys returns the keys of a day's report and summary in the store.
 func ReconciliationKeys(day string) (report, summary string) {
 	dir := store.Partition(store.ReconciliationPrefix, day)
@@ -95,6 +98,10 @@ func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, 
 	if cfg.Margin <= 0 {
 		cfg.Margin = time.Hour
 	}
+	from, to := dayStart.Add(-cfg.Margin), dayStart.Add(24*time.Hour+cfg.Margin)
+	if cfg.CloudTrail == TrailKindLookup && from.Before(cfg.Now.Add(-LookupRetention)) {
+		return aggregator.Report{}, fmt.Errorf("--day %s: LookupEvents keeps only the last 90 days; read the trail files (s3://BUCKET/PREFIX) instead", cfg.Day)
+	}
 	reader, err := trailReader(ctx, cfg)
 	if err != nil {
 		return aggregator.Report{}, err
@@ -110,7 +117,6 @@ func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, 
 		usage = append(usage, evs...)
 	}
 
-	from, to := dayStart.Add(-cfg.Margin), dayStart.Add(24*time.Hour+cfg.Margin)
 	trail, err := reader.ReadTrail(ctx, from, to)
 	if err != nil {
 		return aggregator.Report{}, err
