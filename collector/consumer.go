@@ -54,10 +54,16 @@ type Stats struct {
 
 // Checkpoint is a shard's durable read position.
 type Checkpoint struct {
-	ShardID  string    `json:"shard_id"`
-	Sequence string    `json:"sequence"`
-	Closed   bool      `json:"closed"` // the shard was closed and read to its end
-	Updated  time.Time `json:"updated"`
+	ShardID  string `json:"shard_id"`
+	Sequence string `json:"sequence"`
+	Closed   bool   `json:"closed"` // the shard was closed and read to its end
+	// Pending is the last sequence number of the batch being written after
+	// Sequence: its outputs may exist in part. A consumer resuming here ends
+	// its first batch exactly at Pending, so it rebuilds that batch under the
+	// same object names and replaces the outputs rather than adding others
+	// that overlap them (which would count the records twice in usage_windows).
+	Pending string    `json:"pending,omitempty"`
+	Updated time.Time `json:"updated"`
 }
 
 // Consumer reads a stream into the store.
@@ -66,6 +72,7 @@ type Consumer struct {
 	agg   *aggregator.Aggregator
 	iters map[string]stream.Iterator
 	cps   map[string]*Checkpoint
+	carry map[string][]stream.Record // records read past a pending batch's end
 	stats Stats
 }
 
@@ -86,7 +93,7 @@ func NewConsumer(cfg Config) *Consumer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Consumer{cfg: cfg, agg: aggregator.New(cfg.Aggregator), iters: map[string]stream.Iterator{}, cps: map[string]*Checkpoint{}}
+	return &Consumer{cfg: cfg, agg: aggregator.New(cfg.Aggregator), iters: map[string]stream.Iterator{}, cps: map[string]*Checkpoint{}, carry: map[string][]stream.Record{}}
 }
 
 // Run consumes until ctx ends, or, with untilIdle, until every shard is caught up.
@@ -187,7 +194,7 @@ func (c *Consumer) readShard(ctx context.Context, shardID string, cp *Checkpoint
 		}
 		c.iters[shardID] = it
 	}
-	recs, err := it.Next(ctx, c.cfg.BatchRecords)
+	recs, err := c.next(ctx, shardID, it, cp)
 	if errors.Is(err, stream.ErrShardClosed) {
 		if len(recs) > 0 {
 			if err := c.process(ctx, shardID, recs); err != nil {
@@ -200,6 +207,7 @@ func (c *Consumer) readShard(ctx context.Context, shardID string, cp *Checkpoint
 		}
 		it.Close()
 		delete(c.iters, shardID)
+		delete(c.carry, shardID)
 		c.cfg.Logger.Info("shard closed and drained", "shard", shardID)
 		return true, nil
 	}
@@ -212,8 +220,61 @@ func (c *Consumer) readShard(ctx context.Context, shardID string, cp *Checkpoint
 	return true, c.process(ctx, shardID, recs)
 }
 
+// next returns the shard's next batch. After a restart with a pending batch it
+// reads until the batch ends exactly where the interrupted one did, however
+// the stream splits its reads; records read past that end start the batch after.
+func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator, cp *Checkpoint) ([]stream.Record, error) {
+	buf := c.carry[shardID]
+	if cp.Pending == "" {
+		if len(buf) == 0 {
+			return it.Next(ctx, c.cfg.BatchRecords)
+		}
+		n := min(len(buf), c.cfg.BatchRecords)
+		c.carry[shardID] = buf[n:]
+		return buf[:n], nil
+	}
+	for {
+		for i, r := range buf {
+			if cmp := stream.CompareSeq(r.SequenceNumber, cp.Pending); cmp >= 0 {
+				n := i
+				if cmp == 0 {
+					n++
+				}
+				if n == 0 {
+					// The pending end is no longer in the stream: nothing to rebuild.
+					cp.Pending = ""
+					return c.next(ctx, shardID, it, cp)
+				}
+				c.carry[shardID] = buf[n:]
+				return buf[:n], nil
+			}
+		}
+		more, err := it.Next(ctx, c.cfg.BatchRecords)
+		buf = append(buf, more...)
+		if err != nil {
+			// A closed shard ends the batch wherever its records end.
+			c.carry[shardID] = nil
+			return buf, err
+		}
+		if len(more) == 0 {
+			c.carry[shardID] = buf
+			return nil, nil
+		}
+	}
+}
+
 // process turns one batch of a shard into durable outputs, then checkpoints it.
+// The checkpoint names the batch's end as pending before any output is
+// written, so that a restart rebuilds this batch exactly (see Checkpoint.Pending).
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
+	cp := c.cps[shardID]
+	last := recs[len(recs)-1].SequenceNumber
+	if cp.Pending != last {
+		cp.Pending = last
+		if err := c.saveCheckpoint(ctx, cp); err != nil {
+			return err
+		}
+	}
 	now := c.cfg.Now()
 	for _, r := range recs {
 		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey}, now)
@@ -230,8 +291,7 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	c.stats.Quarantined += len(b.Quarantined)
 	c.stats.Objects += n
 	c.stats.Batches++
-	cp := c.cps[shardID]
-	cp.Sequence = recs[len(recs)-1].SequenceNumber
+	cp.Sequence, cp.Pending = last, ""
 	if err := c.saveCheckpoint(ctx, cp); err != nil {
 		return err
 	}
