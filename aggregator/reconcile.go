@@ -61,8 +61,13 @@ const (
 	SkipUsageFailedUnrecorded = "usage_failed_without_cloudtrail"
 	SkipCloudTrailDuplicate   = "cloudtrail_duplicate"
 	SkipCloudTrailNoRequestID = "cloudtrail_without_request_id"
-	defaultDeliveryAllowance  = time.Hour
-	defaultReconcileTolerance = 5 * time.Minute
+)
+
+// Defaults of ReconcileOptions: CloudTrail usually delivers within 15 minutes,
+// and the two sides' clocks and the call's own duration differ by seconds.
+const (
+	DefaultDeliveryAllowance = time.Hour
+	DefaultTimeTolerance     = 5 * time.Minute
 )
 
 // TrailRecord is one CloudTrail record of a Bedrock runtime invocation, as the
@@ -160,10 +165,10 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 	}
 	dayEnd := dayStart.Add(24 * time.Hour)
 	if opts.DeliveryAllowance <= 0 {
-		opts.DeliveryAllowance = defaultDeliveryAllowance
+		opts.DeliveryAllowance = DefaultDeliveryAllowance
 	}
 	if opts.TimeTolerance <= 0 {
-		opts.TimeTolerance = defaultReconcileTolerance
+		opts.TimeTolerance = DefaultTimeTolerance
 	}
 	if opts.Now.IsZero() {
 		opts.Now = time.Now()
