@@ -1,20 +1,35 @@
 // Package daily runs the daily compaction: it reads a day's raw events from the
 // store, has the aggregator deduplicate and price them exactly, and writes the
 // authoritative chargeback CSV, the compacted daily Parquet and manifest.json.
-// Outputs are written so that a reader sees a complete revision or the previous
-// one: the daily Parquet and CSV first, manifest.json last; an earlier revision's
-// CSV and manifest are kept under revisions/ before anything is replaced.
+//
+// Outputs form revisions. A revision's CSV and manifest are first written under
+// chargeback/dt=D/revisions/rN/ (immutable once committed), then the daily
+// Parquet, then the fixed-name CSV (every row carries its revision), and last
+// manifest.json: the commit point. Every Put is atomic, so a reader that starts
+// from manifest.json sees a complete revision or the previous one, and a run
+// killed at any point leaves the last committed revision intact. Outputs hold
+// no wall-clock time: compacting the same inputs again gives the same bytes.
+// New or changed inputs make the next revision, whose manifest says what
+// changed and where the money moved.
+//
+// A day larger than memory is compacted in buckets of request ids spilled to
+// local disk; peak memory then depends on the bucket size, not the day.
 package daily
 
 import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
+	"os"
+	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -29,6 +44,16 @@ import (
 // DefaultGrace is how long after midnight UTC a day stays open for late events.
 const DefaultGrace = 2 * time.Hour
 
+// Defaults of the bounded-memory path.
+const (
+	// DefaultMemoryInputBytes is the size of a day's event objects up to which
+	// the day is compacted in memory (about 700,000 events).
+	DefaultMemoryInputBytes = 32 << 20
+	// DefaultBucketInputBytes is the input size per bucket when spilling:
+	// a bucket's events, priced, take about 20 times their Parquet size.
+	DefaultBucketInputBytes = 24 << 20
+)
+
 // Config wires one compaction.
 type Config struct {
 	Store  store.Store
@@ -40,9 +65,19 @@ type Config struct {
 	Now    func() time.Time
 	// Parquet options of the daily file (row groups sized for Athena by default).
 	Parquet parquetio.Options
+
+	// Buckets splits the day into this many request-id buckets spilled to
+	// TempDir; 0 chooses by input size (1, in memory, for small days).
+	Buckets int
+	// MemoryInputBytes and BucketInputBytes tune that choice (defaults above).
+	MemoryInputBytes int64
+	BucketInputBytes int64
+	// TempDir holds spill files and the daily file while it is written;
+	// default os.TempDir().
+	TempDir string
 }
 
-// Input describes one object read.
+// Input describes one object read or written.
 type Input struct {
 	Key    string `json:"key"`
 	Size   int64  `json:"size"`
@@ -61,6 +96,8 @@ type Totals struct {
 	Denied       int64  `json:"denied"`
 	Throttled    int64  `json:"throttled"`
 	Errors       int64  `json:"errors"`
+	InputCost    string `json:"input_cost"`
+	OutputCost   string `json:"output_cost"`
 	TotalCost    string `json:"total_cost"`
 }
 
@@ -68,36 +105,61 @@ type Totals struct {
 type Manifest struct {
 	Day               string  `json:"day"`
 	Revision          int     `json:"revision"`
+	Engine            string  `json:"engine"`
 	Inputs            []Input `json:"inputs"`
 	RowsRead          int     `json:"rows_read"`
 	DuplicatesDropped int     `json:"duplicates_dropped"`
 	OtherDayRows      int     `json:"other_day_rows"`
 	RequestIDs        int     `json:"request_ids"`
 	QuarantineObjects int     `json:"quarantine_objects"`
+	QuarantineRecords int     `json:"quarantine_records"`
 	PriceFile         string  `json:"price_file"`
 	PriceSHA256       string  `json:"price_sha256"`
+	Scale             int     `json:"scale"` // CSV cost places; -1: exact
 	Outputs           []Input `json:"outputs"`
 	Totals            Totals  `json:"totals"`
-	// Previous summarises the revision this one replaced, when the inputs changed.
+	// Previous says how this revision differs from the one it replaced.
 	Previous *Change `json:"previous,omitempty"`
 }
 
 // Change says how a revision differs from the one before it.
 type Change struct {
-	Revision        int      `json:"revision"`
-	InputsAdded     []string `json:"inputs_added,omitempty"`
-	InputsRemoved   []string `json:"inputs_removed,omitempty"`
-	InvocationsDiff int64    `json:"invocations_diff"`
-	TotalCostBefore string   `json:"total_cost_before"`
-	TotalCostDiff   string   `json:"total_cost_diff"`
+	Revision        int           `json:"revision"`
+	InputsAdded     []string      `json:"inputs_added,omitempty"`
+	InputsRemoved   []string      `json:"inputs_removed,omitempty"`
+	PricesChanged   bool          `json:"prices_changed,omitempty"`
+	ScaleChanged    bool          `json:"scale_changed,omitempty"`
+	RowsReadDiff    int           `json:"rows_read_diff"`
+	RequestIDsDiff  int           `json:"request_ids_diff"`
+	DuplicatesDiff  int           `json:"duplicates_diff"`
+	InvocationsDiff int64         `json:"invocations_diff"`
+	TotalCostBefore string        `json:"total_cost_before"`
+	TotalCostDiff   string        `json:"total_cost_diff"`
+	Groups          []GroupChange `json:"groups,omitempty"`
+}
+
+// GroupChange is where money moved: one chargeback row whose numbers differ
+// from the previous revision's (costs as the CSVs carry them).
+type GroupChange struct {
+	TeamID            string `json:"team_id"`
+	CostCenter        string `json:"cost_center"`
+	ModelID           string `json:"model_id"`
+	InvocationsBefore int64  `json:"invocations_before"`
+	InvocationsAfter  int64  `json:"invocations_after"`
+	TotalCostBefore   string `json:"total_cost_before"`
+	TotalCostAfter    string `json:"total_cost_after"`
+	TotalCostDiff     string `json:"total_cost_diff"`
 }
 
 // Result is what Compact did.
 type Result struct {
-	Manifest  Manifest
+	Manifest Manifest
+	// Day holds the chargeback rows, totals and counts; its Daily rows only
+	// when the day was compacted in memory.
 	Day       *aggregator.DayResult
 	CSVKey    string
 	Unchanged bool // the inputs equal the current revision's: outputs rewritten identically
+	Buckets   int  // request-id buckets used; 1: in memory
 }
 
 // Keys of a day's outputs.
@@ -111,6 +173,13 @@ func DailyKey(day string) string {
 	return store.Partition(store.DailyPrefix, day) + "daily-" + day + ".parquet"
 }
 
+// RevisionKey returns the key of a revision's copy of name (the CSV or manifest.json).
+func RevisionKey(day string, rev int, name string) string {
+	return store.Partition(store.ChargebackPrefix, day) + fmt.Sprintf("revisions/r%d/", rev) + name
+}
+
+func csvName(day string) string { return "chargeback-" + day + ".csv" }
+
 // Compact compacts one day.
 func Compact(ctx context.Context, cfg Config) (*Result, error) {
 	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
@@ -123,21 +192,194 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.Prices == nil {
+		return nil, errors.New("no price book")
+	}
 	if open := dayStart.Add(24*time.Hour + cfg.Grace); !cfg.Force && cfg.Now().Before(open) {
 		return nil, fmt.Errorf("day %s is open for late events until %s (grace %s); use --force to compact it now",
 			cfg.Day, open.Format(time.RFC3339), cfg.Grace)
+	}
+	if cfg.Scale < 0 {
+		cfg.Scale = -1
 	}
 	objs, err := cfg.Store.List(ctx, store.Partition(store.EventsPrefix, cfg.Day))
 	if err != nil {
 		return nil, fmt.Errorf("listing events of %s: %w", cfg.Day, err)
 	}
-	var events []schemas.Event
-	m := Manifest{Day: cfg.Day, PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256}
+	var inputs []store.Object
+	var inputBytes int64
 	for _, o := range objs {
-		if !strings.HasSuffix(o.Key, ".parquet") {
-			continue
+		if strings.HasSuffix(o.Key, ".parquet") {
+			inputs = append(inputs, o)
+			inputBytes += o.Size
 		}
-		data, err := get(ctx, cfg.Store, o.Key)
+	}
+	m := Manifest{Day: cfg.Day, Engine: "go", PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256, Scale: cfg.Scale}
+	if m.QuarantineObjects, m.QuarantineRecords, err = countQuarantine(ctx, cfg.Store, cfg.Day); err != nil {
+		return nil, err
+	}
+
+	buckets := cfg.Buckets
+	if buckets <= 0 {
+		buckets = chooseBuckets(inputBytes, cfg.MemoryInputBytes, cfg.BucketInputBytes)
+	}
+	tmp, err := os.MkdirTemp(cfg.TempDir, "meter-compact-"+cfg.Day+"-")
+	if err != nil {
+		return nil, fmt.Errorf("creating temporary directory: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	run := &compaction{cfg: cfg, tmp: tmp, buckets: buckets}
+	defer func() {
+		if run.dailyF != nil {
+			run.dailyF.Close()
+		}
+	}()
+	day, err := run.compact(ctx, inputs, &m)
+	if err != nil {
+		return nil, err
+	}
+	out := &Result{Day: day, CSVKey: CSVKey(cfg.Day), Buckets: buckets}
+	m.RowsRead, m.DuplicatesDropped, m.OtherDayRows, m.RequestIDs = day.RowsRead, day.Duplicates, day.OtherDay, run.requests
+	t := day.Totals
+	m.Totals = Totals{Invocations: t.Invocations, InputTokens: t.InputTokens, OutputTokens: t.OutputTokens,
+		CacheRead: t.CacheReadTokens, CacheWrite: t.CacheWriteTokens, Images: t.ImageCount,
+		Denied: t.Denied, Throttled: t.Throttled, Errors: t.Errors,
+		InputCost: t.Costs.Input.String(), OutputCost: t.Costs.Output.String(), TotalCost: t.Costs.Total().String()}
+
+	prev, err := readManifest(ctx, cfg.Store, cfg.Day)
+	if err != nil {
+		return nil, err
+	}
+	m.Revision = 1
+	var prevCSV []byte
+	if prev != nil {
+		if sameInputs(prev.Inputs, m.Inputs) && prev.PriceSHA256 == m.PriceSHA256 && prev.Scale == m.Scale {
+			m.Revision, m.Previous, out.Unchanged = prev.Revision, prev.Previous, true
+		} else {
+			m.Revision = prev.Revision + 1
+			if prevCSV, err = keepRevision(ctx, cfg.Store, cfg.Day, prev.Revision); err != nil {
+				return nil, err
+			}
+		}
+	}
+
+	var csvBuf bytes.Buffer
+	if err := aggregator.WriteChargebackCSV(&csvBuf, day.Chargeback, cfg.Scale, m.Revision); err != nil {
+		return nil, err
+	}
+	if prev != nil && !out.Unchanged {
+		if m.Previous, err = diff(prev, &m, prevCSV, csvBuf.Bytes()); err != nil {
+			return nil, err
+		}
+	}
+	csvOut := Input{Key: CSVKey(cfg.Day), Size: int64(csvBuf.Len()), SHA256: sha(csvBuf.Bytes()), Rows: len(day.Chargeback)}
+	m.Outputs = []Input{run.dailyOut, csvOut}
+	mj, err := json.MarshalIndent(&m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	mj = append(mj, '\n')
+
+	// The revision's own copies first, then the daily file, the CSV, and the
+	// manifest last: until it lands, readers keep the previous revision.
+	puts := []struct {
+		key  string
+		body func() (io.Reader, error)
+	}{
+		{RevisionKey(cfg.Day, m.Revision, csvName(cfg.Day)), bytesBody(csvBuf.Bytes())},
+		{RevisionKey(cfg.Day, m.Revision, "manifest.json"), bytesBody(mj)},
+		{DailyKey(cfg.Day), run.dailyBody},
+		{CSVKey(cfg.Day), bytesBody(csvBuf.Bytes())},
+		{ManifestKey(cfg.Day), bytesBody(mj)},
+	}
+	for _, p := range puts {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		body, err := p.body()
+		if err != nil {
+			return nil, err
+		}
+		if err := cfg.Store.Put(ctx, p.key, body); err != nil {
+			return nil, fmt.Errorf("writing %s: %w", p.key, err)
+		}
+	}
+	out.Manifest = m
+	return out, nil
+}
+
+func bytesBody(b []byte) func() (io.Reader, error) {
+	return func() (io.Reader, error) { return bytes.NewReader(b), nil }
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+func chooseBuckets(inputBytes, memory, perBucket int64) int {
+	if memory <= 0 {
+		memory = DefaultMemoryInputBytes
+	}
+	if perBucket <= 0 {
+		perBucket = DefaultBucketInputBytes
+	}
+	if inputBytes <= memory {
+		return 1
+	}
+	return int((inputBytes + perBucket - 1) / perBucket)
+}
+
+// compaction is one run's working state.
+type compaction struct {
+	cfg      Config
+	tmp      string
+	buckets  int
+	requests int
+	dailyOut Input
+	dailyF   *os.File
+}
+
+func (c *compaction) dailyBody() (io.Reader, error) {
+	if _, err := c.dailyF.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	return c.dailyF, nil
+}
+
+// compact reads the inputs, compacts them in c.buckets buckets and writes the
+// daily Parquet to a temporary file. It fills m.Inputs.
+func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Manifest) (*aggregator.DayResult, error) {
+	comp, err := aggregator.NewCompactor(c.cfg.Day, c.cfg.Prices)
+	if err != nil {
+		return nil, err
+	}
+	var (
+		events []schemas.Event // in memory: the whole day
+		spills []*spillWriter  // spilling: one per bucket
+		tab    = newStrtab()
+		seed   = maphash.MakeSeed()
+		row    schemas.DailyRow
+	)
+	defer func() {
+		for _, s := range spills {
+			if s != nil {
+				s.remove()
+			}
+		}
+	}()
+	for i := 0; i < c.buckets && c.buckets > 1; i++ {
+		s, err := newSpillWriter(c.tmp, fmt.Sprintf("bucket-%04d-", i), tab)
+		if err != nil {
+			return nil, err
+		}
+		spills = append(spills, s)
+	}
+	for _, o := range inputs {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		data, err := get(ctx, c.cfg.Store, o.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -145,71 +387,174 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", o.Key, err)
 		}
-		sum := sha256.Sum256(data)
-		m.Inputs = append(m.Inputs, Input{Key: o.Key, Size: int64(len(data)), SHA256: hex.EncodeToString(sum[:]), Rows: len(rows)})
-		for i := range rows {
-			events = append(events, rows[i].Event())
+		m.Inputs = append(m.Inputs, Input{Key: o.Key, Size: int64(len(data)), SHA256: sha(data), Rows: len(rows)})
+		data = nil
+		if spills == nil {
+			for i := range rows {
+				events = append(events, rows[i].Event())
+			}
+			continue
 		}
-	}
-	q, err := cfg.Store.List(ctx, store.Partition(store.QuarantinePrefix, cfg.Day))
-	if err != nil {
-		return nil, fmt.Errorf("listing quarantine of %s: %w", cfg.Day, err)
-	}
-	m.QuarantineObjects = len(q)
-	res, err := aggregator.CompactDay(cfg.Day, events, cfg.Prices)
-	if err != nil {
-		return nil, fmt.Errorf("compacting %s: %w", cfg.Day, err)
-	}
-	m.RowsRead, m.DuplicatesDropped, m.OtherDayRows, m.RequestIDs = res.RowsRead, res.Duplicates, res.OtherDay, len(res.Daily)
-	t := res.Totals
-	m.Totals = Totals{Invocations: t.Invocations, InputTokens: t.InputTokens, OutputTokens: t.OutputTokens,
-		CacheRead: t.CacheReadTokens, CacheWrite: t.CacheWriteTokens, Images: t.ImageCount,
-		Denied: t.Denied, Throttled: t.Throttled, Errors: t.Errors, TotalCost: t.Costs.Total().String()}
-
-	prev, err := readManifest(ctx, cfg.Store, cfg.Day)
-	if err != nil {
-		return nil, err
-	}
-	out := &Result{Day: res, CSVKey: CSVKey(cfg.Day)}
-	m.Revision = 1
-	if prev != nil {
-		if sameInputs(prev.Inputs, m.Inputs) && prev.PriceSHA256 == m.PriceSHA256 {
-			m.Revision, m.Previous, out.Unchanged = prev.Revision, prev.Previous, true
-		} else {
-			m.Revision = prev.Revision + 1
-			m.Previous = diff(prev, &m)
-			if err := keepRevision(ctx, cfg.Store, cfg.Day, prev.Revision); err != nil {
-				return nil, err
+		for i := range rows {
+			spillRowOf(&row, &rows[i])
+			if err := spills[aggregator.BucketOf(seed, rows[i].RequestID, c.buckets)].write(&row); err != nil {
+				return nil, fmt.Errorf("writing spill file: %w", err)
 			}
 		}
 	}
 
-	var pq bytes.Buffer
-	if err := parquetio.Write(&pq, res.Daily, cfg.Parquet); err != nil {
-		return nil, fmt.Errorf("encoding daily parquet: %w", err)
-	}
-	var csvBuf bytes.Buffer
-	if err := aggregator.WriteChargebackCSV(&csvBuf, res.Chargeback, cfg.Scale, m.Revision); err != nil {
+	f, err := os.CreateTemp(c.tmp, "daily-*.parquet")
+	if err != nil {
 		return nil, err
 	}
-	for _, o := range []struct {
-		key  string
-		data []byte
-	}{{DailyKey(cfg.Day), pq.Bytes()}, {CSVKey(cfg.Day), csvBuf.Bytes()}} {
-		sum := sha256.Sum256(o.data)
-		m.Outputs = append(m.Outputs, Input{Key: o.key, Size: int64(len(o.data)), SHA256: hex.EncodeToString(sum[:])})
-		if err := cfg.Store.Put(ctx, o.key, bytes.NewReader(o.data)); err != nil {
-			return nil, fmt.Errorf("writing %s: %w", o.key, err)
+	c.dailyF = f
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(f, h)}
+	pw, err := parquetio.NewWriter[schemas.DailyRow](cw, c.cfg.Parquet)
+	if err != nil {
+		return nil, err
+	}
+	var mem []schemas.DailyRow
+	if spills == nil {
+		if mem, err = comp.Bucket(events); err != nil {
+			return nil, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
+		}
+		events = nil
+		for i := range mem {
+			if err := pw.Write(mem[i]); err != nil {
+				return nil, err
+			}
+		}
+		c.dailyOut.Rows = len(mem)
+	} else {
+		runs, err := c.compactBuckets(ctx, comp, spills, tab)
+		defer func() {
+			for _, r := range runs {
+				r.remove()
+			}
+		}()
+		if err != nil {
+			return nil, err
+		}
+		err = mergeRuns(runs, func(r *schemas.DailyRow) error {
+			c.dailyOut.Rows++
+			return pw.Write(*r)
+		})
+		if err != nil {
+			return nil, err
 		}
 	}
-	m.Outputs[0].Rows, m.Outputs[1].Rows = len(res.Daily), len(res.Chargeback)
-	mj, _ := json.MarshalIndent(&m, "", "  ")
-	mj = append(mj, '\n')
-	if err := cfg.Store.Put(ctx, ManifestKey(cfg.Day), bytes.NewReader(mj)); err != nil {
-		return nil, fmt.Errorf("writing manifest: %w", err)
+	if err := pw.Close(); err != nil {
+		return nil, fmt.Errorf("encoding daily parquet: %w", err)
 	}
-	out.Manifest = m
-	return out, nil
+	c.requests = comp.Requests
+	c.dailyOut.Key, c.dailyOut.Size, c.dailyOut.SHA256 = DailyKey(c.cfg.Day), cw.n, hex.EncodeToString(h.Sum(nil))
+	res := comp.Result()
+	res.Daily = mem
+	return res, nil
+}
+
+// compactBuckets compacts each spilled bucket in turn and returns its sorted
+// daily rows as runs on disk.
+func (c *compaction) compactBuckets(ctx context.Context, comp *aggregator.Compactor, spills []*spillWriter, tab *strtab) ([]*spillReader, error) {
+	var runs []*spillReader
+	var events []schemas.Event
+	var row schemas.DailyRow
+	for i, s := range spills {
+		if err := ctx.Err(); err != nil {
+			return runs, err
+		}
+		r, err := s.finish()
+		if err != nil {
+			return runs, err
+		}
+		events = events[:0]
+		for r.read(&row) {
+			events = append(events, eventOf(&row))
+		}
+		r.remove()
+		spills[i] = nil
+		if r.err != nil {
+			return runs, r.err
+		}
+		rows, err := comp.Bucket(events)
+		if err != nil {
+			return runs, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
+		}
+		w, err := newSpillWriter(c.tmp, fmt.Sprintf("run-%04d-", i), tab)
+		if err != nil {
+			return runs, err
+		}
+		for j := range rows {
+			if err := w.write(&rows[j]); err != nil {
+				w.remove()
+				return runs, fmt.Errorf("writing spill file: %w", err)
+			}
+		}
+		rr, err := w.finish()
+		if err != nil {
+			w.remove()
+			return runs, err
+		}
+		runs = append(runs, rr)
+	}
+	return runs, nil
+}
+
+// spillRowOf copies an event row's columns into a daily row with zero costs.
+func spillRowOf(d *schemas.DailyRow, r *schemas.EventRow) {
+	*d = schemas.DailyRow{
+		SchemaVersion: r.SchemaVersion, EventID: r.EventID, RequestID: r.RequestID, Timestamp: r.Timestamp,
+		TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID, Operation: r.Operation, Status: r.Status,
+		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, LatencyMS: r.LatencyMS,
+		CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
+		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
+		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
+	}
+}
+
+func eventOf(r *schemas.DailyRow) schemas.Event {
+	return schemas.Event{
+		SchemaVersion: int(r.SchemaVersion), EventID: r.EventID, RequestID: r.RequestID,
+		Timestamp: time.UnixMilli(r.Timestamp).UTC(), TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID,
+		Operation: r.Operation, Status: r.Status, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+		LatencyMS: r.LatencyMS, CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
+		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
+		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
+	}
+}
+
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// countQuarantine counts the objects and records (lines) quarantined on day.
+// Quarantine is partitioned by arrival day, so these are the records that
+// arrived that day and could not be used.
+func countQuarantine(ctx context.Context, st store.Store, day string) (objects, records int, err error) {
+	q, err := st.List(ctx, store.Partition(store.QuarantinePrefix, day))
+	if err != nil {
+		return 0, 0, fmt.Errorf("listing quarantine of %s: %w", day, err)
+	}
+	for _, o := range q {
+		data, err := get(ctx, st, o.Key)
+		if err != nil {
+			return 0, 0, err
+		}
+		objects++
+		records += bytes.Count(data, []byte{'\n'})
+		if len(data) > 0 && data[len(data)-1] != '\n' {
+			records++
+		}
+	}
+	return objects, records, nil
 }
 
 func get(ctx context.Context, st store.Store, key string) ([]byte, error) {
@@ -252,8 +597,12 @@ func sameInputs(a, b []Input) bool {
 	return true
 }
 
-func diff(prev, cur *Manifest) *Change {
-	c := &Change{Revision: prev.Revision, InvocationsDiff: cur.Totals.Invocations - prev.Totals.Invocations, TotalCostBefore: prev.Totals.TotalCost}
+// diff explains how cur differs from prev, group by group from the two CSVs.
+func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
+	c := &Change{Revision: prev.Revision, InvocationsDiff: cur.Totals.Invocations - prev.Totals.Invocations,
+		TotalCostBefore: prev.Totals.TotalCost, PricesChanged: prev.PriceSHA256 != cur.PriceSHA256, ScaleChanged: prev.Scale != cur.Scale,
+		RowsReadDiff: cur.RowsRead - prev.RowsRead, RequestIDsDiff: cur.RequestIDs - prev.RequestIDs,
+		DuplicatesDiff: cur.DuplicatesDropped - prev.DuplicatesDropped}
 	was := map[string]string{}
 	for _, in := range prev.Inputs {
 		was[in.Key] = in.SHA256
@@ -270,30 +619,109 @@ func diff(prev, cur *Manifest) *Change {
 			c.InputsRemoved = append(c.InputsRemoved, in.Key)
 		}
 	}
-	before, _ := decimalString(prev.Totals.TotalCost)
-	after, _ := decimalString(cur.Totals.TotalCost)
+	before, _ := decimal.NewFromString(prev.Totals.TotalCost)
+	after, _ := decimal.NewFromString(cur.Totals.TotalCost)
 	c.TotalCostDiff = after.Sub(before).String()
-	return c
+
+	old, err := csvGroups(prevCSV)
+	if err != nil {
+		return nil, fmt.Errorf("previous chargeback CSV of %s: %w", cur.Day, err)
+	}
+	neu, err := csvGroups(curCSV)
+	if err != nil {
+		return nil, err
+	}
+	keys := map[[3]string]bool{}
+	for k := range old {
+		keys[k] = true
+	}
+	for k := range neu {
+		keys[k] = true
+	}
+	for k := range keys {
+		o, n := old[k], neu[k]
+		if o.invocations == n.invocations && o.cost.Equal(n.cost) {
+			continue
+		}
+		c.Groups = append(c.Groups, GroupChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2],
+			InvocationsBefore: o.invocations, InvocationsAfter: n.invocations,
+			TotalCostBefore: o.cost.String(), TotalCostAfter: n.cost.String(), TotalCostDiff: n.cost.Sub(o.cost).String()})
+	}
+	sort.Slice(c.Groups, func(i, j int) bool {
+		a, b := c.Groups[i], c.Groups[j]
+		return a.TeamID+"\x00"+a.CostCenter+"\x00"+a.ModelID < b.TeamID+"\x00"+b.CostCenter+"\x00"+b.ModelID
+	})
+	return c, nil
 }
 
-// keepRevision copies the current CSV and manifest of a day under revisions/rN/
-// before a new revision replaces them.
-func keepRevision(ctx context.Context, st store.Store, day string, rev int) error {
-	dir := store.Partition(store.ChargebackPrefix, day) + fmt.Sprintf("revisions/r%d/", rev)
+type csvGroup struct {
+	invocations int64
+	cost        decimal.Decimal
+}
+
+// csvGroups reads the invocations and total cost of each row of a chargeback CSV.
+func csvGroups(data []byte) (map[[3]string]csvGroup, error) {
+	out := map[[3]string]csvGroup{}
+	if len(data) == 0 {
+		return out, nil
+	}
+	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return out, nil
+	}
+	col := map[string]int{}
+	for i, h := range recs[0] {
+		col[h] = i
+	}
+	for _, name := range []string{"team_id", "cost_center", "model_id", "invocations", "total_cost"} {
+		if _, ok := col[name]; !ok {
+			return nil, fmt.Errorf("no column %s", name)
+		}
+	}
+	for _, r := range recs[1:] {
+		n, err := strconv.ParseInt(r[col["invocations"]], 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		d, err := decimal.NewFromString(r[col["total_cost"]])
+		if err != nil {
+			return nil, err
+		}
+		out[[3]string{r[col["team_id"]], r[col["cost_center"]], r[col["model_id"]]}] = csvGroup{n, d}
+	}
+	return out, nil
+}
+
+// keepRevision returns the CSV of the committed revision rev. Revisions are
+// written under revisions/rN/ before they are committed; a day compacted by an
+// older release has only the fixed-name files, which are copied there first.
+func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]byte, error) {
+	data, err := get(ctx, st, RevisionKey(day, rev, csvName(day)))
+	if err == nil {
+		return data, nil
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	var csvData []byte
 	for _, key := range []string{CSVKey(day), ManifestKey(day)} {
 		data, err := get(ctx, st, key)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
 		if err != nil {
-			return err
+			return nil, err
 		}
 		name := key[strings.LastIndex(key, "/")+1:]
-		if err := st.Put(ctx, dir+name, bytes.NewReader(data)); err != nil {
-			return fmt.Errorf("keeping revision %d: %w", rev, err)
+		if name != "manifest.json" {
+			csvData = data
+		}
+		if err := st.Put(ctx, RevisionKey(day, rev, name), bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("keeping revision %d: %w", rev, err)
 		}
 	}
-	return nil
+	return csvData, nil
 }
-
-func decimalString(s string) (decimal.Decimal, error) { return decimal.NewFromString(s) }
