@@ -131,6 +131,15 @@ type wire struct {
 // field is missing or wrong, so callers can quarantine the record with its reason.
 // Unknown fields are ignored so that newer producers do not break older readers.
 func ParseEvent(data []byte) (Event, error) {
+	if e, ok := parseFast(data); ok && e.Validate() == nil {
+		return e, nil
+	}
+	return parseGeneral(data)
+}
+
+// parseGeneral decodes with encoding/json; it handles every valid input and
+// explains every invalid one.
+func parseGeneral(data []byte) (Event, error) {
 	var w wire
 	data = bytes.TrimSpace(data)
 	if len(data) == 0 || data[0] != '{' {

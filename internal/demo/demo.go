@@ -146,7 +146,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	br := bedrockruntime.New(bedrockruntime.Options{Region: "us-east-1", BaseEndpoint: aws.String(modelURL),
+	br := bedrockruntime.New(bedrockruntime.Options{Region: "us-east-1", BaseEndpoint: aws.String(modelURL), RetryMaxAttempts: 1,
 		Credentials: credentials.NewStaticCredentialsProvider("AKIAMETERDEMO0000001", "demo", "")})
 	api, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emitter, Prices: pricing.Default(), Now: cfg.Now, ReloadInterval: -1})
 	if err != nil {

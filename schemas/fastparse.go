@@ -1,0 +1,234 @@
+package schemas
+
+import (
+	"time"
+)
+
+// parseFast decodes the common shape of an event (a flat JSON object of
+// strings and integers, no escapes, timestamps like 2026-11-25T10:00:00.123Z)
+// without reflection. ok is false for anything else, and ParseEvent then takes
+// the general path, which also produces the error messages; the fast path never
+// decides that a record is bad.
+func parseFast(data []byte) (e Event, ok bool) {
+	const (
+		hSchema = 1 << iota
+		hEventID
+		hRequestID
+		hTimestamp
+		hTeamID
+		hCostCenter
+		hModelID
+		hOperation
+		hStatus
+		hInput
+		hOutput
+		hLatency
+		hAll = 1<<iota - 1
+	)
+	var have int
+	i := skipWS(data, 0)
+	if i >= len(data) || data[i] != '{' {
+		return e, false
+	}
+	i = skipWS(data, i+1)
+	if i < len(data) && data[i] == '}' {
+		return e, false
+	}
+	for {
+		key, j, ok := scanString(data, i)
+		if !ok {
+			return e, false
+		}
+		i = skipWS(data, j)
+		if i >= len(data) || data[i] != ':' {
+			return e, false
+		}
+		i = skipWS(data, i+1)
+		if i >= len(data) {
+			return e, false
+		}
+		if data[i] == '"' {
+			val, j, ok := scanString(data, i)
+			if !ok {
+				return e, false
+			}
+			i = j
+			switch string(key) {
+			case "event_id":
+				e.EventID, have = string(val), have|hEventID
+			case "request_id":
+				e.RequestID, have = string(val), have|hRequestID
+			case "timestamp":
+				ts, ok := parseTimestamp(val)
+				if !ok {
+					return e, false
+				}
+				e.Timestamp, have = ts, have|hTimestamp
+			case "team_id":
+				e.TeamID, have = string(val), have|hTeamID
+			case "cost_center":
+				e.CostCenter, have = string(val), have|hCostCenter
+			case "model_id":
+				e.ModelID, have = string(val), have|hModelID
+			case "operation":
+				e.Operation, have = string(val), have|hOperation
+			case "status":
+				e.Status, have = string(val), have|hStatus
+			case "image_quality":
+				e.ImageQuality = string(val)
+			case "api_key_id":
+				e.APIKeyID = string(val)
+			case "region":
+				e.Region = string(val)
+			case "pricing_tier":
+				e.PricingTier = string(val)
+			case "schema_version", "input_tokens", "output_tokens", "latency_ms", "cache_read_input_tokens",
+				"cache_write_input_tokens", "image_count", "image_height", "image_width", "image_steps":
+				return e, false // a string where a number belongs: let the general path explain
+			}
+		} else {
+			n, j, ok := scanInt(data, i)
+			if !ok {
+				return e, false // floats, null, true/false, objects, arrays
+			}
+			i = j
+			switch string(key) {
+			case "schema_version":
+				e.SchemaVersion, have = int(n), have|hSchema
+			case "input_tokens":
+				e.InputTokens, have = n, have|hInput
+			case "output_tokens":
+				e.OutputTokens, have = n, have|hOutput
+			case "latency_ms":
+				e.LatencyMS, have = n, have|hLatency
+			case "cache_read_input_tokens":
+				e.CacheReadInputTokens = n
+			case "cache_write_input_tokens":
+				e.CacheWriteInputTokens = n
+			case "image_count":
+				e.ImageCount = n
+			case "image_height":
+				e.ImageHeight = n
+			case "image_width":
+				e.ImageWidth = n
+			case "image_steps":
+				e.ImageSteps = n
+			case "event_id", "request_id", "timestamp", "team_id", "cost_center", "model_id", "operation", "status",
+				"image_quality", "api_key_id", "region", "pricing_tier":
+				return e, false
+			}
+		}
+		i = skipWS(data, i)
+		if i >= len(data) {
+			return e, false
+		}
+		if data[i] == '}' {
+			if skipWS(data, i+1) != len(data) {
+				return e, false
+			}
+			break
+		}
+		if data[i] != ',' {
+			return e, false
+		}
+		i = skipWS(data, i+1)
+	}
+	return e, have == hAll
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// scanString returns the contents of the string starting at b[i] (a quote),
+// refusing escapes and control characters, which the general path handles.
+func scanString(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch c := b[j]; {
+		case c == '"':
+			return b[i+1 : j], j + 1, true
+		case c == '\\' || c < 0x20:
+			return nil, i, false
+		}
+	}
+	return nil, i, false
+}
+
+// scanInt reads a JSON integer that fits comfortably in an int64.
+func scanInt(b []byte, i int) (int64, int, bool) {
+	neg := false
+	if i < len(b) && b[i] == '-' {
+		neg = true
+		i++
+	}
+	start := i
+	var n int64
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		if i-start >= 18 {
+			return 0, i, false
+		}
+		n = n*10 + int64(b[i]-'0')
+		i++
+	}
+	if i == start || (b[start] == '0' && i-start > 1) {
+		return 0, i, false
+	}
+	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
+		return 0, i, false
+	}
+	if neg {
+		n = -n
+	}
+	return n, i, true
+}
+
+// parseTimestamp reads YYYY-MM-DDTHH:MM:SS[.fraction]Z, the form events carry.
+func parseTimestamp(b []byte) (time.Time, bool) {
+	if len(b) < 20 || b[len(b)-1] != 'Z' || b[4] != '-' || b[7] != '-' || b[10] != 'T' || b[13] != ':' || b[16] != ':' {
+		return time.Time{}, false
+	}
+	num := func(s []byte) (int, bool) {
+		n := 0
+		for _, c := range s {
+			if c < '0' || c > '9' {
+				return 0, false
+			}
+			n = n*10 + int(c-'0')
+		}
+		return n, true
+	}
+	year, ok1 := num(b[0:4])
+	month, ok2 := num(b[5:7])
+	day, ok3 := num(b[8:10])
+	hour, ok4 := num(b[11:13])
+	minute, ok5 := num(b[14:16])
+	sec, ok6 := num(b[17:19])
+	if !(ok1 && ok2 && ok3 && ok4 && ok5 && ok6) || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || sec > 59 {
+		return time.Time{}, false
+	}
+	nsec := 0
+	if rest := b[19 : len(b)-1]; len(rest) > 0 {
+		if rest[0] != '.' || len(rest) < 2 || len(rest) > 10 {
+			return time.Time{}, false
+		}
+		frac, ok := num(rest[1:])
+		if !ok {
+			return time.Time{}, false
+		}
+		for k := len(rest) - 1; k < 9; k++ {
+			frac *= 10
+		}
+		nsec = frac
+	}
+	t := time.Date(year, time.Month(month), day, hour, minute, sec, nsec, time.UTC)
+	if t.Day() != day { // 2026-02-30 normalises to March: not a real date
+		return time.Time{}, false
+	}
+	return t, true
+}
