@@ -2,19 +2,20 @@ package invoker
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -24,8 +25,14 @@ type EmitterConfig struct {
 	// Producer is the usage stream (Kinesis or the embedded file stream).
 	Producer stream.Producer
 	// SpillDir holds the spill files: JSON lines of events the stream could not
-	// take, written and fsynced before a call is answered. Required.
+	// take, written and fsynced before a call is answered. Required unless
+	// Spill is set.
 	SpillDir string
+	// Spill is the spill as an object store (an S3 prefix in Lambda, where a
+	// local disk does not outlive the instance): one object of JSON lines per
+	// spilled batch, written before a call is answered. It replaces SpillDir.
+	// Several emitters may share one; each re-drives whatever it finds there.
+	Spill store.Store
 	// PutTimeout bounds one Put to the stream before events spill (default 2s).
 	PutTimeout time.Duration
 	// RedriveInterval is how often spilled events are re-sent (default 5s).
@@ -48,9 +55,10 @@ type Emitter struct {
 
 	degraded atomic.Bool
 
-	spillMu sync.Mutex
-	spill   *os.File // the segment being appended to, nil when none is open
-	seq     int
+	spill    store.Store
+	instance string     // distinguishes this emitter's spill objects from others'
+	spillMu  sync.Mutex // orders spilling against the re-driver's final check
+	seq      int
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -73,11 +81,16 @@ func NewEmitter(cfg EmitterConfig) (*Emitter, error) {
 	if cfg.Producer == nil {
 		return nil, errors.New("emitter: no stream producer")
 	}
-	if cfg.SpillDir == "" {
-		return nil, errors.New("emitter: no spill directory")
-	}
-	if err := os.MkdirAll(cfg.SpillDir, 0o700); err != nil {
-		return nil, fmt.Errorf("emitter: spill directory: %w", err)
+	spill := cfg.Spill
+	if spill == nil {
+		if cfg.SpillDir == "" {
+			return nil, errors.New("emitter: no spill directory")
+		}
+		fs, err := store.OpenFile(cfg.SpillDir)
+		if err != nil {
+			return nil, fmt.Errorf("emitter: spill directory: %w", err)
+		}
+		spill = fs
 	}
 	if cfg.PutTimeout <= 0 {
 		cfg.PutTimeout = 2 * time.Second
@@ -92,8 +105,19 @@ func NewEmitter(cfg EmitterConfig) (*Emitter, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	e := &Emitter{cfg: cfg, log: log, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{})}
-	if segs, _ := e.segments(); len(segs) > 0 {
+	var inst [4]byte
+	rand.Read(inst[:])
+	e := &Emitter{cfg: cfg, log: log, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}),
+		spill: spill, instance: hex.EncodeToString(inst[:])}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	segs, err := e.segments(ctx)
+	cancel()
+	if err != nil {
+		// Not fatal: the re-driver looks again.
+		log.Warn("listing the usage spill", "err", err)
+		e.degraded.Store(true)
+	}
+	if len(segs) > 0 {
 		e.degraded.Store(true)
 	}
 	e.wg.Add(2)
@@ -120,8 +144,8 @@ func (e *Emitter) Emit(_ context.Context, ev *schemas.Event) error {
 	return <-p.done
 }
 
-// Close drains queued events, stops the re-driver after one last attempt and
-// closes the spill. Events still spilled stay on disk for the next start.
+// Close drains queued events and stops the re-driver after one last attempt.
+// Events still spilled stay there for the next start.
 func (e *Emitter) Close() error {
 	e.closeMu.Lock()
 	if e.closed {
@@ -133,13 +157,10 @@ func (e *Emitter) Close() error {
 	e.closeMu.Unlock()
 	close(e.stop)
 	e.wg.Wait()
-	e.Redrive(context.Background())
-	e.spillMu.Lock()
-	defer e.spillMu.Unlock()
-	if e.spill != nil {
-		err := e.spill.Close()
-		e.spill = nil
-		return err
+	if e.degraded.Load() {
+		ctx, cancel := context.WithTimeout(context.Background(), 4*e.cfg.PutTimeout)
+		e.Redrive(ctx)
+		cancel()
 	}
 	return nil
 }
@@ -197,29 +218,25 @@ func (e *Emitter) commit(batch []*pending) {
 	}
 }
 
+// spillPrefix starts every spill object's key; keys sort oldest first.
+const spillPrefix = "spill-"
+
 func (e *Emitter) spillEntries(entries []stream.Entry) error {
 	e.spillMu.Lock()
 	defer e.spillMu.Unlock()
-	if e.spill == nil {
-		e.seq++
-		name := filepath.Join(e.cfg.SpillDir, fmt.Sprintf("spill-%020d-%06d.jsonl", time.Now().UnixNano(), e.seq))
-		f, err := os.OpenFile(name, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_EXCL, 0o600)
-		if err != nil {
-			return fmt.Errorf("opening spill: %w", err)
-		}
-		syncDir(e.cfg.SpillDir)
-		e.spill = f
-	}
-	var buf []byte
+	e.seq++
+	key := fmt.Sprintf("%s%020d-%s-%06d.jsonl", spillPrefix, time.Now().UnixNano(), e.instance, e.seq)
+	var buf bytes.Buffer
 	for _, en := range entries {
-		buf = append(buf, en.Data...)
-		buf = append(buf, '\n')
+		buf.Write(en.Data)
+		buf.WriteByte('\n')
 	}
-	if _, err := e.spill.Write(buf); err != nil {
+	// A spill write is as urgent as the calls waiting on it, but a hung
+	// store must not hold them forever.
+	ctx, cancel := context.WithTimeout(context.Background(), 4*e.cfg.PutTimeout)
+	defer cancel()
+	if err := e.spill.Put(ctx, key, bytes.NewReader(buf.Bytes())); err != nil {
 		return fmt.Errorf("writing spill: %w", err)
-	}
-	if err := e.spill.Sync(); err != nil {
-		return fmt.Errorf("syncing spill: %w", err)
 	}
 	e.degraded.Store(true)
 	return nil
@@ -241,27 +258,28 @@ func (e *Emitter) redriveLoop() {
 	}
 }
 
-func (e *Emitter) segments() ([]string, error) {
-	names, err := filepath.Glob(filepath.Join(e.cfg.SpillDir, "spill-*.jsonl"))
-	sort.Strings(names)
-	return names, err
+func (e *Emitter) segments(ctx context.Context) ([]string, error) {
+	objs, err := e.spill.List(ctx, spillPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing spill: %w", err)
+	}
+	var keys []string
+	for _, o := range objs {
+		if strings.HasSuffix(o.Key, ".jsonl") && !strings.Contains(o.Key, "/") {
+			keys = append(keys, o.Key)
+		}
+	}
+	return keys, nil
 }
 
 // Redrive sends every spilled event to the stream, oldest first, and deletes
-// each spill file once all its events are in the stream. It returns the number
-// of events sent. The stream is used again for new events only when the spill
-// is empty.
+// each spill object once all its events are in the stream. It returns the
+// number of events sent. The stream is used again for new events only when
+// the spill is empty.
 func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 	e.redriveM.Lock()
 	defer e.redriveM.Unlock()
-	// Seal the segment being appended to so new spills go to a fresh one.
-	e.spillMu.Lock()
-	if e.spill != nil {
-		e.spill.Close()
-		e.spill = nil
-	}
-	segs, err := e.segments()
-	e.spillMu.Unlock()
+	segs, err := e.segments(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -270,13 +288,14 @@ func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 		n, err := e.redriveSegment(ctx, seg)
 		sent += n
 		if err != nil {
-			e.log.Warn("re-driving spilled usage events failed; will retry", "file", seg, "err", err)
+			e.log.Warn("re-driving spilled usage events failed; will retry", "key", seg, "err", err)
 			return sent, err
 		}
 	}
+	// Under spillMu: a batch spilled after this listing sets degraded again.
 	e.spillMu.Lock()
-	rest, _ := e.segments()
-	if len(rest) == 0 && e.spill == nil {
+	rest, err := e.segments(ctx)
+	if err == nil && len(rest) == 0 {
 		e.degraded.Store(false)
 	}
 	e.spillMu.Unlock()
@@ -286,14 +305,16 @@ func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 	return sent, nil
 }
 
-func (e *Emitter) redriveSegment(ctx context.Context, path string) (int, error) {
-	f, err := os.Open(path)
+func (e *Emitter) redriveSegment(ctx context.Context, key string) (int, error) {
+	rc, err := e.spill.Get(ctx, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, nil // another emitter sharing the spill re-drove it
+	}
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
 	var entries []stream.Entry
-	sc := bufio.NewScanner(f)
+	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 1<<16), 1<<24)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
@@ -305,13 +326,15 @@ func (e *Emitter) redriveSegment(ctx context.Context, path string) (int, error) 
 		}
 		// A torn last line (a crash mid-write, before the call was answered) is skipped.
 		if err := json.Unmarshal([]byte(line), &k); err != nil || k.RequestID == "" {
-			e.log.Warn("skipping unreadable spill line", "file", path)
+			e.log.Warn("skipping unreadable spill line", "key", key)
 			continue
 		}
 		entries = append(entries, stream.Entry{PartitionKey: k.RequestID, Data: []byte(line)})
 	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("reading %s: %w", path, err)
+	err = sc.Err()
+	rc.Close()
+	if err != nil {
+		return 0, fmt.Errorf("reading %s: %w", key, err)
 	}
 	for i := 0; i < len(entries); i += e.cfg.MaxBatch {
 		j := min(i+e.cfg.MaxBatch, len(entries))
@@ -323,16 +346,8 @@ func (e *Emitter) redriveSegment(ctx context.Context, path string) (int, error) 
 			return i, err
 		}
 	}
-	if err := os.Remove(path); err != nil {
+	if err := e.spill.Delete(ctx, key); err != nil {
 		return len(entries), err
 	}
-	syncDir(e.cfg.SpillDir)
 	return len(entries), nil
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }
