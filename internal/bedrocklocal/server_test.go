@@ -9,6 +9,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"github.com/meter-dev/meter/internal/awshttp"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
@@ -53,7 +54,10 @@ func awsConfig() aws.Config {
 
 func runtimeClient(url string, optFns ...func(*bedrockruntime.Options)) *bedrockruntime.Client {
 	return bedrockruntime.NewFromConfig(awsConfig(), append([]func(*bedrockruntime.Options){
-		func(o *bedrockruntime.Options) { o.BaseEndpoint = aws.String(url) },
+		func(o *bedrockruntime.Options) {
+			o.BaseEndpoint = aws.String(url)
+			o.HTTPClient = awshttp.BufferedBody{Next: o.HTTPClient}
+		},
 	}, optFns...)...)
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/collector"
+	"github.com/meter-dev/meter/internal/awshttp"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/daily"
 	"github.com/meter-dev/meter/internal/pricing"
@@ -147,6 +148,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	br := bedrockruntime.New(bedrockruntime.Options{Region: "us-east-1", BaseEndpoint: aws.String(modelURL), RetryMaxAttempts: 1,
+		HTTPClient:  awshttp.BufferedBody{},
 		Credentials: credentials.NewStaticCredentialsProvider("AKIAMETERDEMO0000001", "demo", "")})
 	api, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emitter, Prices: pricing.Default(), Now: cfg.Now, ReloadInterval: -1})
 	if err != nil {
