@@ -1,0 +1,710 @@
+package collector
+
+// Replay rebuilds one day from the stream, after an incident: every shard is
+// read from AT_TIMESTAMP (the day's start less a lateness margin) until its
+// records arrive after the day's end plus the margin, through the same
+// aggregator and WriteBatch as the live consumer, into a staging prefix of the
+// store. Only events whose event time falls on the day are kept. The staged
+// day is compacted there with the daily compaction, compared with the day as
+// it stands, and, when asked, swapped in. Replay never writes a checkpoint and,
+// without Apply, never writes outside its staging prefix.
+
+import (
+	"bytes"
+	"context"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/schemas"
+	"github.com/shopspring/decimal"
+)
+
+// ReplayPrefix is the folder of the store under which replays stage their days.
+const ReplayPrefix = "_replay/"
+
+// DefaultReplayMargin is how far before and after the day replay reads by arrival time.
+const DefaultReplayMargin = time.Hour
+
+// ReplayConfig wires the replay of one day.
+type ReplayConfig struct {
+	Source stream.Source
+	Store  store.Store // the live store; the day is staged under ReplayPrefix+Day+"/"+Run+"/"
+	Day    string      // YYYY-MM-DD, UTC
+	// Margin widens the arrival range on both sides of the day (default one
+	// hour; negative means none): late events of the day arrive after
+	// midnight, and a day's first events may have arrived just before it.
+	Margin time.Duration
+	Prices *pricing.Book
+	// Scale is the CSV's decimal places; nil takes the day's current manifest's
+	// scale (so the comparison is like for like), or exact when there is none.
+	Scale *int
+	// Apply swaps the rebuilt day into the live tables.
+	Apply bool
+	// KeepStaging leaves the staging prefix in place for inspection.
+	KeepStaging bool
+	// Run names the staging folder (default: the start time, UTC).
+	Run string
+	// Parallel caps the shards read at once (default 4). Each shard has one
+	// reader, paced by the stream's own read limits.
+	Parallel int
+	// BatchRecords caps the records per output batch (default 20,000).
+	BatchRecords int
+	// IdleReads is how many reads in a row that find nothing new make a shard
+	// caught up (default 3), Poll the pause between them (default 200ms).
+	IdleReads  int
+	Poll       time.Duration
+	Aggregator aggregator.Config
+	Parquet    parquetio.Options // of the raw events and windows
+	Now        func() time.Time
+	// Progress, when set, is called after every batch and every finished
+	// shard, one call at a time.
+	Progress func(ReplayProgress)
+	Logger   *slog.Logger
+}
+
+// ReplayProgress says how far a replay has read.
+type ReplayProgress struct {
+	Shards, ShardsDone int
+	Records            int
+	// Covered is the share of the arrival range read so far, 0 to 1, over all shards.
+	Covered float64
+	Elapsed time.Duration
+	Left    time.Duration // estimated from Covered; 0 until something was read
+}
+
+// ReplayResult is what a replay read, rebuilt and changed.
+type ReplayResult struct {
+	Day         string
+	From, Until time.Time // the arrival range read
+	Staging     string    // the staging prefix in the store
+	Kept        bool      // the staging prefix was left in place
+
+	Shards      int
+	CaughtUp    []string // shards that ended with nothing newer before Until
+	Records     int      // records read in the arrival range
+	Events      int      // valid events among them, every day, duplicates included
+	DayEvents   int      // events of Day, duplicates included (the rebuilt raw events)
+	OtherDays   int      // events of other days, ignored
+	Duplicates  int      // events of Day whose request_id was already counted (exact)
+	Quarantined int      // records that could not be parsed
+	Objects     int      // objects written to staging by the read
+
+	Rebuilt *daily.Result // the staged compaction
+	Diff    ChargebackDiff
+
+	// With Apply: the live compaction of the swapped-in day, and the objects written and deleted.
+	Applied *daily.Result
+	Written []string
+	Deleted []string
+}
+
+// ReplayDay rebuilds cfg.Day from the stream into a staging prefix, compacts it,
+// compares it with the live day and, with cfg.Apply, swaps it in.
+func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err error) {
+	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
+	if err != nil {
+		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
+	}
+	if cfg.Prices == nil {
+		return nil, errors.New("replay: no price book")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	switch {
+	case cfg.Margin == 0:
+		cfg.Margin = DefaultReplayMargin
+	case cfg.Margin < 0:
+		cfg.Margin = 0
+	}
+	if cfg.Run == "" {
+		cfg.Run = cfg.Now().UTC().Format("20060102T150405.000Z")
+	}
+	if strings.ContainsAny(cfg.Run, "/\\") || cfg.Run == "." || cfg.Run == ".." {
+		return nil, fmt.Errorf("bad replay run name %q", cfg.Run)
+	}
+	res = &ReplayResult{Day: cfg.Day, From: dayStart.Add(-cfg.Margin), Until: dayStart.Add(24*time.Hour + cfg.Margin),
+		Staging: ReplayPrefix + cfg.Day + "/" + cfg.Run + "/", Kept: cfg.KeepStaging}
+	staging := store.WithPrefix(cfg.Store, res.Staging)
+	if objs, err := staging.List(ctx, ""); err != nil {
+		return nil, fmt.Errorf("listing staging %s: %w", res.Staging, err)
+	} else if len(objs) > 0 {
+		return nil, fmt.Errorf("staging %s already holds %d objects: choose another run name or remove them", res.Staging, len(objs))
+	}
+	defer func() {
+		if res.Kept {
+			return
+		}
+		if cerr := removeStaging(context.WithoutCancel(ctx), cfg.Store, res.Staging); cerr != nil && err == nil {
+			err = cerr
+		}
+	}()
+
+	scale := -1
+	if cfg.Scale != nil {
+		scale = *cfg.Scale
+	} else if s, ok, err := manifestScale(ctx, cfg.Store, cfg.Day); err != nil {
+		return nil, err
+	} else if ok {
+		scale = s
+	}
+
+	r := &dayReader{cfg: cfg, st: staging, from: res.From, until: res.Until, res: res, started: time.Now(), covered: map[string]float64{}}
+	if err := r.run(ctx); err != nil {
+		return nil, err
+	}
+
+	compact := func(st store.Store) (*daily.Result, error) {
+		return daily.Compact(ctx, daily.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: scale, Force: true, Now: cfg.Now})
+	}
+	if res.Rebuilt, err = compact(staging); err != nil {
+		return nil, fmt.Errorf("compacting the replayed day: %w", err)
+	}
+	res.Duplicates = res.Rebuilt.Day.Duplicates
+	rebuiltCSV, err := getBytes(ctx, staging, daily.CSVKey(cfg.Day))
+	if err != nil {
+		return nil, err
+	}
+	liveCSV, err := getBytes(ctx, cfg.Store, daily.CSVKey(cfg.Day))
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if res.Diff, err = DiffChargeback(liveCSV, rebuiltCSV); err != nil {
+		return nil, err
+	}
+	if !cfg.Apply {
+		return res, nil
+	}
+	if res.DayEvents == 0 && res.Diff.RowsBefore > 0 {
+		return res, fmt.Errorf("the stream holds no events of %s between %s and %s (past its retention?): not replacing a day that has %d chargeback rows",
+			cfg.Day, res.From.Format(time.RFC3339), res.Until.Format(time.RFC3339), res.Diff.RowsBefore)
+	}
+	if err := applyDay(ctx, cfg.Store, staging, cfg.Day, res, compact); err != nil {
+		res.Kept = true
+		return res, fmt.Errorf("applying the replayed day (the staged copy stays under %s): %w", res.Staging, err)
+	}
+	return res, nil
+}
+
+// dayReader reads every shard over the arrival range into the staging store.
+type dayReader struct {
+	cfg         ReplayConfig
+	st          store.Store
+	from, until time.Time
+	res         *ReplayResult
+	started     time.Time
+
+	mu      sync.Mutex
+	covered map[string]float64 // per shard: share of the range read
+	done    int
+}
+
+func (r *dayReader) run(ctx context.Context) error {
+	parallel := r.cfg.Parallel
+	if parallel <= 0 {
+		parallel = 4
+	}
+	shards, err := r.cfg.Source.Shards(ctx)
+	if err != nil {
+		return fmt.Errorf("listing shards: %w", err)
+	}
+	r.res.Shards = len(shards)
+	present := map[string]bool{}
+	for _, s := range shards {
+		present[s.ID] = true
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	type outcome struct {
+		id  string
+		err error
+	}
+	results := make(chan outcome)
+	started, finished := map[string]bool{}, map[string]bool{}
+	running := 0
+	var firstErr error
+	for len(finished) < len(shards) {
+		// Parents first, as the live consumer reads them: a child's records
+		// follow its parents'. A parent no longer listed holds no records.
+		for _, s := range shards {
+			if running >= parallel || firstErr != nil {
+				break
+			}
+			if started[s.ID] || !parentsFinished(s, present, finished) {
+				continue
+			}
+			started[s.ID] = true
+			running++
+			go func(id string) { results <- outcome{id, r.shard(ctx, id)} }(s.ID)
+		}
+		if running == 0 {
+			if firstErr != nil {
+				return firstErr
+			}
+			return errors.New("shards wait on each other's parents: the shard list is inconsistent")
+		}
+		o := <-results
+		running--
+		finished[o.id] = true
+		if o.err != nil && firstErr == nil {
+			firstErr = o.err
+			cancel()
+		}
+	}
+	return firstErr
+}
+
+func parentsFinished(s stream.Shard, present, finished map[string]bool) bool {
+	for _, p := range s.Parents {
+		if present[p] && !finished[p] {
+			return false
+		}
+	}
+	return true
+}
+
+// shard reads one shard until its records arrive after r.until, it closes, or
+// it has nothing newer.
+func (r *dayReader) shard(ctx context.Context, id string) error {
+	batch := r.cfg.BatchRecords
+	if batch <= 0 {
+		batch = 20000
+	}
+	idleReads := r.cfg.IdleReads
+	if idleReads <= 0 {
+		idleReads = 3
+	}
+	poll := r.cfg.Poll
+	if poll <= 0 {
+		poll = 200 * time.Millisecond
+	}
+	it, err := r.cfg.Source.Open(ctx, id, stream.Start{Kind: stream.AtTimestamp, Time: r.from})
+	if err != nil {
+		return fmt.Errorf("opening %s at %s: %w", id, r.from.Format(time.RFC3339), err)
+	}
+	defer it.Close()
+	// One aggregator per shard: a request_id's redeliveries share its partition
+	// key and so its shard; the compaction's dedup is exact in any case.
+	agg := aggregator.New(r.cfg.Aggregator)
+	idle := 0
+	for {
+		recs, err := it.Next(ctx, batch)
+		closed := errors.Is(err, stream.ErrShardClosed)
+		if err != nil && !closed {
+			return fmt.Errorf("reading %s: %w", id, err)
+		}
+		past := false
+		for i := range recs {
+			if recs[i].Arrival.After(r.until) {
+				recs, past = recs[:i], true
+				break
+			}
+		}
+		if len(recs) > 0 {
+			idle = 0
+			if err := r.process(ctx, agg, id, recs); err != nil {
+				return err
+			}
+		}
+		switch {
+		case closed || past:
+			r.finish(id, "")
+			return nil
+		case len(recs) > 0:
+			continue
+		}
+		if idle++; idle >= idleReads {
+			r.finish(id, id)
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+// process aggregates one batch and writes the day's part of it to staging, under
+// the same names the live consumer gives a batch.
+func (r *dayReader) process(ctx context.Context, agg *aggregator.Aggregator, id string, recs []stream.Record) error {
+	now := r.cfg.Now()
+	for _, rec := range recs {
+		agg.Add(aggregator.Input{Data: rec.Data, Source: id + "/" + rec.SequenceNumber, PartitionKey: rec.PartitionKey}, now)
+	}
+	b := agg.Flush()
+	keep := aggregator.Batch{Days: map[string]*aggregator.DayBatch{}, Quarantined: b.Quarantined, Duplicates: b.Duplicates, Events: b.Events}
+	dayEvents := 0
+	if db := b.Days[r.cfg.Day]; db != nil {
+		keep.Days[r.cfg.Day] = db
+		dayEvents = len(db.Events)
+	}
+	n, err := WriteBatch(ctx, r.st, keep, BatchName(id, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber), r.cfg.Parquet, now)
+	if err != nil {
+		return err
+	}
+	last := recs[len(recs)-1].Arrival
+	cov := float64(last.Sub(r.from)) / float64(r.until.Sub(r.from))
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.res.Records += len(recs)
+	r.res.Events += b.Events
+	r.res.DayEvents += dayEvents
+	r.res.OtherDays += b.Events - dayEvents
+	r.res.Quarantined += len(b.Quarantined)
+	r.res.Objects += n
+	r.covered[id] = min(max(cov, 0), 1)
+	r.report()
+	return nil
+}
+
+// finish marks a shard read; caughtUp names it when it ended with nothing newer.
+func (r *dayReader) finish(id, caughtUp string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.covered[id] = 1
+	r.done++
+	if caughtUp != "" {
+		r.res.CaughtUp = append(r.res.CaughtUp, caughtUp)
+		sort.Strings(r.res.CaughtUp)
+	}
+	r.report()
+}
+
+// report calls Progress; r.mu is held.
+func (r *dayReader) report() {
+	if r.cfg.Progress == nil {
+		return
+	}
+	p := ReplayProgress{Shards: r.res.Shards, ShardsDone: r.done, Records: r.res.Records, Elapsed: time.Since(r.started)}
+	for _, c := range r.covered {
+		p.Covered += c
+	}
+	if r.res.Shards > 0 {
+		p.Covered /= float64(r.res.Shards)
+	}
+	if p.Covered > 0 && p.Covered < 1 {
+		p.Left = time.Duration(float64(p.Elapsed) * (1 - p.Covered) / p.Covered).Round(time.Second)
+	}
+	r.cfg.Progress(p)
+}
+
+// applyDay swaps the staged day in. The raw tables first: every rebuilt object
+// is written before any stale one is deleted, so the events never lack a
+// record (the compaction's exact dedup absorbs the overlap). Then the daily
+// compaction runs on the live day: it keeps the current chargeback CSV and
+// manifest as a revision and writes manifest.json last, so readers switch
+// from the old revision to the new one at a single Put. Last, compacted
+// objects the rebuilt day does not have are deleted; revisions stay.
+func applyDay(ctx context.Context, live, staging store.Store, day string, res *ReplayResult, compact func(store.Store) (*daily.Result, error)) error {
+	raw := []string{store.Partition(store.EventsPrefix, day), store.Partition(store.WindowsPrefix, day)}
+	rebuilt := map[string]bool{}
+	for _, p := range raw {
+		objs, err := staging.List(ctx, p)
+		if err != nil {
+			return fmt.Errorf("listing staged %s: %w", p, err)
+		}
+		for _, o := range objs {
+			data, err := getBytes(ctx, staging, o.Key)
+			if err != nil {
+				return err
+			}
+			if err := live.Put(ctx, o.Key, bytes.NewReader(data)); err != nil {
+				return fmt.Errorf("writing %s: %w", o.Key, err)
+			}
+			rebuilt[o.Key] = true
+			res.Written = append(res.Written, o.Key)
+		}
+	}
+	if err := deleteStale(ctx, live, raw, rebuilt, res); err != nil {
+		return err
+	}
+	applied, err := compact(live)
+	if err != nil {
+		return fmt.Errorf("compacting the live day: %w", err)
+	}
+	res.Applied = applied
+
+	compacted := []string{store.Partition(store.DailyPrefix, day), store.Partition(store.ChargebackPrefix, day)}
+	keep := map[string]bool{}
+	for _, p := range compacted {
+		objs, err := staging.List(ctx, p)
+		if err != nil {
+			return fmt.Errorf("listing staged %s: %w", p, err)
+		}
+		for _, o := range objs {
+			keep[o.Key] = true
+		}
+	}
+	revisions := store.Partition(store.ChargebackPrefix, day) + "revisions/"
+	objs, err := live.List(ctx, revisions)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", revisions, err)
+	}
+	for _, o := range objs {
+		keep[o.Key] = true
+	}
+	return deleteStale(ctx, live, compacted, keep, res)
+}
+
+// deleteStale deletes the objects under prefixes that keep does not name.
+func deleteStale(ctx context.Context, st store.Store, prefixes []string, keep map[string]bool, res *ReplayResult) error {
+	for _, p := range prefixes {
+		objs, err := st.List(ctx, p)
+		if err != nil {
+			return fmt.Errorf("listing %s: %w", p, err)
+		}
+		for _, o := range objs {
+			if keep[o.Key] {
+				continue
+			}
+			if err := st.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("deleting %s: %w", o.Key, err)
+			}
+			res.Deleted = append(res.Deleted, o.Key)
+		}
+	}
+	return nil
+}
+
+// removeStaging deletes every object under the staging prefix (and, in a file
+// store, the folders they leave empty).
+func removeStaging(ctx context.Context, st store.Store, prefix string) error {
+	staging := store.WithPrefix(st, prefix)
+	objs, err := staging.List(ctx, "")
+	if err != nil {
+		return fmt.Errorf("listing staging %s: %w", prefix, err)
+	}
+	for _, o := range objs {
+		if err := staging.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("removing staging %s: %w", prefix, err)
+		}
+	}
+	if fs, ok := st.(*store.FileStore); ok {
+		root := filepath.Clean(fs.Dir())
+		dir := filepath.Join(root, filepath.FromSlash(strings.TrimSuffix(prefix, "/")))
+		if err := os.RemoveAll(dir); err != nil {
+			return fmt.Errorf("removing staging %s: %w", prefix, err)
+		}
+		// The day's and the replay folder go too when this was their last run.
+		for d := filepath.Dir(dir); d != root && strings.HasPrefix(d, root); d = filepath.Dir(d) {
+			if os.Remove(d) != nil {
+				break
+			}
+		}
+	}
+	return nil
+}
+
+// manifestScale reads the CSV scale the day's current manifest records.
+func manifestScale(ctx context.Context, st store.Store, day string) (int, bool, error) {
+	data, err := getBytes(ctx, st, daily.ManifestKey(day))
+	if errors.Is(err, store.ErrNotFound) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, err
+	}
+	var m struct {
+		Scale *int `json:"scale"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil {
+		return 0, false, fmt.Errorf("manifest of %s is corrupt: %w", day, err)
+	}
+	if m.Scale == nil {
+		return 0, false, nil
+	}
+	return *m.Scale, true, nil
+}
+
+func getBytes(ctx context.Context, st store.Store, key string) ([]byte, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return data, nil
+}
+
+// ChargebackDiff compares two chargeback CSVs of a day row by row, keyed by
+// team, cost center and model. The day and revision columns are left out.
+type ChargebackDiff struct {
+	RowsBefore, RowsAfter int
+	Added                 []RowChange // rows only the new CSV has
+	Removed               []RowChange // rows only the old CSV has
+	Changed               []RowChange // rows in both with another value in some column
+	Unchanged             int
+	TotalBefore           decimal.Decimal // sum of total_cost
+	TotalAfter            decimal.Decimal
+}
+
+// Moved is the money that moves: the new total less the old.
+func (d *ChargebackDiff) Moved() decimal.Decimal { return d.TotalAfter.Sub(d.TotalBefore) }
+
+// Same says whether the two CSVs hold the same rows and values.
+func (d *ChargebackDiff) Same() bool {
+	return len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Changed) == 0
+}
+
+// RowChange is one chargeback row before and after.
+type RowChange struct {
+	TeamID, CostCenter, ModelID         string
+	InvocationsBefore, InvocationsAfter int64
+	CostBefore, CostAfter               decimal.Decimal
+	Columns                             []string // the columns that differ (Changed only)
+}
+
+// CostDiff is the row's money that moves.
+func (c *RowChange) CostDiff() decimal.Decimal { return c.CostAfter.Sub(c.CostBefore) }
+
+type chargebackRow struct {
+	invocations int64
+	cost        decimal.Decimal
+	cols        map[string]string
+}
+
+// DiffChargeback compares an old chargeback CSV (nil when the day had none)
+// with a new one.
+func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
+	var d ChargebackDiff
+	old, err := parseChargeback(before)
+	if err != nil {
+		return d, fmt.Errorf("reading the current chargeback: %w", err)
+	}
+	cur, err := parseChargeback(after)
+	if err != nil {
+		return d, fmt.Errorf("reading the rebuilt chargeback: %w", err)
+	}
+	d.RowsBefore, d.RowsAfter = len(old), len(cur)
+	keys := map[[3]string]bool{}
+	for k, r := range old {
+		keys[k] = true
+		d.TotalBefore = d.TotalBefore.Add(r.cost)
+	}
+	for k, r := range cur {
+		keys[k] = true
+		d.TotalAfter = d.TotalAfter.Add(r.cost)
+	}
+	sorted := make([][3]string, 0, len(keys))
+	for k := range keys {
+		sorted = append(sorted, k)
+	}
+	sort.Slice(sorted, func(i, j int) bool {
+		a, b := sorted[i], sorted[j]
+		if a[0] != b[0] {
+			return a[0] < b[0]
+		}
+		if a[1] != b[1] {
+			return a[1] < b[1]
+		}
+		return a[2] < b[2]
+	})
+	for _, k := range sorted {
+		o, inOld := old[k]
+		n, inNew := cur[k]
+		c := RowChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2]}
+		if inOld {
+			c.InvocationsBefore, c.CostBefore = o.invocations, o.cost
+		}
+		if inNew {
+			c.InvocationsAfter, c.CostAfter = n.invocations, n.cost
+		}
+		switch {
+		case !inOld:
+			d.Added = append(d.Added, c)
+		case !inNew:
+			d.Removed = append(d.Removed, c)
+		default:
+			cols := map[string]bool{}
+			for col := range o.cols {
+				cols[col] = true
+			}
+			for col := range n.cols {
+				cols[col] = true
+			}
+			for col := range cols {
+				if o.cols[col] != n.cols[col] {
+					c.Columns = append(c.Columns, col)
+				}
+			}
+			if len(c.Columns) == 0 {
+				d.Unchanged++
+				continue
+			}
+			sort.Strings(c.Columns)
+			d.Changed = append(d.Changed, c)
+		}
+	}
+	return d, nil
+}
+
+// parseChargeback reads a chargeback CSV by its header's column names.
+func parseChargeback(data []byte) (map[[3]string]chargebackRow, error) {
+	out := map[[3]string]chargebackRow{}
+	if len(data) == 0 {
+		return out, nil
+	}
+	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	if len(recs) == 0 {
+		return out, nil
+	}
+	idx := map[string]int{}
+	for i, h := range recs[0] {
+		idx[h] = i
+	}
+	for _, col := range []string{"team_id", "cost_center", "model_id", "invocations", "total_cost"} {
+		if _, ok := idx[col]; !ok {
+			return nil, fmt.Errorf("no %s column", col)
+		}
+	}
+	for n, rec := range recs[1:] {
+		if len(rec) != len(recs[0]) {
+			return nil, fmt.Errorf("line %d: %d fields for %d columns", n+2, len(rec), len(recs[0]))
+		}
+		k := [3]string{rec[idx["team_id"]], rec[idx["cost_center"]], rec[idx["model_id"]]}
+		r := chargebackRow{cols: map[string]string{}}
+		for col, i := range idx {
+			if col != "day" && col != "revision" {
+				r.cols[col] = rec[i]
+			}
+		}
+		if r.invocations, err = strconv.ParseInt(rec[idx["invocations"]], 10, 64); err != nil {
+			return nil, fmt.Errorf("line %d: invocations: %w", n+2, err)
+		}
+		if r.cost, err = decimal.NewFromString(rec[idx["total_cost"]]); err != nil {
+			return nil, fmt.Errorf("line %d: total_cost: %w", n+2, err)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("line %d: a second row for %s/%s/%s", n+2, k[0], k[1], k[2])
+		}
+		out[k] = r
+	}
+	return out, nil
+}
