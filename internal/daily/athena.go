@@ -1,0 +1,25 @@
+package daily
+
+import (
+	_ "embed"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/meter-dev/meter/schemas"
+)
+
+// athenaSQL is infra/athena/compact.sql (a test keeps the two identical).
+//
+//go:embed compact.sql
+var athenaSQL string
+
+// AthenaSQL returns the query that computes day's chargeback in Athena over
+// the events and prices tables: the same deduplication, pricing and sums as
+// Compact. meter does not submit it; run it in Athena (engine v3).
+func AthenaSQL(day string) (string, error) {
+	if _, err := time.Parse(schemas.DayLayout, day); err != nil {
+		return "", fmt.Errorf("bad day %q: want YYYY-MM-DD", day)
+	}
+	return strings.ReplaceAll(athenaSQL, "${DAY}", day), nil
+}
