@@ -130,7 +130,8 @@ func generate(t testing.TB, o genOptions) *usage {
 	for i := 0; i < o.requests; i++ {
 		day, _ := time.Parse(schemas.DayLayout, o.days[i/per])
 		// Time-ordered within the day, as an invoker emits them.
-		ts := day.Add(time.Duration(int64(i%per) * int64(24*time.Hour-time.Second) / int64(per))).Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+		step := (24*time.Hour - time.Second) / time.Duration(per)
+		ts := day.Add(step * time.Duration(i%per)).Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
 		tc := teamsCC[rng.IntN(len(teamsCC))]
 		m := models[rng.IntN(len(models))]
 		e := schemas.Event{SchemaVersion: 1, EventID: fmt.Sprintf("ev-%08d-a", i), RequestID: fmt.Sprintf("req-%d-%08d", o.seed, i),
