@@ -283,14 +283,38 @@ func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Spilled batches are small (each is one group commit), so several are
+	// sent together in one Put and deleted once it succeeds.
 	sent := 0
+	var group []string
+	var entries []stream.Entry
+	flush := func() error {
+		if len(group) == 0 {
+			return nil
+		}
+		if err := e.redriveGroup(ctx, group, entries); err != nil {
+			e.log.Warn("re-driving spilled usage events failed; will retry", "keys", len(group), "err", err)
+			return err
+		}
+		sent += len(entries)
+		group, entries = group[:0], entries[:0]
+		return nil
+	}
 	for _, seg := range segs {
-		n, err := e.redriveSegment(ctx, seg)
-		sent += n
+		got, err := e.readSegment(ctx, seg)
 		if err != nil {
-			e.log.Warn("re-driving spilled usage events failed; will retry", "key", seg, "err", err)
+			e.log.Warn("reading spilled usage events failed; will retry", "key", seg, "err", err)
 			return sent, err
 		}
+		group, entries = append(group, seg), append(entries, got...)
+		if len(entries) >= e.cfg.MaxBatch {
+			if err := flush(); err != nil {
+				return sent, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return sent, err
 	}
 	// Under spillMu: a batch spilled after this listing sets degraded again.
 	e.spillMu.Lock()
@@ -305,14 +329,16 @@ func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 	return sent, nil
 }
 
-func (e *Emitter) redriveSegment(ctx context.Context, key string) (int, error) {
+// readSegment reads one spill object's events.
+func (e *Emitter) readSegment(ctx context.Context, key string) ([]stream.Entry, error) {
 	rc, err := e.spill.Get(ctx, key)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil // another emitter sharing the spill re-drove it
+		return nil, nil // another emitter sharing the spill re-drove it
 	}
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
+	defer rc.Close()
 	var entries []stream.Entry
 	sc := bufio.NewScanner(rc)
 	sc.Buffer(make([]byte, 1<<16), 1<<24)
@@ -331,23 +357,29 @@ func (e *Emitter) redriveSegment(ctx context.Context, key string) (int, error) {
 		}
 		entries = append(entries, stream.Entry{PartitionKey: k.RequestID, Data: []byte(line)})
 	}
-	err = sc.Err()
-	rc.Close()
-	if err != nil {
-		return 0, fmt.Errorf("reading %s: %w", key, err)
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
 	}
+	return entries, nil
+}
+
+// redriveGroup puts the events of some spill objects to the stream, then
+// deletes the objects. A failure part way leaves every object in place:
+// whatever was sent is sent again later under the same request ids.
+func (e *Emitter) redriveGroup(ctx context.Context, keys []string, entries []stream.Entry) error {
 	for i := 0; i < len(entries); i += e.cfg.MaxBatch {
 		j := min(i+e.cfg.MaxBatch, len(entries))
 		pctx, cancel := context.WithTimeout(ctx, e.cfg.PutTimeout)
 		err := e.cfg.Producer.Put(pctx, entries[i:j])
 		cancel()
 		if err != nil {
-			// Whatever was sent will be sent again under the same request ids.
-			return i, err
+			return err
 		}
 	}
-	if err := e.spill.Delete(ctx, key); err != nil {
-		return len(entries), err
+	for _, key := range keys {
+		if err := e.spill.Delete(ctx, key); err != nil {
+			return fmt.Errorf("deleting re-driven spill %s: %w", key, err)
+		}
 	}
-	return len(entries), nil
+	return nil
 }
