@@ -63,7 +63,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 	start := time.Now()
 	// At least 12 kills, and on until both shards are mostly read, so that
 	// kills land all along the stream, not only near its start.
-	for kills < 12 || (readShare(streamDir, storeDir) < 0.6 && kills < 40) {
+	for kills < 12 || (readShare(streamDir, storeDir) < 0.5 && kills < 24) {
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -87,7 +87,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		select {
 		case err := <-exited:
 			t.Fatalf("meter aggregate exited by itself: %v\n%s", err, stderr.String())
-		case <-time.After(time.Duration(rng.IntN(250)) * time.Millisecond):
+		case <-time.After(time.Duration(rng.IntN(400)) * time.Millisecond):
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
