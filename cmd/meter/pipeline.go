@@ -254,11 +254,25 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	scale := fs.Int("scale", -1, "round costs half-up to N decimal places in the CSV (default: exact)")
 	force := fs.Bool("force", false, "compact even if the day's grace period for late events has not ended")
 	grace := fs.Duration("grace", daily.DefaultGrace, "how long after midnight UTC a day stays open for late events")
+	engine := fs.String("engine", "go", "go: compact here and write the outputs; athena: print the equivalent Athena SQL (not submitted)")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if err := parseDay(*day); err != nil {
 		return err
+	}
+	switch *engine {
+	case "go":
+	case "athena":
+		q, err := daily.AthenaSQL(*day)
+		if err != nil {
+			return usagef("%v", err)
+		}
+		fmt.Fprintf(stderr, "meter does not submit queries to Athena: run the SQL below (infra/athena/compact.sql for %s) in Athena engine v3 over the events and prices tables (infra/athena/tables.sql, infra/athena/prices.sql); it writes no CSV, manifest or revision\n", *day)
+		fmt.Fprintln(stdout, q)
+		return nil
+	default:
+		return usagef("--engine %q: want go or athena", *engine)
 	}
 	if err := need("store", *storeURI); err != nil {
 		return err

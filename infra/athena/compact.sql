@@ -1,7 +1,7 @@
 -- Daily compaction in Athena (engine v3): the chargeback of one day, computed
 -- as `meter compact --engine go` computes it. Replace ${DAY} with the day
--- (YYYY-MM-DD). Tables: events (infra/athena/tables.sql) and prices
--- (infra/athena/prices.sql).
+-- (YYYY-MM-DD); `meter compact --engine athena --day D` prints it filled in.
+-- Tables: events (infra/athena/tables.sql) and prices (infra/athena/prices.sql).
 --
 -- The result has the chargeback CSV's columns in order, sorted like it, with
 -- two differences: revision is 0 (revisions are numbered by meter when it

@@ -21,5 +21,7 @@ func AthenaSQL(day string) (string, error) {
 	if _, err := time.Parse(schemas.DayLayout, day); err != nil {
 		return "", fmt.Errorf("bad day %q: want YYYY-MM-DD", day)
 	}
-	return strings.ReplaceAll(athenaSQL, "${DAY}", day), nil
+	// The header comment keeps its placeholder; the query gets the day.
+	i := strings.Index(athenaSQL, "\nWITH ")
+	return athenaSQL[:i] + strings.ReplaceAll(athenaSQL[i:], "${DAY}", day), nil
 }

@@ -151,7 +151,7 @@ func TestAthenaSQLFileInStep(t *testing.T) {
 		t.Fatal("infra/athena/compact.sql and internal/daily/compact.sql differ: copy one over the other")
 	}
 	q, err := daily.AthenaSQL(testDay)
-	if err != nil || strings.Contains(q, "${DAY}") {
+	if err != nil || strings.Contains(q, "dt = '${DAY}'") || !strings.Contains(q, "dt = '"+testDay+"'") {
 		t.Fatalf("day not substituted: %v", err)
 	}
 	if _, err := daily.AthenaSQL("yesterday"); err == nil {
