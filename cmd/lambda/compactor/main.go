@@ -1,0 +1,137 @@
+// Command compactor is the scheduled Lambda of the daily compaction: an
+// EventBridge rule (for example cron(30 2 * * ? *), after the grace period for
+// late events) invokes it, and it compacts yesterday (UTC) with the same code
+// as `meter compact`, writing the chargeback CSV, daily Parquet and manifest.
+//
+// Environment:
+//
+//	METER_STORE   the store, s3://BUCKET/PREFIX (file://DIR for tests)
+//	METER_PRICES  the price CSV: a path in the deployment package, or
+//	              s3://BUCKET/KEY; empty uses the shipped price file
+//	METER_SCALE   optional: CSV cost places (default exact)
+//
+// An event's "detail" may name a day to recompact: {"day": "YYYY-MM-DD"}.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
+)
+
+// Output is what an invocation returns (and logs).
+type Output struct {
+	Day         string `json:"day"`
+	Revision    int    `json:"revision"`
+	Unchanged   bool   `json:"unchanged"`
+	RowsRead    int    `json:"rows_read"`
+	Duplicates  int    `json:"duplicates_dropped"`
+	Invocations int64  `json:"invocations"`
+	TotalCost   string `json:"total_cost"`
+	CSVKey      string `json:"csv_key"`
+}
+
+// Handler compacts one day per scheduled event.
+type Handler struct {
+	Getenv func(string) string
+	Now    func() time.Time
+	Logger *slog.Logger
+}
+
+// Handle compacts the day before the event's time (UTC), or the day its
+// detail names.
+func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Output, error) {
+	at := ev.Time
+	if at.IsZero() {
+		at = h.Now()
+	}
+	day := at.UTC().AddDate(0, 0, -1).Format(schemas.DayLayout)
+	if len(ev.Detail) > 0 {
+		var d struct {
+			Day string `json:"day"`
+		}
+		if err := json.Unmarshal(ev.Detail, &d); err == nil && d.Day != "" {
+			day = d.Day
+		}
+	}
+	loc := h.Getenv("METER_STORE")
+	if loc == "" {
+		return nil, fmt.Errorf("METER_STORE is not set")
+	}
+	st, err := store.Open(ctx, loc)
+	if err != nil {
+		return nil, fmt.Errorf("opening store %s: %w", loc, err)
+	}
+	book, err := h.prices(ctx, h.Getenv("METER_PRICES"))
+	if err != nil {
+		return nil, err
+	}
+	scale := -1
+	if s := h.Getenv("METER_SCALE"); s != "" {
+		if scale, err = strconv.Atoi(s); err != nil || scale > 12 {
+			return nil, fmt.Errorf("METER_SCALE %q: want a number of places up to 12", s)
+		}
+	}
+	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: book, Scale: scale, Now: h.Now, TempDir: os.TempDir()})
+	if err != nil {
+		return nil, fmt.Errorf("compacting %s: %w", day, err)
+	}
+	m := res.Manifest
+	out := &Output{Day: day, Revision: m.Revision, Unchanged: res.Unchanged, RowsRead: m.RowsRead, Duplicates: m.DuplicatesDropped,
+		Invocations: m.Totals.Invocations, TotalCost: m.Totals.TotalCost, CSVKey: res.CSVKey}
+	h.Logger.Info("compacted", "day", day, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
+		"duplicates", m.DuplicatesDropped, "total_cost", m.Totals.TotalCost, "buckets", res.Buckets)
+	return out, nil
+}
+
+func (h *Handler) prices(ctx context.Context, loc string) (*pricing.Book, error) {
+	if loc == "" {
+		return pricing.Default(), nil
+	}
+	if !strings.HasPrefix(loc, "s3://") {
+		return pricing.LoadFile(loc)
+	}
+	rest := strings.TrimPrefix(loc, "s3://")
+	i := strings.LastIndex(rest, "/")
+	if i <= 0 {
+		return nil, fmt.Errorf("METER_PRICES %q: want s3://BUCKET/KEY", loc)
+	}
+	st, err := store.Open(ctx, "s3://"+rest[:i])
+	if err != nil {
+		return nil, err
+	}
+	rc, err := st.Get(ctx, rest[i+1:])
+	if err != nil {
+		return nil, fmt.Errorf("reading prices %s: %w", loc, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("reading prices %s: %w", loc, err)
+	}
+	b, err := pricing.Parse(bytes.NewReader(data), loc)
+	if err != nil {
+		return nil, fmt.Errorf("prices %s: %w", loc, err)
+	}
+	return b, nil
+}
+
+func main() {
+	h := &Handler{Getenv: os.Getenv, Now: time.Now, Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+	lambda.Start(h.Handle)
+}
