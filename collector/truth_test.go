@@ -22,6 +22,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/internal/parquetcheck"
+	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -459,3 +460,6 @@ func readAll(t testing.TB, r io.Reader) []byte {
 	}
 	return b
 }
+
+// pricingDefault is the shipped price book the compaction uses.
+func pricingDefault() *pricing.Book { return pricing.Default() }
