@@ -1,0 +1,560 @@
+package collector_test
+
+// Replay of a day on the embedded stream and store (no servers), checked
+// against the live path (consumer, then daily compaction) over the same
+// records; and once over Kinesis (kinesalite on 127.0.0.1, see internal/testenv).
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/collector"
+	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/schemas"
+)
+
+const (
+	replayDay    = "2026-11-25"
+	haiku        = "anthropic.claude-3-haiku-20240307-v1:0"    // 0.00025 in, 0.00125 out per 1k
+	sonnet35     = "anthropic.claude-3-5-sonnet-20240620-v1:0" // 0.003 in, 0.015 out per 1k
+	replayNeighb = "2026-11-24"
+	replayNext   = "2026-11-26"
+)
+
+var replayNow = func() time.Time { return time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC) }
+
+func at(s string) time.Time {
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		panic(err)
+	}
+	return t
+}
+
+// sent is one record and when the stream accepted it.
+type sent struct {
+	arrival time.Time
+	entry   stream.Entry
+}
+
+func usageRecord(arrival time.Time, req, team, cc, model, status string, ts time.Time, in, out int64) sent {
+	e := schemas.Event{SchemaVersion: 1, EventID: "ev-" + req + "-" + arrival.Format("150405.000"), RequestID: req, Timestamp: ts,
+		TeamID: team, CostCenter: cc, ModelID: model, Operation: "InvokeModel", Status: status,
+		InputTokens: in, OutputTokens: out, LatencyMS: 120}
+	data, err := json.Marshal(e)
+	if err != nil {
+		panic(err)
+	}
+	return sent{arrival, stream.Entry{PartitionKey: req, Data: data}}
+}
+
+// dayUsage is usage from the evening before replayDay to the morning after,
+// with late arrivals, redeliveries and one malformed record.
+func dayUsage(n int) []sent {
+	teams := [][2]string{{"team-a", "cc-100"}, {"team-b", "cc-200"}, {"team-c", ""}}
+	models := []string{haiku, sonnet35}
+	first := at("2026-11-24T21:00:00Z")
+	var out []sent
+	for i := 0; i < n; i++ {
+		ts := first.Add(time.Duration(i) * 30 * time.Hour / time.Duration(n))
+		arrival := ts.Add(time.Duration(i%5) * time.Second)
+		if i%9 == 4 {
+			arrival = ts.Add(40 * time.Minute) // late, within the margin
+		}
+		status := schemas.StatusSuccess
+		if i%11 == 5 {
+			status = schemas.StatusThrottled
+		}
+		tc := teams[i%3]
+		req := fmt.Sprintf("req-%05d", i)
+		out = append(out, usageRecord(arrival, req, tc[0], tc[1], models[i%2], status, ts, int64(100+i%37*10), int64(50+i%13*7)))
+		if i%17 == 3 {
+			// Redelivered with a new event id.
+			out = append(out, usageRecord(arrival.Add(2*time.Second), req, tc[0], tc[1], models[i%2], status, ts, int64(100+i%37*10), int64(50+i%13*7)))
+		}
+	}
+	out = append(out, sent{at("2026-11-25T12:00:00Z"), stream.Entry{PartitionKey: "malformed/usage.jsonl:7", Data: []byte(`{"schema_version": 1, "request_id": `)}})
+	sort.SliceStable(out, func(i, j int) bool { return out[i].arrival.Before(out[j].arrival) })
+	return out
+}
+
+// newStream is a 2-shard file stream holding recs, stamped with their arrival times.
+func newStream(t *testing.T, recs []sent) *stream.FileStream {
+	t.Helper()
+	var clock time.Time
+	fs, err := stream.OpenFile(filepath.Join(t.TempDir(), "stream"), stream.FileOptions{Shards: 2, Now: func() time.Time { return clock }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fs.Close() })
+	for i := 0; i < len(recs); {
+		// One Put per arrival second.
+		j := i
+		var batch []stream.Entry
+		for ; j < len(recs) && recs[j].arrival.Truncate(time.Second).Equal(recs[i].arrival.Truncate(time.Second)); j++ {
+			batch = append(batch, recs[j].entry)
+		}
+		clock = recs[j-1].arrival
+		if err := fs.Put(context.Background(), batch); err != nil {
+			t.Fatal(err)
+		}
+		i = j
+	}
+	return fs
+}
+
+func newStore(t *testing.T) *store.FileStore {
+	t.Helper()
+	st, err := store.OpenFile(filepath.Join(t.TempDir(), "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// livePath runs the consumer over the whole stream and compacts the three days.
+func livePath(t *testing.T, src stream.Source, st store.Store) {
+	t.Helper()
+	runConsumer(t, collector.Config{Source: src, Store: st, BatchRecords: 97, Now: replayNow,
+		Aggregator: aggregator.Config{DedupHorizon: 2 * time.Hour}})
+	for _, d := range []string{replayNeighb, replayDay, replayNext} {
+		if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Scale: -1, Force: true, Now: replayNow}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func replay(t *testing.T, cfg collector.ReplayConfig) *collector.ReplayResult {
+	t.Helper()
+	if cfg.Day == "" {
+		cfg.Day = replayDay
+	}
+	if cfg.Prices == nil {
+		cfg.Prices = pricing.Default()
+	}
+	if cfg.Now == nil {
+		cfg.Now = replayNow
+	}
+	cfg.Poll = 10 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	res, err := collector.ReplayDay(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// objects returns every object under prefix, by key.
+func objects(t *testing.T, st store.Store, prefix string) map[string]string {
+	t.Helper()
+	objs, err := st.List(context.Background(), prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, o := range objs {
+		out[o.Key] = string(getObject(t, st, o.Key))
+	}
+	return out
+}
+
+func sameObjects(t *testing.T, what string, got, want map[string]string) {
+	t.Helper()
+	for k, v := range want {
+		if g, ok := got[k]; !ok {
+			t.Errorf("%s: %s is gone", what, k)
+		} else if g != v {
+			t.Errorf("%s: %s changed", what, k)
+		}
+	}
+	for k := range got {
+		if _, ok := want[k]; !ok {
+			t.Errorf("%s: %s appeared", what, k)
+		}
+	}
+}
+
+// expected counts what a replay of replayDay must read out of recs with a margin.
+type expected struct{ records, dayEvents, otherDays, quarantined int }
+
+func expect(recs []sent, margin time.Duration) expected {
+	from := at(replayDay + "T00:00:00Z").Add(-margin)
+	until := at(replayDay + "T00:00:00Z").Add(24*time.Hour + margin)
+	var x expected
+	for _, r := range recs {
+		if r.arrival.Before(from) || r.arrival.After(until) {
+			continue
+		}
+		x.records++
+		e, err := schemas.ParseEvent(r.entry.Data)
+		switch {
+		case err != nil:
+			x.quarantined++
+		case e.Day() == replayDay:
+			x.dayEvents++
+		default:
+			x.otherDays++
+		}
+	}
+	return x
+}
+
+func TestReplayEqualsLivePath(t *testing.T) {
+	recs := dayUsage(500)
+	src := newStream(t, recs)
+	st := newStore(t)
+	livePath(t, src, st)
+	before := objects(t, st, "")
+
+	res := replay(t, collector.ReplayConfig{Source: src, Store: st, KeepStaging: true, Run: "same", BatchRecords: 60})
+	staging := store.WithPrefix(st, res.Staging)
+
+	want := expect(recs, time.Hour)
+	if res.Records != want.records || res.DayEvents != want.dayEvents || res.OtherDays != want.otherDays || res.Quarantined != want.quarantined {
+		t.Errorf("read %d records: %d events of the day, %d of others, %d quarantined; want %+v", res.Records, res.DayEvents, res.OtherDays, res.Quarantined, want)
+	}
+	if want.otherDays == 0 || want.quarantined != 1 {
+		t.Fatalf("the usage does not exercise the margin: %+v", want)
+	}
+	if res.Shards != 2 {
+		t.Errorf("%d shards read, want 2", res.Shards)
+	}
+
+	// The chargeback and the compacted daily Parquet are the live path's, byte for byte.
+	liveCSV := getObject(t, st, daily.CSVKey(replayDay))
+	if got := getObject(t, staging, daily.CSVKey(replayDay)); !bytes.Equal(got, liveCSV) {
+		t.Errorf("replayed chargeback differs from the live one:\n%s\nlive:\n%s", got, liveCSV)
+	}
+	liveDaily := objects(t, st, store.Partition(store.DailyPrefix, replayDay))
+	if len(liveDaily) == 0 {
+		t.Fatal("the live path wrote no daily Parquet")
+	}
+	sameObjects(t, "staged daily Parquet", objects(t, staging, store.Partition(store.DailyPrefix, replayDay)), liveDaily)
+	if !res.Diff.Same() || res.Diff.RowsBefore == 0 || res.Diff.RowsAfter != res.Diff.RowsBefore || !res.Diff.Moved().IsZero() {
+		t.Errorf("diff against an identical day: %+v", res.Diff)
+	}
+	if res.Duplicates == 0 || res.Duplicates != res.Rebuilt.Manifest.DuplicatesDropped {
+		t.Errorf("duplicates %d, manifest says %d", res.Duplicates, res.Rebuilt.Manifest.DuplicatesDropped)
+	}
+
+	// Only the day was rebuilt: neighbouring days' events in the margin are not written.
+	for _, k := range keysOf(objects(t, staging, "")) {
+		if strings.Contains(k, "dt="+replayNeighb) || strings.Contains(k, "dt="+replayNext) {
+			t.Errorf("replay wrote %s", k)
+		}
+	}
+
+	// Nothing outside the staging prefix changed.
+	after := objects(t, st, "")
+	for k := range after {
+		if strings.HasPrefix(k, res.Staging) {
+			delete(after, k)
+		}
+	}
+	sameObjects(t, "live store", after, before)
+
+	// Without KeepStaging the staging prefix goes.
+	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Run: "gone"})
+	if !res.Diff.Same() {
+		t.Errorf("second replay: %+v", res.Diff)
+	}
+	if left := objects(t, st, res.Staging); len(left) > 0 {
+		t.Errorf("staging left behind: %v", keysOf(left))
+	}
+	if _, err := os.Stat(filepath.Join(st.Dir(), "_replay", replayDay, "gone")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("staging folder left behind: %v", err)
+	}
+}
+
+func keysOf(m map[string]string) []string {
+	var out []string
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
+	src := newStream(t, dayUsage(400))
+	st := newStore(t)
+	livePath(t, src, st)
+	ctx := context.Background()
+	wantCSV := getObject(t, st, daily.CSVKey(replayDay))
+	neighbours := map[string]string{}
+	for _, d := range []string{replayNeighb, replayNext} {
+		for _, table := range []string{store.EventsPrefix, store.WindowsPrefix, store.DailyPrefix, store.ChargebackPrefix} {
+			for k, v := range objects(t, st, store.Partition(table, d)) {
+				neighbours[k] = v
+			}
+		}
+	}
+	liveEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	// The incident: every file of the day is lost.
+	for _, table := range []string{store.EventsPrefix, store.WindowsPrefix, store.DailyPrefix, store.ChargebackPrefix} {
+		for k := range objects(t, st, store.Partition(table, replayDay)) {
+			if err := st.Delete(ctx, k); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+
+	res := replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
+	if got := getObject(t, st, daily.CSVKey(replayDay)); !bytes.Equal(got, wantCSV) {
+		t.Errorf("chargeback after replay --apply:\n%s\nbefore the loss:\n%s", got, wantCSV)
+	}
+	if res.Diff.RowsBefore != 0 || len(res.Diff.Added) != res.Diff.RowsAfter || res.Diff.RowsAfter == 0 {
+		t.Errorf("diff against a missing day: %+v", res.Diff)
+	}
+	if res.Applied == nil || res.Applied.Manifest.Revision != 1 {
+		t.Errorf("applied: %+v", res.Applied)
+	}
+	// The raw events are back, with the same events (in other batches).
+	rebuilt := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	if len(rebuilt) == 0 || len(objects(t, st, store.Partition(store.WindowsPrefix, replayDay))) == 0 {
+		t.Fatal("events or windows of the day not restored")
+	}
+	if got, want := requestIDs(t, rebuilt), requestIDs(t, liveEvents); got != want {
+		t.Errorf("restored events hold %s, the lost ones held %s", got, want)
+	}
+	for _, k := range res.Written {
+		if _, ok := rebuilt[k]; !ok && strings.HasPrefix(k, store.EventsPrefix) {
+			t.Errorf("written %s is not there", k)
+		}
+	}
+	if len(res.Deleted) != 0 {
+		t.Errorf("deleted %v from a day that had nothing", res.Deleted)
+	}
+	// Other days untouched; staging removed.
+	for k, v := range neighbours {
+		if string(getObject(t, st, k)) != v {
+			t.Errorf("%s changed", k)
+		}
+	}
+	if left := objects(t, st, collector.ReplayPrefix); len(left) > 0 {
+		t.Errorf("staging left behind: %v", keysOf(left))
+	}
+}
+
+// requestIDs summarises the raw events under some objects: rows and distinct request ids.
+func requestIDs(t *testing.T, objs map[string]string) string {
+	t.Helper()
+	ids := map[string]bool{}
+	rows := 0
+	for k, v := range objs {
+		evs, err := readEventRows([]byte(v))
+		if err != nil {
+			t.Fatalf("%s: %v", k, err)
+		}
+		for _, e := range evs {
+			ids[e] = true
+			rows++
+		}
+	}
+	return fmt.Sprintf("%d rows of %d request ids", rows, len(ids))
+}
+
+func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
+	recs := dayUsage(300)
+	// The live path lost three records; the stream has them.
+	extra := []sent{
+		usageRecord(at("2026-11-25T10:00:00Z"), "req-extra-1", "team-z", "cc-900", haiku, schemas.StatusSuccess, at("2026-11-25T09:59:59Z"), 1000, 2000),
+		usageRecord(at("2026-11-25T10:00:01Z"), "req-extra-2", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T10:00:00Z"), 4000, 0),
+		// A redelivery of a request the live day already counts: moves nothing.
+		{},
+	}
+	for _, r := range recs[len(recs)/2:] {
+		if e, err := schemas.ParseEvent(r.entry.Data); err == nil && e.Day() == replayDay && e.Status == schemas.StatusSuccess {
+			extra[2] = r
+			break
+		}
+	}
+	extra[2].arrival = at("2026-11-25T10:00:02Z")
+	full := append(append([]sent(nil), recs...), extra...)
+	sort.SliceStable(full, func(i, j int) bool { return full[i].arrival.Before(full[j].arrival) })
+
+	st := newStore(t)
+	livePath(t, newStream(t, recs), st)
+	src := newStream(t, full)
+	oldCSV := getObject(t, st, daily.CSVKey(replayDay))
+	oldEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	before := objects(t, st, "")
+
+	res := replay(t, collector.ReplayConfig{Source: src, Store: st})
+	d := res.Diff
+	if len(d.Added) != 1 || len(d.Changed) != 1 || len(d.Removed) != 0 {
+		t.Fatalf("diff: added %+v changed %+v removed %+v", d.Added, d.Changed, d.Removed)
+	}
+	if a := d.Added[0]; a.TeamID != "team-z" || a.CostCenter != "cc-900" || a.ModelID != haiku || a.InvocationsAfter != 1 || a.CostDiff().String() != "0.00275" {
+		t.Errorf("added row %+v, cost %s; want team-z/cc-900/haiku, 1 call, 0.00275", a, a.CostDiff())
+	}
+	if c := d.Changed[0]; c.TeamID != "team-a" || c.ModelID != haiku || c.InvocationsAfter != c.InvocationsBefore+1 || c.CostDiff().String() != "0.001" {
+		t.Errorf("changed row %+v, cost %s; want team-a/haiku one more call, 0.001", c, c.CostDiff())
+	}
+	if d.Moved().String() != "0.00375" || d.Unchanged != d.RowsBefore-1 {
+		t.Errorf("money moved %s (%s -> %s), %d unchanged of %d", d.Moved(), d.TotalBefore, d.TotalAfter, d.Unchanged, d.RowsBefore)
+	}
+	sameObjects(t, "live store after a dry run", objects(t, st, ""), before)
+
+	// --apply: the previous revision is kept, the day replaced.
+	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
+	newCSV := getObject(t, st, daily.CSVKey(replayDay))
+	after, err := collector.DiffChargeback(oldCSV, newCSV)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(after.Added) != 1 || len(after.Changed) != 1 || after.Moved().String() != "0.00375" {
+		t.Errorf("live chargeback after apply: %+v", after)
+	}
+	if res.Applied.Manifest.Revision != 2 || !strings.HasSuffix(strings.SplitN(string(newCSV), "\n", 3)[1], ",2") {
+		t.Errorf("applied revision %d; CSV:\n%s", res.Applied.Manifest.Revision, newCSV)
+	}
+	kept := getObject(t, st, store.Partition(store.ChargebackPrefix, replayDay)+"revisions/r1/chargeback-"+replayDay+".csv")
+	if !bytes.Equal(kept, oldCSV) {
+		t.Errorf("revision r1 is not the previous chargeback:\n%s", kept)
+	}
+	nowEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	for k := range oldEvents {
+		if _, ok := nowEvents[k]; ok {
+			t.Errorf("stale live object %s kept", k)
+		}
+	}
+	if got, want := requestIDs(t, nowEvents), expect(full, time.Hour).dayEvents; !strings.HasPrefix(got, fmt.Sprintf("%d rows ", want)) {
+		t.Errorf("live events of the day after apply: %s, want %d rows", got, want)
+	}
+	if len(res.Deleted) < len(oldEvents) {
+		t.Errorf("deleted %d objects, the live day had %d event objects", len(res.Deleted), len(oldEvents))
+	}
+	// Neighbouring days are as the live path left them.
+	for _, d := range []string{replayNeighb, replayNext} {
+		sameObjects(t, "events of "+d, objects(t, st, store.Partition(store.EventsPrefix, d)), onlyPrefix(before, store.Partition(store.EventsPrefix, d)))
+	}
+	// A second apply of the same stream changes nothing more: same inputs, same revision.
+	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
+	if !res.Diff.Same() || !res.Applied.Unchanged || res.Applied.Manifest.Revision != 2 || len(res.Deleted) != 0 {
+		t.Errorf("second apply: diff %+v, unchanged %v, revision %d, deleted %v", res.Diff, res.Applied.Unchanged, res.Applied.Manifest.Revision, res.Deleted)
+	}
+}
+
+func readEventRows(data []byte) ([]string, error) {
+	rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(rows))
+	for i := range rows {
+		ids[i] = rows[i].RequestID
+	}
+	return ids, nil
+}
+
+func onlyPrefix(m map[string]string, prefix string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestReplayReadsOnlyTheMarginAroundTheDay(t *testing.T) {
+	recs := []sent{
+		usageRecord(at("2026-11-24T22:00:00Z"), "before-margin", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-24T22:00:00Z"), 100, 100),
+		usageRecord(at("2026-11-24T23:30:00Z"), "eve-in-margin", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-24T23:30:00Z"), 100, 100),
+		// An event of the day that arrived (clock skew) before midnight.
+		usageRecord(at("2026-11-24T23:59:00Z"), "early", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T00:00:30Z"), 1000, 0),
+		usageRecord(at("2026-11-25T12:00:00Z"), "noon", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T12:00:00Z"), 1000, 0),
+		usageRecord(at("2026-11-26T00:10:00Z"), "next-in-margin", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-26T00:10:00Z"), 100, 100),
+		usageRecord(at("2026-11-26T00:30:00Z"), "late", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T23:59:00Z"), 1000, 0),
+		usageRecord(at("2026-11-26T02:00:00Z"), "very-late", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T23:58:00Z"), 1000, 0),
+		usageRecord(at("2026-11-26T05:00:00Z"), "next-morning", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-26T05:00:00Z"), 100, 100),
+	}
+	src := newStream(t, recs)
+	for _, c := range []struct {
+		margin                    time.Duration
+		records, dayEvents, other int
+		invocations, inputTokens  string
+	}{
+		{time.Hour, 5, 3, 2, "3", "3000"},     // the default: early, noon, late; two neighbours ignored
+		{3 * time.Hour, 7, 4, 3, "4", "4000"}, // very-late too; before-margin is an event of the day before
+		{-1, 1, 1, 0, "1", "1000"},            // negative, no margin: noon only; early arrived before the day, late after it
+	} {
+		st := newStore(t)
+		res := replay(t, collector.ReplayConfig{Source: src, Store: st, Margin: c.margin, Apply: true})
+		if res.Records != c.records || res.DayEvents != c.dayEvents || res.OtherDays != c.other {
+			t.Errorf("margin %s: %d records, %d of the day, %d of others; want %d, %d, %d", c.margin, res.Records, res.DayEvents, res.OtherDays, c.records, c.dayEvents, c.other)
+		}
+		csv := string(getObject(t, st, daily.CSVKey(replayDay)))
+		row := strings.Split(strings.Split(csv, "\n")[1], ",")
+		if row[1] != "team-a" || row[4] != c.invocations || row[5] != c.inputTokens {
+			t.Errorf("margin %s: chargeback row %q; want %s invocations, %s input tokens", c.margin, row, c.invocations, c.inputTokens)
+		}
+		if len(objects(t, st, store.EventsPrefix)) != len(objects(t, st, store.Partition(store.EventsPrefix, replayDay))) {
+			t.Errorf("margin %s: events of other days written: %v", c.margin, keysOf(objects(t, st, store.EventsPrefix)))
+		}
+	}
+}
+
+func TestReplayRefusesToApplyAnEmptyStream(t *testing.T) {
+	st := newStore(t)
+	livePath(t, newStream(t, dayUsage(60)), st)
+	before := objects(t, st, "")
+	empty := newStream(t, []sent{usageRecord(at("2026-11-27T01:00:00Z"), "later", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-27T01:00:00Z"), 1, 1)})
+	_, err := collector.ReplayDay(context.Background(), collector.ReplayConfig{Source: empty, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "holds no events of "+replayDay) {
+		t.Fatalf("err = %v", err)
+	}
+	after := objects(t, st, "")
+	sameObjects(t, "live store", onlyPrefixNot(after, collector.ReplayPrefix), before)
+}
+
+func onlyPrefixNot(m map[string]string, prefix string) map[string]string {
+	out := map[string]string{}
+	for k, v := range m {
+		if !strings.HasPrefix(k, prefix) {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func TestDiffChargeback(t *testing.T) {
+	before := "day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost,revision\n" +
+		"D,a,cc,m1,2,10,10,0.1,0.2,0.3,1\n" +
+		"D,b,cc,m1,1,10,10,0.1,0.2,0.3,1\n" +
+		"D,c,,m2,1,10,10,0.5,0.5,1.0,1\n"
+	after := "day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost,revision\n" +
+		"D,a,cc,m1,2,10,10,0.1,0.2,0.3,2\n" + // only the revision differs
+		"D,b,cc,m1,1,10,12,0.1,0.25,0.35,2\n" +
+		"D,d,cc,m2,4,40,40,2,2,4,2\n"
+	d, err := collector.DiffChargeback([]byte(before), []byte(after))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Unchanged != 1 || len(d.Added) != 1 || d.Added[0].TeamID != "d" || len(d.Removed) != 1 || d.Removed[0].TeamID != "c" ||
+		len(d.Changed) != 1 || strings.Join(d.Changed[0].Columns, " ") != "output_cost output_tokens total_cost" {
+		t.Fatalf("diff %+v", d)
+	}
+	if d.Moved().String() != "3.05" || d.Changed[0].CostDiff().String() != "0.05" || d.Removed[0].CostDiff().String() != "-1" {
+		t.Errorf("moved %s, changed %s, removed %s", d.Moved(), d.Changed[0].CostDiff(), d.Removed[0].CostDiff())
+	}
+	if _, err := collector.DiffChargeback(nil, []byte("day,team_id\nD,a\n")); err == nil {
+		t.Error("a CSV without the key columns was accepted")
+	}
+}
