@@ -4,12 +4,14 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"text/tabwriter"
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
@@ -19,6 +21,7 @@ import (
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
+	"github.com/shopspring/decimal"
 )
 
 // streamHandle is an opened stream location.
@@ -314,7 +317,149 @@ func errShort(err error) error {
 }
 
 func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return &exitError{code: 2, msg: "replay is not available yet: rebuild a day with aggregate and compact meanwhile"}
+	fs := newFlags("replay", stderr)
+	day := fs.String("day", "", "day to rebuild, YYYY-MM-DD (UTC)")
+	streamURI := fs.String("stream", "", "stream to read: file://DIR or kinesis://NAME")
+	storeURI := fs.String("store", "", "store: file://DIR or s3://BUCKET/PREFIX")
+	margin := fs.Duration("margin", collector.DefaultReplayMargin, "read this long before and after the day, by arrival time, for late and early events")
+	apply := fs.Bool("apply", false, "swap the rebuilt day in (the current chargeback is kept as a revision); without it nothing live changes")
+	prices := fs.String("prices", "", "price CSV (default: the shipped Bedrock price file)")
+	scale := fs.Int("scale", -1, "round costs half-up to N decimal places (default: as the day's current manifest, else exact)")
+	keep := fs.Bool("keep-staging", false, "keep the rebuilt day under _replay/DAY/RUN/ in the store")
+	run := fs.String("run", "", "name of the staging folder (default: the start time)")
+	parallel := fs.Int("parallel", 4, "shards read at once")
+	batch := fs.Int("batch", 20000, "records per output batch")
+	window := fs.Duration("window", 5*time.Minute, "event-time window size")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if err := parse(fs, args, stdout); err != nil {
+		return err
+	}
+	if err := parseDay(*day); err != nil {
+		return err
+	}
+	if err := need("stream", *streamURI, "store", *storeURI); err != nil {
+		return err
+	}
+	if *margin < 0 {
+		return usagef("--margin %s: must not be negative", *margin)
+	}
+	if *parallel < 1 || *batch < 1 {
+		return usagef("--parallel and --batch must be at least 1")
+	}
+	var scaleOpt *int
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "scale" {
+			scaleOpt = scale
+		}
+	})
+	if *scale > 12 {
+		return usagef("--scale %d: at most 12 places", *scale)
+	}
+	book, err := loadPrices(*prices)
+	if err != nil {
+		return err
+	}
+	st, err := openStore(ctx, *storeURI)
+	if err != nil {
+		return err
+	}
+	h, err := openStream(ctx, *streamURI, false)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	m := *margin
+	if m == 0 {
+		m = -1 // no margin; the collector's zero means its default
+	}
+	start := time.Now()
+	until, _ := time.Parse(schemas.DayLayout, *day)
+	until = until.Add(24*time.Hour + *margin)
+	if start.Before(until) {
+		fmt.Fprintf(stderr, "meter replay: %s plus the margin ends at %s: a shard that is caught up now is read only to now\n", *day, until.Format(time.RFC3339))
+	}
+	var lastLine time.Time
+	progress := func(p collector.ReplayProgress) {
+		if *quiet || (time.Since(lastLine) < 2*time.Second && p.ShardsDone < p.Shards) || time.Since(start) < 2*time.Second {
+			return
+		}
+		lastLine = time.Now()
+		left := "estimating"
+		if p.Left > 0 {
+			left = "about " + p.Left.String() + " left"
+		}
+		fmt.Fprintf(stderr, "meter replay: %d/%d shards done, %d records, %.0f%% of the arrival range, %s\n",
+			p.ShardsDone, p.Shards, p.Records, 100*p.Covered, left)
+	}
+	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: h, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
+		Apply: *apply, KeepStaging: *keep, Run: *run, Parallel: *parallel, BatchRecords: *batch,
+		Aggregator: aggregator.Config{Window: *window}, Progress: progress})
+	if res != nil {
+		printReplay(stdout, *streamURI, res)
+	}
+	return err
+}
+
+// printReplay writes what a replay read and the difference it makes.
+func printReplay(w io.Writer, streamURI string, res *collector.ReplayResult) {
+	fmt.Fprintf(w, "replayed %s from %s: %d shards, records that arrived %s to %s\n", res.Day, streamURI, res.Shards,
+		res.From.Format(time.RFC3339), res.Until.Format(time.RFC3339))
+	fmt.Fprintf(w, "read %d records: %d events of the day (%d duplicates), %d events of other days ignored, %d quarantined\n",
+		res.Records, res.DayEvents, res.Duplicates, res.OtherDays, res.Quarantined)
+	if len(res.CaughtUp) > 0 {
+		fmt.Fprintf(w, "caught up before the range ended (nothing newer in the stream): %s\n", strings.Join(res.CaughtUp, ", "))
+	}
+	if res.Rebuilt == nil {
+		return
+	}
+	d := res.Diff
+	fmt.Fprintf(w, "rebuilt: %d chargeback rows, %d invocations, total cost %s USD\n", d.RowsAfter, res.Rebuilt.Day.Totals.Invocations, d.TotalAfter)
+	if d.RowsBefore == 0 && len(d.Removed) == 0 {
+		fmt.Fprintf(w, "the day has no chargeback in the store yet\n")
+	} else {
+		fmt.Fprintf(w, "against the day as it stands (%d rows, total cost %s USD): rows added %d, removed %d, changed %d, unchanged %d\n",
+			d.RowsBefore, d.TotalBefore, len(d.Added), len(d.Removed), len(d.Changed), d.Unchanged)
+	}
+	fmt.Fprintf(w, "money that moves: %s USD\n", signed(d.Moved()))
+	if !d.Same() {
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "\tteam_id\tcost_center\tmodel_id\tinvocations\ttotal_cost\tmoves")
+		rows := func(kind string, cs []collector.RowChange) {
+			for _, c := range cs {
+				cc := c.CostCenter
+				if cc == "" {
+					cc = "-"
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d -> %d\t%s -> %s\t%s\n", kind, c.TeamID, cc, c.ModelID,
+					c.InvocationsBefore, c.InvocationsAfter, c.CostBefore, c.CostAfter, signed(c.CostDiff()))
+			}
+		}
+		rows("added", d.Added)
+		rows("removed", d.Removed)
+		rows("changed", d.Changed)
+		tw.Flush()
+	}
+	switch {
+	case res.Applied != nil:
+		state := "a new revision"
+		if res.Applied.Unchanged {
+			state = "inputs unchanged, same revision"
+		}
+		fmt.Fprintf(w, "applied: revision %d (%s); %d objects written, %d stale objects deleted; chargeback: %s\n",
+			res.Applied.Manifest.Revision, state, len(res.Written), len(res.Deleted), res.Applied.CSVKey)
+	default:
+		fmt.Fprintf(w, "dry run: nothing live changed (--apply swaps the rebuilt day in)\n")
+	}
+	if res.Kept {
+		fmt.Fprintf(w, "staging kept: %s\n", res.Staging)
+	}
+}
+
+func signed(d decimal.Decimal) string {
+	if d.IsPositive() {
+		return "+" + d.String()
+	}
+	return d.String()
 }
 
 func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
