@@ -284,3 +284,19 @@ var (
 	// bedrocklocalSlow answers after the invoker's call timeout.
 	bedrocklocalSlow = bedrocklocal.Config{Latency: 2 * time.Second}
 )
+
+// newServer builds a server like newEnv's, answering /usage from st.
+func (e *env) newServer(t *testing.T, st invoker.UsageStore) *invoker.Server {
+	t.Helper()
+	reg, err := invoker.OpenRegistry(e.tenants)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: e.bedrock, Usage: e.emitter, Prices: pricing.Default(),
+		Limits: e.limits, ReloadInterval: -1, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	return srv
+}

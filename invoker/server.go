@@ -84,6 +84,9 @@ type Config struct {
 	// Models adds model ids to the catalog /list_foundation_models filters by
 	// each team's allow-list (the built-in catalog lists every family's models).
 	Models []string
+	// Store, when set, answers GET /usage from its compacted daily Parquet
+	// (daily/dt=YYYY-MM-DD/); without it /usage answers 501.
+	Store  UsageStore
 	Logger *slog.Logger
 }
 
@@ -704,15 +707,6 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		list = []modelSummary{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"teamId": c.team.ID, "modelSummaries": list})
-}
-
-func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
-	c := &call{}
-	if !s.admit(w, r, c) {
-		return
-	}
-	writeError(w, &apiError{status: http.StatusNotImplemented, code: "not_yet_available",
-		msg: "usage queries are not yet available from the invoker; use the chargeback CSV or Athena"})
 }
 
 func (s *Server) handleOpenAPI(w http.ResponseWriter, r *http.Request) {

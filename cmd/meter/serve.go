@@ -24,6 +24,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limits := fs.String("limits", "memory", "where rate limits, quotas and budgets are counted: memory")
 	prices := fs.String("prices", "", "price CSV for monthly budgets (default: the shipped Bedrock price file)")
 	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
+	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage: file://DIR or s3://BUCKET/PREFIX (default: /usage answers 501)")
 	quiet := fs.Bool("quiet", false, "log warnings only")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -69,7 +70,15 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: book, Logger: log})
+	cfg := invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: book, Logger: log}
+	if *storeURI != "" {
+		st, err := openStore(ctx, *storeURI)
+		if err != nil {
+			return err
+		}
+		cfg.Store = st
+	}
+	srv, err := invoker.New(cfg)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,177 @@
+package invoker
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
+)
+
+// UsageStore is the part of the store GET /usage reads; store.Store
+// implements it.
+type UsageStore interface {
+	List(ctx context.Context, prefix string) ([]store.Object, error)
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
+// maxUsageDays bounds one /usage query.
+const maxUsageDays = 366
+
+// usageTotals are a team's sums over some rows of the daily table.
+// Invocations count successful calls, as the chargeback does; requests count
+// every metered call (refusals and throttles too, at zero cost).
+type usageTotals struct {
+	Invocations           int64  `json:"invocations"`
+	Requests              int64  `json:"requests"`
+	InputTokens           int64  `json:"input_tokens"`
+	OutputTokens          int64  `json:"output_tokens"`
+	CacheReadInputTokens  int64  `json:"cache_read_input_tokens"`
+	CacheWriteInputTokens int64  `json:"cache_write_input_tokens"`
+	ImageCount            int64  `json:"image_count"`
+	TotalCost             string `json:"total_cost"`
+	cost                  decimal.Decimal
+}
+
+func (t *usageTotals) add(r *schemas.DailyRow) {
+	t.Requests++
+	if r.Status == schemas.StatusSuccess {
+		t.Invocations++
+	}
+	t.InputTokens += r.InputTokens
+	t.OutputTokens += r.OutputTokens
+	t.CacheReadInputTokens += r.CacheReadInputTokens
+	t.CacheWriteInputTokens += r.CacheWriteInputTokens
+	t.ImageCount += r.ImageCount
+	// The daily table keeps costs as DECIMAL(18,10): exact, never floats.
+	t.cost = t.cost.Add(decimal.New(r.TotalCost, -10))
+}
+
+func (t *usageTotals) seal() { t.TotalCost = t.cost.String() }
+
+type usageLine struct {
+	Day     string `json:"day"`
+	ModelID string `json:"model_id"`
+	usageTotals
+}
+
+type usageReport struct {
+	TeamID     string `json:"team_id"`
+	CostCenter string `json:"cost_center"`
+	From       string `json:"from"`
+	To         string `json:"to"`
+	Currency   string `json:"currency"`
+	usageTotals
+	// ByDayModel has one line per day and model with usage.
+	ByDayModel []usageLine `json:"by_day_and_model"`
+	// PendingDays are days of the period not compacted yet: their usage is
+	// not included (today, always).
+	PendingDays []string `json:"pending_days"`
+}
+
+// handleUsage answers the calling team's own usage from the compacted daily
+// table: only rows whose team_id is the team the key resolves to are read.
+func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
+	c := &call{}
+	if !s.admit(w, r, c) {
+		return
+	}
+	if s.cfg.Store == nil {
+		writeError(w, &apiError{status: http.StatusNotImplemented, code: "not_yet_available",
+			msg: "this invoker has no usage store configured; use the chargeback CSV or Athena"})
+		return
+	}
+	q := r.URL.Query()
+	from, err1 := time.Parse(time.DateOnly, q.Get("from"))
+	to, err2 := time.Parse(time.DateOnly, q.Get("to"))
+	switch {
+	case err1 != nil || err2 != nil:
+		writeError(w, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: "from and to are required, as YYYY-MM-DD"})
+		return
+	case to.Before(from):
+		writeError(w, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: "to is before from"})
+		return
+	case to.Sub(from) >= maxUsageDays*24*time.Hour:
+		writeError(w, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: fmt.Sprintf("at most %d days per query", maxUsageDays)})
+		return
+	}
+	rep := usageReport{TeamID: c.team.ID, CostCenter: c.team.CostCenter, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly),
+		Currency: "USD", ByDayModel: []usageLine{}, PendingDays: []string{}}
+	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
+		day := d.Format(time.DateOnly)
+		rows, found, err := s.dailyRows(r.Context(), day, c.team.ID)
+		if err != nil {
+			s.log.Error("reading daily usage", "day", day, "err", err)
+			writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "usage_unavailable", retryAfter: time.Second,
+				msg: "usage for " + day + " could not be read"})
+			return
+		}
+		if !found {
+			rep.PendingDays = append(rep.PendingDays, day)
+			continue
+		}
+		byModel := map[string]*usageLine{}
+		for i := range rows {
+			l := byModel[rows[i].ModelID]
+			if l == nil {
+				l = &usageLine{Day: day, ModelID: rows[i].ModelID}
+				byModel[rows[i].ModelID] = l
+			}
+			l.add(&rows[i])
+			rep.add(&rows[i])
+		}
+		models := make([]string, 0, len(byModel))
+		for m := range byModel {
+			models = append(models, m)
+		}
+		sort.Strings(models)
+		for _, m := range models {
+			byModel[m].seal()
+			rep.ByDayModel = append(rep.ByDayModel, *byModel[m])
+		}
+	}
+	rep.seal()
+	writeJSON(w, http.StatusOK, rep)
+}
+
+// dailyRows reads one day's compacted Parquet and keeps the team's rows.
+// found is false when the day has not been compacted.
+func (s *Server) dailyRows(ctx context.Context, day, team string) (rows []schemas.DailyRow, found bool, err error) {
+	objs, err := s.cfg.Store.List(ctx, store.Partition(store.DailyPrefix, day))
+	if err != nil {
+		return nil, false, err
+	}
+	for _, o := range objs {
+		if len(o.Key) < 8 || o.Key[len(o.Key)-8:] != ".parquet" {
+			continue
+		}
+		found = true
+		rc, err := s.cfg.Store.Get(ctx, o.Key)
+		if err != nil {
+			return nil, true, fmt.Errorf("reading %s: %w", o.Key, err)
+		}
+		b, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil {
+			return nil, true, fmt.Errorf("reading %s: %w", o.Key, err)
+		}
+		all, err := parquetio.ReadDaily(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return nil, true, fmt.Errorf("decoding %s: %w", o.Key, err)
+		}
+		for _, row := range all {
+			if row.TeamID == team {
+				rows = append(rows, row)
+			}
+		}
+	}
+	return rows, found, nil
+}

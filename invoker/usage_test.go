@@ -1,0 +1,116 @@
+package invoker_test
+
+import (
+	"bytes"
+	"context"
+	"testing"
+	"time"
+
+	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
+)
+
+// writeDaily writes a compacted daily file the way the compactor lays it out.
+func writeDaily(t *testing.T, st store.Store, day string, rows []schemas.DailyRow) {
+	t.Helper()
+	var buf bytes.Buffer
+	if err := parquetio.Write(&buf, rows, parquetio.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(context.Background(), store.Partition(store.DailyPrefix, day)+"daily-"+day+".parquet", &buf); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func dailyRow(day, team, model, status string, in, out int64, cost string) schemas.DailyRow {
+	ts, _ := time.Parse(time.DateOnly, day)
+	c := decimal.RequireFromString(cost)
+	return schemas.NewDailyRow(&schemas.Event{SchemaVersion: 1, EventID: "e-" + team + day + model + status, RequestID: "r-" + team + day + model + status,
+		Timestamp: ts.Add(time.Hour), TeamID: team, ModelID: model, Operation: "InvokeModel", Status: status, InputTokens: in, OutputTokens: out},
+		schemas.Costs{Input: c})
+}
+
+func TestUsageIsTheCallersOwnFromTheDailyTable(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	r := e.do("GET", "/usage?from=2026-03-01&to=2026-03-03", map[string]string{"x-api-key": e.keys["search"]}, "")
+	if r.status != 501 || r.errorCode(t) != "not_yet_available" {
+		t.Fatalf("without a store: %d %s", r.status, r.body)
+	}
+
+	st, err := store.OpenFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeDaily(t, st, "2026-03-01", []schemas.DailyRow{
+		dailyRow("2026-03-01", "search", haiku, "success", 100, 20, "0.0001"),
+		dailyRow("2026-03-01", "search", haiku, "success", 200, 40, "0.00025"),
+		dailyRow("2026-03-01", "search", haiku, "throttled", 0, 0, "0"),
+		dailyRow("2026-03-01", "ads", "meta.llama3-8b-instruct-v1:0", "success", 9000, 9000, "5"),
+	})
+	writeDaily(t, st, "2026-03-02", []schemas.DailyRow{
+		dailyRow("2026-03-02", "ads", "meta.llama3-8b-instruct-v1:0", "success", 7, 7, "1"),
+		dailyRow("2026-03-02", "search", "amazon.titan-embed-text-v2:0", "success", 50, 0, "0.000001"),
+	})
+	e.srv.Close()
+	e.srv = e.newServer(t, st)
+	e.api.Config.Handler = e.srv
+
+	var rep struct {
+		TeamID       string   `json:"team_id"`
+		Invocations  int64    `json:"invocations"`
+		Requests     int64    `json:"requests"`
+		InputTokens  int64    `json:"input_tokens"`
+		OutputTokens int64    `json:"output_tokens"`
+		TotalCost    string   `json:"total_cost"`
+		PendingDays  []string `json:"pending_days"`
+		ByDayModel   []struct {
+			Day         string `json:"day"`
+			ModelID     string `json:"model_id"`
+			Invocations int64  `json:"invocations"`
+			TotalCost   string `json:"total_cost"`
+		} `json:"by_day_and_model"`
+	}
+	r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-03", map[string]string{"x-api-key": e.keys["search"]}, "")
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	r.json(t, &rep)
+	if rep.TeamID != "search" || rep.Invocations != 3 || rep.Requests != 4 || rep.InputTokens != 350 || rep.OutputTokens != 60 ||
+		rep.TotalCost != "0.000351" || len(rep.PendingDays) != 1 || rep.PendingDays[0] != "2026-03-03" || len(rep.ByDayModel) != 2 {
+		t.Fatalf("report %s", r.body)
+	}
+	if bytes.Contains(r.body, []byte("ads")) || bytes.Contains(r.body, []byte("meta.")) {
+		t.Fatalf("another team's usage leaked: %s", r.body)
+	}
+
+	// A key acting for another team sees that team's usage only when it may act for it.
+	r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-02", map[string]string{"x-api-key": e.keys["search"], "team_id": "ads"}, "")
+	if r.status != 403 {
+		t.Fatalf("spoofed team_id: %d %s", r.status, r.body)
+	}
+	r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-02", map[string]string{"x-api-key": e.keys["ads"]}, "")
+	r.json(t, &rep)
+	if rep.TeamID != "ads" || rep.Invocations != 2 || rep.TotalCost != "6" {
+		t.Fatalf("ads report %s", r.body)
+	}
+
+	for _, bad := range []struct {
+		query  string
+		status int
+	}{
+		{"", 400}, {"?from=2026-03-02&to=2026-03-01", 400}, {"?from=2026-3-1&to=2026-03-02", 400}, {"?from=2024-01-01&to=2026-03-01", 400},
+	} {
+		r = e.do("GET", "/usage"+bad.query, map[string]string{"x-api-key": e.keys["search"]}, "")
+		if r.status != bad.status {
+			t.Errorf("%q: status %d, want %d", bad.query, r.status, bad.status)
+		} else {
+			r.errorCode(t)
+		}
+	}
+	if r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-01", map[string]string{"x-api-key": "wrong"}, ""); r.status != 401 {
+		t.Errorf("wrong key: %d", r.status)
+	}
+}
