@@ -24,6 +24,7 @@ import (
 	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -556,5 +557,61 @@ func TestDiffChargeback(t *testing.T) {
 	}
 	if _, err := collector.DiffChargeback(nil, []byte("day,team_id\nD,a\n")); err == nil {
 		t.Error("a CSV without the key columns was accepted")
+	}
+}
+
+// Over Kinesis (kinesalite): shards opened AT_TIMESTAMP give the live path's
+// chargeback; records arrive now, so the day replayed is today.
+func TestReplayKinesisEqualsLivePath(t *testing.T) {
+	k := testenv.StartKinesalite(t)
+	k.CreateStream(t, "usage", 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	client := k.Client()
+	src, err := stream.OpenKinesisWithOptions(ctx, client, "usage", stream.KinesisSourceOptions{MinPollInterval: 20 * time.Millisecond, AtTimestampTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	day := now.Format(schemas.DayLayout)
+	dayStart := now.Truncate(24 * time.Hour)
+	var entries []stream.Entry
+	for i := 0; i < 120; i++ {
+		ts := dayStart.Add(time.Duration(i) * time.Minute)
+		if i%10 == 0 {
+			ts = dayStart.Add(-time.Duration(i+1) * time.Minute) // yesterday's, arriving late: ignored
+		}
+		r := usageRecord(now, fmt.Sprintf("kreq-%04d", i), []string{"team-a", "team-b"}[i%2], "cc-1", []string{haiku, sonnet35}[i/2%2], schemas.StatusSuccess, ts, int64(100+i), int64(10+i))
+		entries = append(entries, r.entry)
+		if i%15 == 1 {
+			entries = append(entries, r.entry) // redelivered
+		}
+	}
+	if err := stream.NewKinesisProducer(client, "usage", stream.KinesisProducerOptions{}).Put(ctx, entries); err != nil {
+		t.Fatal(err)
+	}
+
+	st := newStore(t)
+	if _, err := collector.NewConsumer(collector.Config{Source: src, Store: st, BatchRecords: 50}).Run(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Scale: -1, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	liveCSV := getObject(t, st, daily.CSVKey(day))
+
+	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: src, Store: st, Day: day, Prices: pricing.Default(), KeepStaging: true, Run: "kinesis", Poll: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := getObject(t, store.WithPrefix(st, res.Staging), daily.CSVKey(day)); !bytes.Equal(got, liveCSV) {
+		t.Errorf("replayed chargeback:\n%s\nlive:\n%s", got, liveCSV)
+	}
+	if res.Records != len(entries) || res.OtherDays != 12 || res.DayEvents != len(entries)-12 || res.Duplicates != 8 || !res.Diff.Same() {
+		t.Errorf("read %d records (%d of the day, %d of others, %d duplicates), diff %+v; want %d records, 12 of others, 8 duplicates",
+			res.Records, res.DayEvents, res.OtherDays, res.Duplicates, res.Diff, len(entries))
+	}
+	if len(res.CaughtUp) != 2 {
+		t.Errorf("caught up: %v, want both shards (the day is not over)", res.CaughtUp)
 	}
 }
