@@ -39,8 +39,10 @@ import (
 // ReplayPrefix is the folder of the store under which replays stage their days.
 const ReplayPrefix = "_replay/"
 
-// DefaultReplayMargin is how far before and after the day replay reads by arrival time.
-const DefaultReplayMargin = time.Hour
+// DefaultReplayMargin is how far before and after the day replay reads by
+// arrival time: the compaction's grace period, so that replay reads every late
+// event the live path would have counted.
+const DefaultReplayMargin = daily.DefaultGrace
 
 // ReplayConfig wires the replay of one day.
 type ReplayConfig struct {

@@ -225,7 +225,7 @@ func TestReplayEqualsLivePath(t *testing.T) {
 	res := replay(t, collector.ReplayConfig{Source: src, Store: st, KeepStaging: true, Run: "same", BatchRecords: 60})
 	staging := store.WithPrefix(st, res.Staging)
 
-	want := expect(recs, time.Hour)
+	want := expect(recs, collector.DefaultReplayMargin)
 	if res.Records != want.records || res.DayEvents != want.dayEvents || res.OtherDays != want.otherDays || res.Quarantined != want.quarantined {
 		t.Errorf("read %d records: %d events of the day, %d of others, %d quarantined; want %+v", res.Records, res.DayEvents, res.OtherDays, res.Quarantined, want)
 	}
@@ -435,7 +435,7 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 			t.Errorf("stale live object %s kept", k)
 		}
 	}
-	if got, want := requestIDs(t, nowEvents), expect(full, time.Hour).dayEvents; !strings.HasPrefix(got, fmt.Sprintf("%d rows ", want)) {
+	if got, want := requestIDs(t, nowEvents), expect(full, collector.DefaultReplayMargin).dayEvents; !strings.HasPrefix(got, fmt.Sprintf("%d rows ", want)) {
 		t.Errorf("live events of the day after apply: %s, want %d rows", got, want)
 	}
 	if len(res.Deleted) < len(oldEvents) {
@@ -492,7 +492,7 @@ func TestReplayReadsOnlyTheMarginAroundTheDay(t *testing.T) {
 		records, dayEvents, other int
 		invocations, inputTokens  string
 	}{
-		{time.Hour, 5, 3, 2, "3", "3000"},     // the default: early, noon, late; two neighbours ignored
+		{time.Hour, 5, 3, 2, "3", "3000"},     // early, noon, late; two neighbours ignored
 		{3 * time.Hour, 7, 4, 3, "4", "4000"}, // very-late too; before-margin is an event of the day before
 		{-1, 1, 1, 0, "1", "1000"},            // negative, no margin: noon only; early arrived before the day, late after it
 	} {

@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"compact", "--day", "2026-11-20", "--store", "/not/a/uri"}, `want file://DIR or s3://BUCKET/PREFIX`},
 		{[]string{"aggregate", "--stream", "ftp://x", "--store", storeURI}, "want file://DIR or kinesis://STREAM_NAME"},
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
-		{[]string{"replay", "--day", "2026-11-20"}, "not available yet"},
+		{[]string{"replay", "--day", "2026-11-20"}, "flag --stream is required"}, {[]string{"report"}, "not available yet"},
 	}
 	for _, c := range cases {
 		code, out, errs := meter(t, c.args...)
