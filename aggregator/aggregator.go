@@ -180,8 +180,20 @@ func (a *Aggregator) Flush() Batch {
 		}
 		return db
 	}
+	// Size each day's rows before filling them: growing slices of wide rows
+	// one append at a time copied every row several times.
+	days := make([]string, len(a.events))
+	perDay := map[string]int{}
 	for i := range a.events {
-		day(a.events[i].Day()).Events = append(day(a.events[i].Day()).Events, schemas.NewEventRow(&a.events[i]))
+		days[i] = a.events[i].Day()
+		perDay[days[i]]++
+	}
+	for d, n := range perDay {
+		day(d).Events = make([]schemas.EventRow, 0, n)
+	}
+	for i := range a.events {
+		db := b.Days[days[i]]
+		db.Events = append(db.Events, schemas.NewEventRow(&a.events[i]))
 	}
 	for _, w := range a.windows {
 		d := time.UnixMilli(w.WindowStart).UTC().Format(schemas.DayLayout)
@@ -190,16 +202,23 @@ func (a *Aggregator) Flush() Batch {
 	for _, db := range b.Days {
 		sort.Slice(db.Windows, func(i, j int) bool { return windowLess(&db.Windows[i], &db.Windows[j]) })
 	}
-	a.events, a.quarantined, a.duplicates = nil, nil, 0
+	clear(a.events) // the batch holds rows converted from them, not the events
+	a.events, a.quarantined, a.duplicates = a.events[:0], nil, 0
 	a.windows = map[WindowKey]*schemas.WindowRow{}
 	return b
 }
 
+// windowLess orders window rows by start, then team, cost center, model,
+// status and tier, field by field (the order of the fields joined by NUL,
+// without building the joined strings on every comparison).
 func windowLess(x, y *schemas.WindowRow) bool {
 	if x.WindowStart != y.WindowStart {
 		return x.WindowStart < y.WindowStart
 	}
-	a := fmt.Sprint(x.TeamID, "\x00", x.CostCenter, "\x00", x.ModelID, "\x00", x.Status, "\x00", x.PricingTier)
-	b := fmt.Sprint(y.TeamID, "\x00", y.CostCenter, "\x00", y.ModelID, "\x00", y.Status, "\x00", y.PricingTier)
-	return a < b
+	for _, f := range [...][2]string{{x.TeamID, y.TeamID}, {x.CostCenter, y.CostCenter}, {x.ModelID, y.ModelID}, {x.Status, y.Status}, {x.PricingTier, y.PricingTier}} {
+		if f[0] != f[1] {
+			return f[0] < f[1]
+		}
+	}
+	return false
 }
