@@ -224,3 +224,27 @@ func SortDaily(rows []schemas.DailyRow) {
 		}
 	}
 }
+
+// Merge adds the sums and counts of o, a Compactor of the same day whose
+// buckets were disjoint from c's, into c. Compactors are not safe for
+// concurrent use; one per goroutine, merged at the end, is.
+func (c *Compactor) Merge(o *Compactor) {
+	c.RowsRead += o.RowsRead
+	c.Duplicates += o.Duplicates
+	c.OtherDay += o.OtherDay
+	c.Requests += o.Requests
+	for k, g := range o.groups {
+		x := c.groups[k]
+		if x == nil {
+			c.groups[k] = g
+			continue
+		}
+		x.row.merge(&g.row)
+		if !x.fixed.addAll(&g.fixed) {
+			// Beyond 128 bits: carry both sums as decimals.
+			x.slow = x.slow.Add(x.fixed.costs()).Add(g.fixed.costs())
+			x.fixed = fixedCosts{}
+		}
+		x.slow = x.slow.Add(g.slow)
+	}
+}

@@ -50,8 +50,9 @@ const (
 	// the day is compacted in memory (about 700,000 events).
 	DefaultMemoryInputBytes = 32 << 20
 	// DefaultBucketInputBytes is the input size per bucket when spilling:
-	// a bucket's events, priced, take about 20 times their Parquet size.
-	DefaultBucketInputBytes = 24 << 20
+	// two buckets are compacted at once, each taking about 20 times its
+	// Parquet size in memory.
+	DefaultBucketInputBytes = 12 << 20
 )
 
 // Config wires one compaction.
@@ -454,51 +455,99 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Mani
 	return res, nil
 }
 
-// compactBuckets compacts each spilled bucket in turn and returns its sorted
-// daily rows as runs on disk.
+// compactBuckets compacts the spilled buckets, two at a time, and returns
+// their sorted daily rows as runs on disk. Each worker has its own Compactor,
+// merged into comp at the end.
 func (c *compaction) compactBuckets(ctx context.Context, comp *aggregator.Compactor, spills []*spillWriter, tab *strtab) ([]*spillReader, error) {
-	var runs []*spillReader
-	var events []schemas.Event
-	var row schemas.DailyRow
-	for i, s := range spills {
-		if err := ctx.Err(); err != nil {
-			return runs, err
-		}
-		r, err := s.finish()
-		if err != nil {
-			return runs, err
-		}
-		events = events[:0]
-		for r.read(&row) {
-			events = append(events, eventOf(&row))
-		}
-		r.remove()
-		spills[i] = nil
-		if r.err != nil {
-			return runs, r.err
-		}
-		rows, err := comp.Bucket(events)
-		if err != nil {
-			return runs, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
-		}
-		w, err := newSpillWriter(c.tmp, fmt.Sprintf("run-%04d-", i), tab)
-		if err != nil {
-			return runs, err
-		}
-		for j := range rows {
-			if err := w.write(&rows[j]); err != nil {
-				w.remove()
-				return runs, fmt.Errorf("writing spill file: %w", err)
-			}
-		}
-		rr, err := w.finish()
-		if err != nil {
-			w.remove()
-			return runs, err
-		}
-		runs = append(runs, rr)
+	// Decoding reads the shared string table and writing runs may add to it:
+	// every string a run needs is already in the table from the spill phase,
+	// so workers only read it.
+	workers := 2
+	runs := make([]*spillReader, len(spills))
+	errs := make([]error, workers)
+	comps := make([]*aggregator.Compactor, workers)
+	next := make(chan int, len(spills))
+	for i := range spills {
+		next <- i
 	}
-	return runs, nil
+	close(next)
+	done := make(chan struct{})
+	for w := 0; w < workers; w++ {
+		wc, err := aggregator.NewCompactor(c.cfg.Day, c.cfg.Prices)
+		if err != nil {
+			return nil, err
+		}
+		comps[w] = wc
+		go func(w int) {
+			defer func() { done <- struct{}{} }()
+			var events []schemas.Event
+			for i := range next {
+				if errs[w] != nil {
+					continue
+				}
+				if err := ctx.Err(); err != nil {
+					errs[w] = err
+					continue
+				}
+				runs[i], events, errs[w] = c.compactBucket(comps[w], spills[i], i, events[:0])
+				spills[i] = nil
+			}
+		}(w)
+	}
+	for w := 0; w < workers; w++ {
+		<-done
+	}
+	var live []*spillReader
+	for _, r := range runs {
+		if r != nil {
+			live = append(live, r)
+		}
+	}
+	for _, err := range errs {
+		if err != nil {
+			return live, err
+		}
+	}
+	for _, wc := range comps {
+		comp.Merge(wc)
+	}
+	return live, nil
+}
+
+func (c *compaction) compactBucket(comp *aggregator.Compactor, s *spillWriter, i int, events []schemas.Event) (*spillReader, []schemas.Event, error) {
+	r, err := s.finish()
+	if err != nil {
+		s.remove()
+		return nil, events, err
+	}
+	var row schemas.DailyRow
+	for r.read(&row) {
+		events = append(events, eventOf(&row))
+	}
+	r.remove()
+	if r.err != nil {
+		return nil, events, r.err
+	}
+	rows, err := comp.Bucket(events)
+	if err != nil {
+		return nil, events, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
+	}
+	w, err := newSpillWriter(c.tmp, fmt.Sprintf("run-%04d-", i), s.tab)
+	if err != nil {
+		return nil, events, err
+	}
+	for j := range rows {
+		if err := w.write(&rows[j]); err != nil {
+			w.remove()
+			return nil, events, fmt.Errorf("writing spill file: %w", err)
+		}
+	}
+	rr, err := w.finish()
+	if err != nil {
+		w.remove()
+		return nil, events, err
+	}
+	return rr, events, nil
 }
 
 // spillRowOf copies an event row's columns into a daily row with zero costs.

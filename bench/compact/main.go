@@ -1,0 +1,238 @@
+// Command compact benchmarks the daily compaction against DuckDB over the
+// same store files: a generated day (1% duplicates, 5 teams, 12 models, cache
+// tokens, images, a price change at noon), compacted by the Go engine (meter
+// compact: dedup, pricing, chargeback CSV, daily Parquet, manifest) and by
+// DuckDB running infra/athena/compact.sql (dedup, pricing, aggregation).
+// Each engine runs in its own child process so its wall time and peak RSS
+// (getrusage maxrss) are its own; the chargeback rows of the two must agree.
+//
+//	go run ./bench/compact -events 1000000 -dir /tmp/meter-bench-1m
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/csv"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"math/big"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime/pprof"
+	"strings"
+	"syscall"
+	"time"
+
+	duckdb "github.com/duckdb/duckdb-go/v2"
+	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/internal/daily/daygen"
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/store"
+)
+
+const day = "2026-03-14"
+
+func main() {
+	events := flag.Int("events", 1_000_000, "distinct requests in the day")
+	perFile := flag.Int("per-file", 250_000, "events per events object")
+	dir := flag.String("dir", "", "working directory (the store and price file); reused when it exists")
+	mode := flag.String("mode", "", "internal: go or duckdb (run one engine in this process)")
+	runs := flag.Int("runs", 1, "runs of each engine")
+	cpuprofile := flag.String("cpuprofile", "", "with -mode go: write a CPU profile here")
+	flag.Parse()
+	if *dir == "" {
+		log.Fatal("-dir is required")
+	}
+	storeDir, prices := filepath.Join(*dir, "store"), filepath.Join(*dir, "prices.csv")
+	switch *mode {
+	case "go":
+		if *cpuprofile != "" {
+			f, err := os.Create(*cpuprofile)
+			if err != nil {
+				log.Fatal(err)
+			}
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+		runGo(storeDir, prices)
+		return
+	case "duckdb":
+		runDuck(storeDir, prices)
+		return
+	}
+	if _, err := os.Stat(filepath.Join(*dir, "generated")); err != nil {
+		t0 := time.Now()
+		if err := generate(storeDir, prices, *events, *perFile); err != nil {
+			log.Fatal(err)
+		}
+		os.WriteFile(filepath.Join(*dir, "generated"), nil, 0o644)
+		fmt.Fprintf(os.Stderr, "generated %d events in %s\n", *events, time.Since(t0).Round(time.Millisecond))
+	}
+	var inBytes int64
+	filepath.Walk(filepath.Join(storeDir, "events"), func(_ string, fi os.FileInfo, _ error) error {
+		if fi != nil && !fi.IsDir() {
+			inBytes += fi.Size()
+		}
+		return nil
+	})
+	fmt.Printf("day %s: %d requests (+1%% duplicates), %.1f MiB of events Parquet\n", day, *events, float64(inBytes)/(1<<20))
+	for i := 0; i < *runs; i++ {
+		for _, m := range []string{"go", "duckdb"} {
+			cmd := exec.Command(os.Args[0], "-mode", m, "-dir", *dir)
+			cmd.Stderr = os.Stderr
+			t0 := time.Now()
+			out, err := cmd.Output()
+			wall := time.Since(t0)
+			if err != nil {
+				log.Fatalf("%s: %v", m, err)
+			}
+			rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
+			fmt.Printf("%-7s wall %6.2f s  peak RSS %7.1f MiB  %s", m, wall.Seconds(), float64(rss)/1024, out)
+		}
+	}
+	if err := compareOutputs(storeDir, prices); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("chargeback rows: Go engine and DuckDB agree exactly")
+}
+
+func generate(storeDir, prices string, events, perFile int) error {
+	evDir := filepath.Join(storeDir, "events", "dt="+day)
+	if err := os.MkdirAll(evDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(prices, []byte(daygen.PriceCSV(day)), 0o644); err != nil {
+		return err
+	}
+	files := (events + perFile - 1) / perFile
+	_, err := daygen.Generate(daygen.Config{Day: day, Events: events, Files: files, OtherDay: 100, Seed: 42},
+		func(name string) (io.WriteCloser, error) { return os.Create(filepath.Join(evDir, name)) })
+	return err
+}
+
+func runGo(storeDir, prices string) {
+	book, err := pricing.LoadFile(prices)
+	if err != nil {
+		log.Fatal(err)
+	}
+	st, err := store.OpenFile(storeDir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: day, Prices: book, Scale: -1, Force: true, TempDir: filepath.Dir(storeDir)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	m := res.Manifest
+	fmt.Printf("%d rows read, %d duplicates, %d chargeback rows, total %s USD, %d buckets, daily Parquet written\n",
+		m.RowsRead, m.DuplicatesDropped, len(res.Day.Chargeback), m.Totals.TotalCost, res.Buckets)
+}
+
+func openDuck(storeDir, prices string) *sql.DB {
+	db, err := sql.Open("duckdb", "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	db.SetMaxOpenConns(1)
+	for _, q := range []string{
+		`SET TimeZone = 'UTC'`,
+		`CREATE MACRO from_iso8601_timestamp(s) AS CAST(s AS TIMESTAMPTZ)`,
+		`CREATE VIEW events AS SELECT * FROM read_parquet('` + filepath.Join(storeDir, "events", "*", "*.parquet") +
+			`', hive_partitioning = true, hive_types = {'dt': VARCHAR})`,
+		`CREATE VIEW prices AS SELECT * FROM read_csv('` + prices + `', header = false, all_varchar = true, auto_detect = false,
+			delim = ',', quote = '"', null_padding = true, strict_mode = false,
+			columns = {'model_id': 'VARCHAR', 'effective_from': 'VARCHAR', 'input_per_1k': 'VARCHAR', 'output_per_1k': 'VARCHAR',
+			'pricing_tier': 'VARCHAR', 'cache_read_per_1k': 'VARCHAR', 'cache_write_per_1k': 'VARCHAR', 'per_image': 'VARCHAR',
+			'image_max_pixels': 'VARCHAR', 'image_quality': 'VARCHAR', 'image_max_steps': 'VARCHAR', 'source': 'VARCHAR'})`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			log.Fatalf("%s: %v", q, err)
+		}
+	}
+	return db
+}
+
+func duckRows(db *sql.DB) [][]string {
+	q, _ := daily.AthenaSQL(day)
+	rows, err := db.Query(q)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	var out [][]string
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		if err := rows.Scan(ptrs...); err != nil {
+			log.Fatal(err)
+		}
+		rec := make([]string, len(cols))
+		for i, v := range vals {
+			switch x := v.(type) {
+			case duckdb.Decimal:
+				rec[i] = x.String()
+			case *big.Int:
+				rec[i] = x.String()
+			default:
+				rec[i] = fmt.Sprint(v)
+			}
+		}
+		out = append(out, rec)
+	}
+	if err := rows.Err(); err != nil {
+		log.Fatal(err)
+	}
+	return out
+}
+
+func runDuck(storeDir, prices string) {
+	db := openDuck(storeDir, prices)
+	defer db.Close()
+	rows := duckRows(db)
+	total := decimal.Zero
+	for _, r := range rows {
+		d, _ := decimal.NewFromString(r[9])
+		total = total.Add(d)
+	}
+	fmt.Printf("%d chargeback rows, total %s USD (infra/athena/compact.sql)\n", len(rows), total)
+}
+
+func compareOutputs(storeDir, prices string) error {
+	f, err := os.ReadFile(filepath.Join(storeDir, daily.CSVKey(day)))
+	if err != nil {
+		return err
+	}
+	goRows, err := csv.NewReader(strings.NewReader(string(f))).ReadAll()
+	if err != nil {
+		return err
+	}
+	db := openDuck(storeDir, prices)
+	defer db.Close()
+	sqlRows := duckRows(db)
+	if len(sqlRows) != len(goRows)-1 {
+		return fmt.Errorf("Go %d rows, DuckDB %d", len(goRows)-1, len(sqlRows))
+	}
+	for i, s := range sqlRows {
+		g := goRows[i+1]
+		for c := 0; c < len(g)-1; c++ { // all but revision
+			if g[c] == s[c] {
+				continue
+			}
+			x, e1 := decimal.NewFromString(g[c])
+			y, e2 := decimal.NewFromString(s[c])
+			if e1 != nil || e2 != nil || !x.Equal(y) {
+				return fmt.Errorf("row %d column %s: Go %q, DuckDB %q", i, goRows[0][c], g[c], s[c])
+			}
+		}
+	}
+	return nil
+}
