@@ -1,0 +1,185 @@
+// Command invoker is the invoke API as an AWS Lambda function (runtime
+// provided.al2023, arm64 or amd64, built as bootstrap with -tags lambda.norpc).
+// The same handler serves API Gateway REST proxy events and function URL
+// events (buffered), told apart by their shape.
+//
+// Configuration, from the environment:
+//
+//	METER_TENANTS  tenant registry YAML: a path packaged with the function
+//	               (e.g. /var/task/tenants.yaml) or s3://BUCKET/KEY, read at
+//	               cold start. Required.
+//	METER_STREAM   usage stream: kinesis://NAME (or file://DIR for tests). Required.
+//	METER_SPILL    where usage events go when the stream cannot take them,
+//	               to be re-driven later: s3://BUCKET/PREFIX (recommended;
+//	               shared by all instances, each re-drives what it finds) or
+//	               file://DIR. Default file:///tmp/meter-spill, which is lost
+//	               with the instance: set an S3 prefix in production.
+//	METER_PRICES   price CSV path for monthly budgets (default: shipped prices).
+//	METER_STORE    store (s3://BUCKET/PREFIX) whose compacted daily Parquet
+//	               answers GET /usage; unset, /usage answers 501.
+//
+// Every call's usage event is durable in the stream or the spill before the
+// handler returns, so nothing is pending when Lambda freezes the instance.
+// Bedrock, Kinesis and S3 clients take region, credentials and endpoints the
+// standard SDK way.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/lambdaproxy"
+)
+
+func main() {
+	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
+	ctx := context.Background()
+	fn, err := setup(ctx, os.Getenv, log)
+	if err != nil {
+		log.Error("invoker cold start failed", "err", err)
+		os.Exit(1)
+	}
+	lambda.StartWithOptions(fn.handler, lambda.WithEnableSIGTERM(func() { fn.close() }))
+}
+
+// function is the wired invoker of one Lambda instance.
+type function struct {
+	handler lambda.Handler
+	emitter *invoker.Emitter
+	server  *invoker.Server
+	closers []func() error
+}
+
+func (f *function) close() {
+	f.server.Close()
+	f.emitter.Close()
+	for _, c := range f.closers {
+		c()
+	}
+}
+
+// setup wires the invoker from the environment.
+func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*function, error) {
+	f := &function{}
+	tenantsPath, err := tenantsFile(ctx, getenv("METER_TENANTS"))
+	if err != nil {
+		return nil, err
+	}
+	reg, err := invoker.OpenRegistry(tenantsPath)
+	if err != nil {
+		return nil, fmt.Errorf("METER_TENANTS %s: %w", getenv("METER_TENANTS"), err)
+	}
+	prod, err := producer(ctx, getenv("METER_STREAM"), f)
+	if err != nil {
+		return nil, err
+	}
+	spillURI := getenv("METER_SPILL")
+	if spillURI == "" {
+		spillURI = "file:///tmp/meter-spill"
+		log.Warn("METER_SPILL not set: spilled usage events stay in this instance's /tmp until re-driven; set an s3:// prefix")
+	}
+	spill, err := store.Open(ctx, spillURI)
+	if err != nil {
+		return nil, fmt.Errorf("METER_SPILL: %w", err)
+	}
+	f.emitter, err = invoker.NewEmitter(invoker.EmitterConfig{Producer: prod, Spill: spill, RedriveInterval: 2 * time.Second, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	book := pricing.Default()
+	if p := getenv("METER_PRICES"); p != "" {
+		if book, err = pricing.LoadFile(p); err != nil {
+			return nil, fmt.Errorf("METER_PRICES: %w", err)
+		}
+	}
+	var usageStore store.Store
+	if u := getenv("METER_STORE"); u != "" {
+		if usageStore, err = store.Open(ctx, u); err != nil {
+			return nil, fmt.Errorf("METER_STORE: %w", err)
+		}
+	}
+	br, err := invoker.NewBedrockClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: f.emitter, Prices: book, Store: usageStore,
+		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
+	if err != nil {
+		f.emitter.Close()
+		return nil, err
+	}
+	f.handler = lambdaproxy.Handler(f.server)
+	return f, nil
+}
+
+// producer opens the usage stream for writing only, so a cold start does not
+// fail while Kinesis is unreachable: events then go to the spill.
+func producer(ctx context.Context, uri string, f *function) (stream.Producer, error) {
+	switch {
+	case strings.HasPrefix(uri, "kinesis://"):
+		name := strings.TrimPrefix(uri, "kinesis://")
+		if name == "" {
+			return nil, fmt.Errorf("METER_STREAM %q: want kinesis://STREAM_NAME", uri)
+		}
+		client, err := stream.NewKinesisClient(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return stream.NewKinesisProducer(client, name, stream.KinesisProducerOptions{}), nil
+	case strings.HasPrefix(uri, "file://"):
+		fs, err := stream.OpenFile(strings.TrimPrefix(uri, "file://"), stream.FileOptions{})
+		if err != nil {
+			return nil, fmt.Errorf("METER_STREAM: %w", err)
+		}
+		f.closers = append(f.closers, fs.Close)
+		return fs, nil
+	case uri == "":
+		return nil, fmt.Errorf("METER_STREAM is required: kinesis://STREAM_NAME")
+	}
+	return nil, fmt.Errorf("METER_STREAM %q: want kinesis://STREAM_NAME or file://DIR", uri)
+}
+
+// tenantsFile returns a local path of the tenant registry, copying it to /tmp
+// first when it lives in S3.
+func tenantsFile(ctx context.Context, loc string) (string, error) {
+	if loc == "" {
+		return "", fmt.Errorf("METER_TENANTS is required: a packaged path or s3://BUCKET/KEY")
+	}
+	if !strings.HasPrefix(loc, "s3://") {
+		return loc, nil
+	}
+	dir, key := loc[:strings.LastIndex(loc, "/")], loc[strings.LastIndex(loc, "/")+1:]
+	if key == "" || dir == "s3:/" {
+		return "", fmt.Errorf("METER_TENANTS %q: want s3://BUCKET/KEY", loc)
+	}
+	st, err := store.Open(ctx, dir)
+	if err != nil {
+		return "", fmt.Errorf("METER_TENANTS: %w", err)
+	}
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return "", fmt.Errorf("METER_TENANTS %s: %w", loc, err)
+	}
+	defer rc.Close()
+	path := filepath.Join(os.TempDir(), "meter-tenants.yaml")
+	out, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	if _, err := out.ReadFrom(rc); err != nil {
+		out.Close()
+		return "", fmt.Errorf("METER_TENANTS %s: %w", loc, err)
+	}
+	return path, out.Close()
+}
