@@ -1,0 +1,504 @@
+// Command invoker benchmarks the invoke API end to end: requests per second
+// and p50/p99 latency through the invoker (usage to kinesalite through the
+// Kinesis producer) against calling the local model server directly and
+// against a trivial proxy, in the same run, at several client counts; CPU per
+// call of each server process; and the memory of requests in flight.
+//
+// It runs four processes: this load generator, the model servers
+// (bedrocklocal at 0 ms, 20 ms and 10 s latency), the HTTP servers (invoker
+// and trivial proxy per latency) and kinesalite. With -pin (default) the load
+// generator runs on CPU 0 and every server on CPU 1 (taskset).
+//
+//	go run ./bench/invoker            # from the repository root; see BENCHMARKS.md
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+
+	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/invoker"
+)
+
+const (
+	model      = "anthropic.claude-3-haiku-20240307-v1:0"
+	streamName = "usage-bench"
+	prompt     = "Explain tides to a child"
+)
+
+func main() {
+	role := flag.String("role", "loadgen", "loadgen, models or servers (internal)")
+	dur := flag.Duration("duration", 4*time.Second, "measuring time per cell")
+	clients := flag.String("clients", "1,16,64", "concurrent clients")
+	inflight := flag.Int("inflight", 8000, "requests held in flight for the memory figure (file descriptors: the invoker needs two per request)")
+	pin := flag.Bool("pin", true, "pin the load generator to CPU 0 and the servers to CPU 1 with taskset")
+	dir := flag.String("dir", "", "working directory (default: a temporary one)")
+	flag.Parse()
+	switch *role {
+	case "models":
+		runModels()
+	case "servers":
+		runServers(*dir)
+	default:
+		runLoadgen(*dur, *clients, *inflight, *pin, *dir)
+	}
+}
+
+// ---- model servers process
+
+func runModels() {
+	ports := map[string]string{}
+	for name, lat := range map[string]time.Duration{"model0": 0, "model20": 20 * time.Millisecond, "modelslow": 10 * time.Second} {
+		bl, err := bedrocklocal.New(bedrocklocal.Config{Latency: lat})
+		if err != nil {
+			log.Fatal(err)
+		}
+		ports[name] = serve(bl)
+	}
+	announce(ports)
+}
+
+// ---- invoker and trivial proxy process
+
+func runServers(dir string) {
+	models := readEnvJSON("BENCH_MODELS")
+	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(os.Getenv("BENCH_KINESIS")),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+	prod := stream.NewKinesisProducer(kc, streamName, stream.KinesisProducerOptions{})
+	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: prod, SpillDir: filepath.Join(dir, "spill")})
+	if err != nil {
+		log.Fatal(err)
+	}
+	reg, err := invoker.OpenRegistry(filepath.Join(dir, "tenants.yaml"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	usage, err := os.Create(filepath.Join(dir, "proxy-usage.jsonl"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	ports := map[string]string{}
+	for _, lat := range []string{"0", "20", "slow"} {
+		br := bedrockruntime.New(bedrockruntime.Options{Region: "us-east-1", BaseEndpoint: aws.String(models["model"+lat]),
+			Credentials: credentials.NewStaticCredentialsProvider("AKIAIOSFODNN7EXAMPLE", "local", ""), RetryMaxAttempts: 1,
+			HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20000}}})
+		srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: pricing.Default(), ReloadInterval: -1, CallTimeout: time.Minute})
+		if err != nil {
+			log.Fatal(err)
+		}
+		ports["invoker"+lat] = serve(srv)
+		ports["proxy"+lat] = serve(&trivialProxy{model: models["model"+lat], usage: usage,
+			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20000}}})
+	}
+	http.HandleFunc("/mem", func(w http.ResponseWriter, r *http.Request) {
+		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		json.NewEncoder(w).Encode(map[string]uint64{"heap_inuse": m.HeapInuse, "stack_inuse": m.StackInuse, "sys": m.Sys, "goroutines": uint64(runtime.NumGoroutine())})
+	})
+	ports["debug"] = serve(http.DefaultServeMux)
+	announce(ports)
+	select {}
+}
+
+// trivialProxy is the floor the invoker is compared with: JSON in and out,
+// a key hash, one usage event per call appended to a file.
+type trivialProxy struct {
+	model  string
+	client *http.Client
+	mu     sync.Mutex
+	usage  *os.File
+}
+
+func (p *trivialProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	sum := sha256.Sum256([]byte(r.Header.Get("x-api-key")))
+	var in struct {
+		Inputs     string         `json:"inputs"`
+		Parameters map[string]any `json:"parameters"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+		http.Error(w, err.Error(), 400)
+		return
+	}
+	body, _ := json.Marshal(map[string]any{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+		"messages": []any{map[string]any{"role": "user", "content": in.Inputs}}})
+	start := time.Now()
+	resp, err := p.client.Post(p.model+"/model/"+model+"/invoke", "application/json", bytes.NewReader(body))
+	if err != nil {
+		http.Error(w, err.Error(), 502)
+		return
+	}
+	var out struct {
+		Content []struct{ Text string } `json:"content"`
+	}
+	json.NewDecoder(resp.Body).Decode(&out)
+	resp.Body.Close()
+	ev, _ := json.Marshal(map[string]any{"request_id": resp.Header.Get("X-Amzn-RequestId"), "key": hex.EncodeToString(sum[:8]),
+		"input_tokens": resp.Header.Get("X-Amzn-Bedrock-Input-Token-Count"), "latency_ms": time.Since(start).Milliseconds()})
+	p.mu.Lock()
+	p.usage.Write(append(ev, '\n'))
+	p.mu.Unlock()
+	text := ""
+	if len(out.Content) > 0 {
+		text = out.Content[0].Text
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode([]map[string]string{{"generated_text": text}})
+}
+
+func serve(h http.Handler) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go (&http.Server{Handler: h}).Serve(ln)
+	return "http://" + ln.Addr().String()
+}
+
+func announce(v map[string]string) {
+	b, _ := json.Marshal(v)
+	fmt.Printf("READY %s\n", b)
+	select {}
+}
+
+func readEnvJSON(name string) map[string]string {
+	m := map[string]string{}
+	if err := json.Unmarshal([]byte(os.Getenv(name)), &m); err != nil {
+		log.Fatalf("%s: %v", name, err)
+	}
+	return m
+}
+
+// ---- load generator
+
+type proc struct {
+	cmd   *exec.Cmd
+	ports map[string]string
+}
+
+func start(pin bool, cpu string, env []string, name string, args ...string) *proc {
+	if pin {
+		args = append([]string{"-c", cpu, name}, args...)
+		name = "taskset"
+	}
+	cmd := exec.Command(name, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		log.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		log.Fatal(err)
+	}
+	sc := bufio.NewScanner(out)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, "READY "); ok {
+			p := &proc{cmd: cmd, ports: map[string]string{}}
+			json.Unmarshal([]byte(rest), &p.ports)
+			go io.Copy(io.Discard, out)
+			return p
+		}
+		if rest, ok := strings.CutPrefix(line, "LISTENING "); ok {
+			go io.Copy(io.Discard, out)
+			return &proc{cmd: cmd, ports: map[string]string{"kinesis": "http://127.0.0.1:" + rest}}
+		}
+	}
+	log.Fatalf("%s exited before it was ready", name)
+	return nil
+}
+
+// cpuTime is a process's user+system CPU time so far.
+func (p *proc) cpuTime() time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+2:]))
+	ut, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(ut+st) * (time.Second / 100) // USER_HZ is 100 on Linux
+}
+
+func (p *proc) rss() int64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n << 10
+		}
+	}
+	return 0
+}
+
+const kinesaliteScript = `
+const path = require('path');
+const k = require(path.join(process.argv[2], 'kinesalite'))({createStreamMs: 0, deleteStreamMs: 0, updateStreamMs: 0, shardLimit: 100});
+const server = k.listen(0, '127.0.0.1', () => { console.log('LISTENING ' + server.address().port); });
+`
+
+func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, dir string) {
+	if pin {
+		if _, err := exec.LookPath("taskset"); err != nil {
+			log.Printf("taskset not found: running unpinned")
+			pin = false
+		}
+	}
+	if pin {
+		// Pin this process (and its goroutines' threads) to CPU 0.
+		if out, err := exec.Command("taskset", "-a", "-p", "-c", "0", strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
+			log.Printf("pinning the load generator: %v: %s", err, out)
+		}
+	}
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "meter-bench-"); err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+	}
+	self, _ := os.Executable()
+	modules := os.Getenv("METER_NODE_MODULES")
+	if modules == "" {
+		modules, _ = filepath.Abs(".tools/node/node_modules")
+	}
+	script := filepath.Join(dir, "kinesalite.js")
+	os.WriteFile(script, []byte(kinesaliteScript), 0o644)
+	kin := start(pin, "1", nil, "node", script, modules)
+	defer kin.cmd.Process.Kill()
+	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kin.ports["kinesis"]),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+	if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(streamName), ShardCount: aws.Int32(2)}); err != nil {
+		log.Fatalf("creating the stream: %v", err)
+	}
+	time.Sleep(200 * time.Millisecond)
+
+	key, err := invoker.AddTeam(filepath.Join(dir, "tenants.yaml"), invoker.TeamSpec{ID: "bench", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*"}})
+	if err != nil {
+		log.Fatal(err)
+	}
+	models := start(pin, "1", nil, self, "-role", "models")
+	defer models.cmd.Process.Kill()
+	mj, _ := json.Marshal(models.ports)
+	servers := start(pin, "1", []string{"BENCH_MODELS=" + string(mj), "BENCH_KINESIS=" + kin.ports["kinesis"]}, self, "-role", "servers", "-dir", dir)
+	defer servers.cmd.Process.Kill()
+
+	host, _ := os.Hostname()
+	fmt.Printf("# meter invoker benchmark: %s, %d CPUs (%s/%s), pinned=%v, %s per cell, Go %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, pin, dur, runtime.Version())
+
+	nativeBody, _ := json.Marshal(map[string]any{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
+		"messages": []any{map[string]any{"role": "user", "content": prompt}}})
+	seedBody, _ := json.Marshal(map[string]any{"inputs": prompt, "parameters": map[string]any{"max_new_tokens": 50}})
+	direct := func(base string) func() *http.Request {
+		return func() *http.Request {
+			r, _ := http.NewRequest("POST", base+"/model/"+model+"/invoke", bytes.NewReader(nativeBody))
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}
+	}
+	seed := func(base string) func() *http.Request {
+		return func() *http.Request {
+			r, _ := http.NewRequest("POST", base+"/invoke_model?model_id="+model, bytes.NewReader(seedBody))
+			r.Header.Set("x-api-key", key)
+			r.Header.Set("Content-Type", "application/json")
+			return r
+		}
+	}
+	for _, lat := range []string{"0", "20"} {
+		fmt.Printf("## model server latency %s ms\n\n", lat)
+		fmt.Printf("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | throughput vs direct | server CPU us/call | kinesalite CPU us/call | model CPU us/call |\n")
+		fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, cs := range strings.Split(clientList, ",") {
+			c, _ := strconv.Atoi(cs)
+			targets := []struct {
+				name string
+				req  func() *http.Request
+			}{
+				{"direct", direct(models.ports["model"+lat])},
+				{"invoker", seed(servers.ports["invoker"+lat])},
+				{"trivial proxy", seed(servers.ports["proxy"+lat])},
+			}
+			var base result
+			for _, tg := range targets {
+				run(tg.req, c, dur/4, nil, nil, nil) // warm up connections and caches
+				res := run(tg.req, c, dur, servers, kin, models)
+				if tg.name == "direct" {
+					base = res
+				}
+				added := func(a, b time.Duration) string {
+					if tg.name == "direct" {
+						return "-"
+					}
+					return fmt.Sprintf("%.3f", ms(a-b))
+				}
+				srvCPU, kinCPU := "-", "-"
+				if tg.name != "direct" {
+					srvCPU = fmt.Sprintf("%.0f", res.serverCPU)
+				}
+				if tg.name == "invoker" {
+					kinCPU = fmt.Sprintf("%.0f", res.kinesisCPU)
+				}
+				fmt.Printf("| %d | %s | %.0f | %.3f | %.3f | %s | %s | %.0f%% | %s | %s | %.0f |\n", c, tg.name, res.rps, ms(res.p50), ms(res.p99),
+					added(res.p50, base.p50), added(res.p99, base.p99), 100*res.rps/base.rps, srvCPU, kinCPU, res.modelCPU)
+				if res.errors > 0 {
+					fmt.Printf("|  | %s: %d failed calls, e.g. %s |\n", tg.name, res.errors, res.firstErr)
+				}
+			}
+		}
+		fmt.Println()
+	}
+	memoryInFlight(servers, seed(servers.ports["invokerslow"]), inflight)
+}
+
+type result struct {
+	rps                             float64
+	p50, p99                        time.Duration
+	serverCPU, kinesisCPU, modelCPU float64 // microseconds per call
+	errors                          int64
+	firstErr                        string
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func run(newReq func() *http.Request, clients int, dur time.Duration, servers, kin, models *proc) result {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
+	var (
+		mu      sync.Mutex
+		lats    []time.Duration
+		errs    atomic.Int64
+		errOnce sync.Once
+		first   string
+	)
+	cpu := func(p *proc) time.Duration {
+		if p == nil {
+			return 0
+		}
+		return p.cpuTime()
+	}
+	s0, k0, m0 := cpu(servers), cpu(kin), cpu(models)
+	deadline := time.Now().Add(dur)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, 4096)
+			for time.Now().Before(deadline) {
+				t := time.Now()
+				resp, err := client.Do(newReq())
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						err = fmt.Errorf("status %d", resp.StatusCode)
+					}
+				}
+				if err != nil {
+					errs.Add(1)
+					errOnce.Do(func() { first = err.Error() })
+					continue
+				}
+				local = append(local, time.Since(t))
+			}
+			mu.Lock()
+			lats = append(lats, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	client.CloseIdleConnections()
+	sort.Slice(lats, func(i, j int) bool { return lats[i] < lats[j] })
+	r := result{errors: errs.Load(), firstErr: first}
+	if n := len(lats); n > 0 {
+		r.rps = float64(n) / elapsed.Seconds()
+		r.p50, r.p99 = lats[n/2], lats[min(n-1, n*99/100)]
+		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
+		r.serverCPU, r.kinesisCPU, r.modelCPU = per(cpu(servers)-s0), per(cpu(kin)-k0), per(cpu(models)-m0)
+	}
+	return r
+}
+
+// memoryInFlight holds n calls open in the invoker (the model answers after
+// 10 s) and reports what the invoker process holds for them.
+func memoryInFlight(servers *proc, newReq func() *http.Request, n int) {
+	mem := func() map[string]uint64 {
+		resp, err := http.Get(servers.ports["debug"] + "/mem")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer resp.Body.Close()
+		m := map[string]uint64{}
+		json.NewDecoder(resp.Body).Decode(&m)
+		return m
+	}
+	before, rss0 := mem(), servers.rss()
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: n, MaxConnsPerHost: n}, Timeout: time.Minute}
+	var wg sync.WaitGroup
+	var ok, failed atomic.Int64
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			resp, err := client.Do(newReq())
+			if err != nil {
+				failed.Add(1)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				ok.Add(1)
+			} else {
+				failed.Add(1)
+			}
+		}()
+	}
+	// Wait until every call is inside the invoker (goroutines grew by n).
+	var during map[string]uint64
+	for deadline := time.Now().Add(9 * time.Second); time.Now().Before(deadline); {
+		time.Sleep(500 * time.Millisecond)
+		during = mem()
+		if during["goroutines"] >= before["goroutines"]+uint64(n) {
+			break
+		}
+	}
+	rss1 := servers.rss()
+	wg.Wait()
+	per10k := func(b, a uint64) float64 { return float64(int64(a)-int64(b)) / float64(n) * 10000 / (1 << 20) }
+	fmt.Printf("## memory of requests in flight (model answers after 10 s)\n\n")
+	fmt.Printf("%d calls held in the invoker (%d answered 200, %d failed); goroutines %d -> %d.\n\n", n, ok.Load(), failed.Load(), before["goroutines"], during["goroutines"])
+	fmt.Printf("| per 10k in flight | MiB |\n| --- | --- |\n")
+	fmt.Printf("| Go heap in use | %.1f |\n| goroutine stacks | %.1f |\n| process RSS | %.1f |\n\n",
+		per10k(before["heap_inuse"], during["heap_inuse"]), per10k(before["stack_inuse"], during["stack_inuse"]),
+		float64(rss1-rss0)/float64(n)*10000/(1<<20))
+}
