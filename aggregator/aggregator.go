@@ -68,6 +68,7 @@ type WindowKey struct {
 // count twice in windows; Reset clears the batch but keeps that memory.
 type Aggregator struct {
 	cfg         Config
+	decoder     schemas.Decoder
 	seen        map[string]int64 // request_id -> event time (ms)
 	maxEventMS  int64
 	lastEvict   int64
@@ -85,7 +86,7 @@ func New(cfg Config) *Aggregator {
 // Add decodes one record and adds it to the batch; a record that cannot be
 // decoded or validated is quarantined with the reason instead.
 func (a *Aggregator) Add(in Input, received time.Time) {
-	e, err := schemas.ParseEvent(in.Data)
+	e, err := a.decoder.Parse(in.Data)
 	if err != nil {
 		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Record: string(in.Data), Received: received.UTC()}
 		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {

@@ -131,7 +131,7 @@ type wire struct {
 // field is missing or wrong, so callers can quarantine the record with its reason.
 // Unknown fields are ignored so that newer producers do not break older readers.
 func ParseEvent(data []byte) (Event, error) {
-	if e, ok := parseFast(data); ok && e.Validate() == nil {
+	if e, ok := parseFast(data, plainString); ok && e.Validate() == nil {
 		return e, nil
 	}
 	return parseGeneral(data)

@@ -9,7 +9,7 @@ import (
 // without reflection. ok is false for anything else, and ParseEvent then takes
 // the general path, which also produces the error messages; the fast path never
 // decides that a record is bad.
-func parseFast(data []byte) (e Event, ok bool) {
+func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 	const (
 		hSchema = 1 << iota
 		hEventID
@@ -65,23 +65,23 @@ func parseFast(data []byte) (e Event, ok bool) {
 				}
 				e.Timestamp, have = ts, have|hTimestamp
 			case "team_id":
-				e.TeamID, have = string(val), have|hTeamID
+				e.TeamID, have = intern(val), have|hTeamID
 			case "cost_center":
-				e.CostCenter, have = string(val), have|hCostCenter
+				e.CostCenter, have = intern(val), have|hCostCenter
 			case "model_id":
-				e.ModelID, have = string(val), have|hModelID
+				e.ModelID, have = intern(val), have|hModelID
 			case "operation":
-				e.Operation, have = string(val), have|hOperation
+				e.Operation, have = intern(val), have|hOperation
 			case "status":
-				e.Status, have = string(val), have|hStatus
+				e.Status, have = intern(val), have|hStatus
 			case "image_quality":
-				e.ImageQuality = string(val)
+				e.ImageQuality = intern(val)
 			case "api_key_id":
-				e.APIKeyID = string(val)
+				e.APIKeyID = intern(val)
 			case "region":
-				e.Region = string(val)
+				e.Region = intern(val)
 			case "pricing_tier":
-				e.PricingTier = string(val)
+				e.PricingTier = intern(val)
 			case "schema_version", "input_tokens", "output_tokens", "latency_ms", "cache_read_input_tokens",
 				"cache_write_input_tokens", "image_count", "image_height", "image_width", "image_steps":
 				return e, false // a string where a number belongs: let the general path explain
@@ -134,6 +134,40 @@ func parseFast(data []byte) (e Event, ok bool) {
 		i = skipWS(data, i+1)
 	}
 	return e, have == hAll
+}
+
+func plainString(b []byte) string { return string(b) }
+
+// Decoder decodes events and shares the strings that repeat across them
+// (team, cost center, model, operation, status, key id, region, tier), so a
+// long run of events allocates only their ids. It is not safe for concurrent use.
+type Decoder struct {
+	strs map[string]string
+}
+
+// maxInterned bounds the shared strings; past it, new values are allocated as usual.
+const maxInterned = 1 << 16
+
+// Parse is ParseEvent with shared strings.
+func (d *Decoder) Parse(data []byte) (Event, error) {
+	if e, ok := parseFast(data, d.intern); ok && e.Validate() == nil {
+		return e, nil
+	}
+	return parseGeneral(data)
+}
+
+func (d *Decoder) intern(b []byte) string {
+	if s, ok := d.strs[string(b)]; ok {
+		return s
+	}
+	s := string(b)
+	if d.strs == nil {
+		d.strs = map[string]string{}
+	}
+	if len(d.strs) < maxInterned {
+		d.strs[s] = s
+	}
+	return s
 }
 
 func skipWS(b []byte, i int) int {

@@ -29,7 +29,7 @@ func TestFastPathAgreesWithGeneral(t *testing.T) {
 	fast := 0
 	for _, in := range parseCorpus {
 		checkAgree(t, []byte(in))
-		if _, ok := parseFast([]byte(in)); ok {
+		if _, ok := parseFast([]byte(in), plainString); ok {
 			fast++
 		}
 	}
@@ -44,6 +44,11 @@ func checkAgree(t *testing.T, in []byte) {
 	want, wantErr := parseGeneral(in)
 	if (gotErr == nil) != (wantErr == nil) || !reflect.DeepEqual(got, want) {
 		t.Fatalf("ParseEvent(%s) = %+v, %v; general path %+v, %v", in, got, gotErr, want, wantErr)
+	}
+	var d Decoder
+	viaDecoder, decErr := d.Parse(in)
+	if (decErr == nil) != (wantErr == nil) || !reflect.DeepEqual(viaDecoder, want) {
+		t.Fatalf("Decoder.Parse(%s) = %+v, %v; general path %+v, %v", in, viaDecoder, decErr, want, wantErr)
 	}
 	if gotErr != nil && gotErr.Error() != wantErr.Error() {
 		t.Fatalf("ParseEvent(%s) error %q, general path %q", in, gotErr, wantErr)
