@@ -183,6 +183,15 @@ func (r *Registry) Reload() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("tenants %s: %w", r.path, err)
 	}
+	// An editor that truncates and then writes shows an empty or half-written
+	// file for a moment: an empty file is never taken for "no teams", and a file
+	// that changed while it was read is read again on the next poll.
+	if len(bytes.TrimSpace(data)) == 0 {
+		return false, fmt.Errorf("tenants %s: file is empty; keeping the last good registry", r.path)
+	}
+	if again, err := os.Stat(r.path); err != nil || !again.ModTime().Equal(st.ModTime()) || again.Size() != int64(len(data)) {
+		return false, nil
+	}
 	digest := sha256.Sum256(data)
 	r.mu.RLock()
 	unchanged := r.cur != nil && digest == r.digest
