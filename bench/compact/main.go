@@ -91,8 +91,9 @@ func main() {
 			if err != nil {
 				log.Fatalf("%s: %v", m, err)
 			}
-			rss := cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss // KiB
-			fmt.Printf("%-7s wall %6.2f s  peak RSS %7.1f MiB  %s", m, wall.Seconds(), float64(rss)/1024, out)
+			ru := cmd.ProcessState.SysUsage().(*syscall.Rusage)
+			cpu := time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+			fmt.Printf("%-7s wall %7.2f s  cpu %7.2f s  peak RSS %7.1f MiB  %s", m, wall.Seconds(), cpu.Seconds(), float64(ru.Maxrss)/1024, out)
 		}
 	}
 	if err := compareOutputs(storeDir, prices); err != nil {
