@@ -78,7 +78,7 @@ func compactAll(t testing.TB, st store.Store, days []string) map[string]*daily.R
 	t.Helper()
 	out := map[string]*daily.Result{}
 	for _, d := range days {
-		res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Scale: -1, Force: true, Now: runNow})
+		res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: runNow})
 		if err != nil {
 			t.Fatal(err)
 		}

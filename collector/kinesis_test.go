@@ -148,7 +148,7 @@ func TestConsumerKinesisSplitToS3(t *testing.T) {
 	// every Parquet object passing the page index check.
 	want := u.chargeback()
 	for _, d := range usageDays {
-		if _, err := daily.Compact(ctx, daily.Config{Store: s3st, Day: d, Prices: pricingDefault(), Scale: -1, Force: true, Now: runNow}); err != nil {
+		if _, err := daily.Compact(ctx, daily.Config{Store: s3st, Day: d, Prices: pricingDefault(), Force: true, Now: runNow}); err != nil {
 			t.Fatal(err)
 		}
 		compareChargeback(t, d, parseChargeback(t, getObject(t, s3st, daily.CSVKey(d))), want)

@@ -177,7 +177,7 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 	}
 
 	compact := func(st store.Store) (*daily.Result, error) {
-		return daily.Compact(ctx, daily.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: scale, Force: true, Now: cfg.Now})
+		return daily.Compact(ctx, daily.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: daily.Places(scale), Force: true, Now: cfg.Now})
 	}
 	if res.Rebuilt, err = compact(staging); err != nil {
 		return nil, fmt.Errorf("compacting the replayed day: %w", err)

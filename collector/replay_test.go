@@ -133,7 +133,7 @@ func livePath(t *testing.T, src stream.Source, st store.Store) {
 	runConsumer(t, collector.Config{Source: src, Store: st, BatchRecords: 97, Now: replayNow,
 		Aggregator: aggregator.Config{DedupHorizon: 2 * time.Hour}})
 	for _, d := range []string{replayNeighb, replayDay, replayNext} {
-		if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Scale: -1, Force: true, Now: replayNow}); err != nil {
+		if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: replayNow}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -595,7 +595,7 @@ func TestReplayKinesisEqualsLivePath(t *testing.T) {
 	if _, err := collector.NewConsumer(collector.Config{Source: src, Store: st, BatchRecords: 50}).Run(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Scale: -1, Force: true}); err != nil {
+	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	liveCSV := getObject(t, st, daily.CSVKey(day))

@@ -125,7 +125,7 @@ func runGo(storeDir, prices string) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: day, Prices: book, Scale: -1, Force: true, TempDir: filepath.Dir(storeDir)})
+	res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: day, Prices: book, Force: true, TempDir: filepath.Dir(storeDir)})
 	if err != nil {
 		log.Fatal(err)
 	}

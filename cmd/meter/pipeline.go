@@ -291,7 +291,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: *day, Prices: book, Scale: *scale, Force: *force, Grace: *grace})
+	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: *day, Prices: book, Scale: daily.Places(*scale), Force: *force, Grace: *grace})
 	if err != nil {
 		return err
 	}

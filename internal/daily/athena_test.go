@@ -96,7 +96,7 @@ func TestAthenaSQLInDuckDBEqualsGo(t *testing.T) {
 	if err := os.WriteFile(pricesPath, []byte("# generated prices, a comment line as in the shipped file\n"+daygen.PriceCSV(testDay)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true}); err != nil {
+	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	goRows, err := csv.NewReader(bytes.NewReader(readKey(t, st, daily.CSVKey(testDay)))).ReadAll()

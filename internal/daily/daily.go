@@ -60,10 +60,12 @@ type Config struct {
 	Store  store.Store
 	Day    string
 	Prices *pricing.Book
-	Scale  int  // decimal places of CSV costs; negative writes exact values
-	Force  bool // compact before the grace period ends
-	Grace  time.Duration
-	Now    func() time.Time
+	// Scale rounds CSV costs half-up to this many places; nil writes exact
+	// values (see Places). The zero value of Config is exact.
+	Scale *int
+	Force bool // compact before the grace period ends
+	Grace time.Duration
+	Now   func() time.Time
 	// Parquet options of the daily file (row groups sized for Athena by default).
 	Parquet parquetio.Options
 
@@ -163,6 +165,14 @@ type Result struct {
 	Buckets   int  // request-id buckets used; 1: in memory
 }
 
+// Places returns a Scale of n decimal places, or nil (exact) when n is negative.
+func Places(n int) *int {
+	if n < 0 {
+		return nil
+	}
+	return &n
+}
+
 // Keys of a day's outputs.
 func CSVKey(day string) string {
 	return store.Partition(store.ChargebackPrefix, day) + "chargeback-" + day + ".csv"
@@ -200,8 +210,9 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("day %s is open for late events until %s (grace %s); use --force to compact it now",
 			cfg.Day, open.Format(time.RFC3339), cfg.Grace)
 	}
-	if cfg.Scale < 0 {
-		cfg.Scale = -1
+	scale := -1
+	if cfg.Scale != nil && *cfg.Scale >= 0 {
+		scale = *cfg.Scale
 	}
 	objs, err := cfg.Store.List(ctx, store.Partition(store.EventsPrefix, cfg.Day))
 	if err != nil {
@@ -215,7 +226,7 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 			inputBytes += o.Size
 		}
 	}
-	m := Manifest{Day: cfg.Day, Engine: "go", PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256, Scale: cfg.Scale}
+	m := Manifest{Day: cfg.Day, Engine: "go", PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256, Scale: scale}
 	if m.QuarantineObjects, m.QuarantineRecords, err = countQuarantine(ctx, cfg.Store, cfg.Day); err != nil {
 		return nil, err
 	}
@@ -265,7 +276,7 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 	}
 
 	var csvBuf bytes.Buffer
-	if err := aggregator.WriteChargebackCSV(&csvBuf, day.Chargeback, cfg.Scale, m.Revision); err != nil {
+	if err := aggregator.WriteChargebackCSV(&csvBuf, day.Chargeback, scale, m.Revision); err != nil {
 		return nil, err
 	}
 	if prev != nil && !out.Unchanged {

@@ -146,7 +146,7 @@ func TestGeneratedDayKnownTotals(t *testing.T) {
 	st.Put(ctx, "quarantine/dt="+testDay+"/a.jsonl", strings.NewReader("{\"reason\":\"x\"}\n{\"reason\":\"y\"}\n"))
 	st.Put(ctx, "quarantine/dt="+testDay+"/b.jsonl", strings.NewReader("1\n2\n3"))
 
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true})
+	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,11 +206,11 @@ func TestBucketsEqualMemory(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	stA, truth, book := genStore(t, dirA, cfg)
 	stB, _, _ := genStore(t, dirB, cfg)
-	a, err := daily.Compact(ctx, daily.Config{Store: stA, Day: testDay, Prices: book, Scale: -1, Force: true, Buckets: 1})
+	a, err := daily.Compact(ctx, daily.Config{Store: stA, Day: testDay, Prices: book, Force: true, Buckets: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Scale: -1, Force: true, Buckets: 7, TempDir: t.TempDir()})
+	b, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Force: true, Buckets: 7, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestBucketsEqualMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Automatic choice: a tiny memory budget spills.
-	c, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Scale: -1, Force: true,
+	c, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Force: true,
 		MemoryInputBytes: 1, BucketInputBytes: 300 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -259,7 +259,7 @@ func outputs(t *testing.T, st store.Store) map[string][]byte {
 func TestRerunIsByteIdentical(t *testing.T) {
 	ctx := context.Background()
 	st, _, book := genStore(t, t.TempDir(), daygen.Config{Day: testDay, Events: 5_000, Files: 2, Seed: 3})
-	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Scale: 6, Force: true}
+	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Scale: daily.Places(6), Force: true}
 	if _, err := daily.Compact(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -295,7 +295,7 @@ func keys(m map[string][]byte) []string {
 func TestLateEventsMakeRevision2(t *testing.T) {
 	ctx := context.Background()
 	st, truth, book := genStore(t, t.TempDir(), daygen.Config{Day: testDay, Events: 20_000, Files: 3, Seed: 4})
-	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true}
+	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Force: true}
 	r1, err := daily.Compact(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -399,7 +399,7 @@ func runChild(dir string) int {
 	at, _ := strconv.Atoi(os.Getenv(pauseEnv))
 	book, _ := pricing.Parse(strings.NewReader(daygen.PriceCSV(testDay)), "gen-prices.csv")
 	st := &pausingStore{FileStore: fs, at: at, marker: os.Getenv(markerEnv)}
-	if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true}); err != nil {
+	if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -431,7 +431,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 	ctx := context.Background()
 	base := t.TempDir()
 	st, truth, book := genStore(t, base, daygen.Config{Day: testDay, Events: 8_000, Files: 2, Seed: 6})
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true}); err != nil {
+	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	truth.Merge(addFiles(t, st, daygen.Config{Day: testDay, Events: 700, Files: 1, Seed: 7, FirstFile: 2}))
@@ -441,7 +441,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 	refDir := t.TempDir()
 	copyDir(t, base, refDir)
 	ref, _ := store.OpenFile(refDir)
-	if _, err := daily.Compact(ctx, daily.Config{Store: ref, Day: testDay, Prices: book, Scale: -1, Force: true}); err != nil {
+	if _, err := daily.Compact(ctx, daily.Config{Store: ref, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := outputs(t, ref)
@@ -496,7 +496,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 			}
 		}
 		// The next run completes revision 2 exactly as an uninterrupted one.
-		res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Scale: -1, Force: true})
+		res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true})
 		if err != nil {
 			t.Fatal(err)
 		}

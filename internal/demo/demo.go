@@ -202,7 +202,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	step("aggregated %d records from 2 shards: %d events, %d quarantined, %d objects written", stats.Records, stats.Events, stats.Quarantined, stats.Objects)
 	day := cfg.Now().UTC().Format(schemas.DayLayout)
-	comp, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Scale: -1, Force: true, Now: cfg.Now})
+	comp, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("compacting: %w", err)
 	}

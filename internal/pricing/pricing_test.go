@@ -101,11 +101,11 @@ func TestMissingPriceNamesModel(t *testing.T) {
 
 func TestParseErrorsNameLineAndColumn(t *testing.T) {
 	cases := map[string]string{
-		"model_id,effective_from,input_per_1k\nm,2026-01-01,1\n":                          `"output_per_1k" missing`,
-		"model_id,effective_from,input_per_1k,output_per_1k\nm,2026-13-01,1,1\n":          "line 2: effective_from",
-		"model_id,effective_from,input_per_1k,output_per_1k\nm,2026-01-01,abc,1\n":        "line 2: input_per_1k",
+		"model_id,effective_from,input_per_1k\nm,2026-01-01,1\n":                            `"output_per_1k" missing`,
+		"model_id,effective_from,input_per_1k,output_per_1k\nm,2026-13-01,1,1\n":            "line 2: effective_from",
+		"model_id,effective_from,input_per_1k,output_per_1k\nm,2026-01-01,abc,1\n":          "line 2: input_per_1k",
 		"model_id,effective_from,input_per_1k,output_per_1k\nm,2026-01-01,1,0.1\nm,x,1,1\n": "line 3: effective_from",
-		"model_id,effective_from,input_per_1k,output_per_1k\n":                             "no price rows",
+		"model_id,effective_from,input_per_1k,output_per_1k\n":                              "no price rows",
 	}
 	for in, want := range cases {
 		_, err := Parse(strings.NewReader(in), "t")

@@ -87,7 +87,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 			return nil, fmt.Errorf("METER_SCALE %q: want a number of places up to 12", s)
 		}
 	}
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: book, Scale: scale, Now: h.Now, TempDir: os.TempDir()})
+	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: book, Scale: daily.Places(scale), Now: h.Now, TempDir: os.TempDir()})
 	if err != nil {
 		return nil, fmt.Errorf("compacting %s: %w", day, err)
 	}
