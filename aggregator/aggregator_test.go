@@ -3,8 +3,8 @@ package aggregator
 import (
 	"bytes"
 	"encoding/json"
-	"strings"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
