@@ -4,13 +4,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"reflect"
 	"regexp"
 	"sort"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meter-dev/meter/infra/athena"
 )
 
 // jsonFields lists a struct's JSON field names in order.
@@ -36,10 +37,7 @@ func parquetColumns(v any) []string {
 
 // ddlColumns reads the column names of each table in the shipped Athena DDL.
 func ddlColumns(t *testing.T) map[string][]string {
-	data, err := os.ReadFile("../infra/athena/tables.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := athena.Tables
 	out := map[string][]string{}
 	tables := regexp.MustCompile(`(?s)CREATE EXTERNAL TABLE IF NOT EXISTS (\w+) \((.*?)\n\)`).FindAllStringSubmatch(string(data), -1)
 	for _, m := range tables {

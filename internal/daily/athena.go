@@ -1,18 +1,13 @@
 package daily
 
 import (
-	_ "embed"
 	"fmt"
 	"strings"
 	"time"
 
+	"github.com/meter-dev/meter/infra/athena"
 	"github.com/meter-dev/meter/schemas"
 )
-
-// athenaSQL is infra/athena/compact.sql (a test keeps the two identical).
-//
-//go:embed compact.sql
-var athenaSQL string
 
 // AthenaSQL returns the query that computes day's chargeback in Athena over
 // the events and prices tables: the same deduplication, pricing and sums as
@@ -22,6 +17,6 @@ func AthenaSQL(day string) (string, error) {
 		return "", fmt.Errorf("bad day %q: want YYYY-MM-DD", day)
 	}
 	// The header comment keeps its placeholder; the query gets the day.
-	i := strings.Index(athenaSQL, "\nWITH ")
-	return athenaSQL[:i] + strings.ReplaceAll(athenaSQL[i:], "${DAY}", day), nil
+	i := strings.Index(athena.Compact, "\nWITH ")
+	return athena.Compact[:i] + strings.ReplaceAll(athena.Compact[i:], "${DAY}", day), nil
 }

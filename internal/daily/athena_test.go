@@ -138,18 +138,7 @@ func sameCell(a, b string) bool {
 	return err1 == nil && err2 == nil && x.Equal(y)
 }
 
-func TestAthenaSQLFileInStep(t *testing.T) {
-	infra, err := os.ReadFile("../../infra/athena/compact.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	mine, err := os.ReadFile("compact.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(infra, mine) {
-		t.Fatal("infra/athena/compact.sql and internal/daily/compact.sql differ: copy one over the other")
-	}
+func TestAthenaSQLForADay(t *testing.T) {
 	q, err := daily.AthenaSQL(testDay)
 	if err != nil || strings.Contains(q, "dt = '${DAY}'") || !strings.Contains(q, "dt = '"+testDay+"'") {
 		t.Fatalf("day not substituted: %v", err)
