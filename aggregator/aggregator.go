@@ -6,6 +6,7 @@ package aggregator
 
 import (
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"strconv"
 	"strings"
@@ -67,9 +68,14 @@ type WindowKey struct {
 // seen across batches (within the dedup horizon) so redelivered records do not
 // count twice in windows; Reset clears the batch but keeps that memory.
 type Aggregator struct {
-	cfg         Config
-	decoder     schemas.Decoder
-	seen        map[string]int64 // request_id -> event time (ms)
+	cfg     Config
+	decoder schemas.Decoder
+	// seen maps a 64-bit hash of each request_id to its event time (ms). A hash
+	// collision (odds about 1 in 10^7 per million ids in the horizon) could only
+	// keep one request out of a window partial; the daily compaction compares
+	// request ids themselves.
+	seen        map[uint64]int64
+	seed        maphash.Seed
 	maxEventMS  int64
 	lastEvict   int64
 	events      []schemas.Event // every valid event of the batch, duplicates included
@@ -80,7 +86,7 @@ type Aggregator struct {
 
 // New returns an empty aggregator.
 func New(cfg Config) *Aggregator {
-	return &Aggregator{cfg: cfg.withDefaults(), seen: map[string]int64{}, windows: map[WindowKey]*schemas.WindowRow{}}
+	return &Aggregator{cfg: cfg.withDefaults(), seen: map[uint64]int64{}, seed: maphash.MakeSeed(), windows: map[WindowKey]*schemas.WindowRow{}}
 }
 
 // Add decodes one record and adds it to the batch; a record that cannot be
@@ -112,11 +118,12 @@ func (a *Aggregator) AddEvent(e schemas.Event) {
 		a.maxEventMS = ms
 		a.evict()
 	}
-	if _, dup := a.seen[e.RequestID]; dup {
+	id := maphash.String(a.seed, e.RequestID)
+	if _, dup := a.seen[id]; dup {
 		a.duplicates++
 		return
 	}
-	a.seen[e.RequestID] = ms
+	a.seen[id] = ms
 	win := a.cfg.Window.Milliseconds()
 	start := ms - ms%win
 	if ms < 0 && ms%win != 0 {
@@ -139,11 +146,12 @@ func (a *Aggregator) AddEvent(e schemas.Event) {
 }
 
 // evict forgets request ids older than the horizon behind the newest event time.
-// It runs when the newest time advances by more than a tenth of the horizon, so
-// its cost is amortised.
+// It walks every remembered id, so it runs only when the newest time has
+// advanced by half a horizon since the last walk: ids are kept for between one
+// and one and a half horizons, and the walk's cost is spread over that many events.
 func (a *Aggregator) evict() {
 	horizon := a.cfg.DedupHorizon.Milliseconds()
-	if a.maxEventMS-a.lastEvict < horizon/10 {
+	if a.maxEventMS-a.lastEvict < horizon/2 {
 		return
 	}
 	a.lastEvict = a.maxEventMS
@@ -183,17 +191,27 @@ func (a *Aggregator) Flush() Batch {
 	}
 	// Size each day's rows before filling them: growing slices of wide rows
 	// one append at a time copied every row several times.
-	days := make([]string, len(a.events))
-	perDay := map[string]int{}
-	for i := range a.events {
-		days[i] = a.events[i].Day()
-		perDay[days[i]]++
+	// Days are told apart by their number since the epoch; each distinct day
+	// is formatted once.
+	const msPerDay = 24 * 60 * 60 * 1000
+	dayOf := func(ms int64) int64 {
+		if ms < 0 && ms%msPerDay != 0 {
+			return ms/msPerDay - 1
+		}
+		return ms / msPerDay
 	}
+	perDay := map[int64]int{}
+	for i := range a.events {
+		perDay[dayOf(a.events[i].Timestamp.UnixMilli())]++
+	}
+	byNum := make(map[int64]*DayBatch, len(perDay))
 	for d, n := range perDay {
-		day(d).Events = make([]schemas.EventRow, 0, n)
+		db := day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout))
+		db.Events = make([]schemas.EventRow, 0, n)
+		byNum[d] = db
 	}
 	for i := range a.events {
-		db := b.Days[days[i]]
+		db := byNum[dayOf(a.events[i].Timestamp.UnixMilli())]
 		db.Events = append(db.Events, schemas.NewEventRow(&a.events[i]))
 	}
 	for _, w := range a.windows {
