@@ -17,7 +17,8 @@ import (
 
 // Config sets the window size and the dedup horizon.
 type Config struct {
-	// Window is the event-time window size (default 5 minutes).
+	// Window is the event-time window size (default 5 minutes; less than a
+	// millisecond means the default).
 	Window time.Duration
 	// DedupHorizon is how long a request_id is remembered, in event time, to drop
 	// redelivered events (default one hour). The daily compaction is exact.
@@ -25,7 +26,7 @@ type Config struct {
 }
 
 func (c Config) withDefaults() Config {
-	if c.Window <= 0 {
+	if c.Window < time.Millisecond { // windows are whole milliseconds
 		c.Window = 5 * time.Minute
 	}
 	if c.DedupHorizon <= 0 {

@@ -60,14 +60,18 @@ func (f fixed) scaled() (int64, bool) {
 // fixedCosts are an event's or a group's costs in fixed point, by component.
 type fixedCosts [5]fixed // input, output, cache read, cache write, image
 
+// addAll adds o to c; on overflow it reports false and leaves c unchanged, so
+// the caller can carry both sums as decimals.
 func (c *fixedCosts) addAll(o *fixedCosts) bool {
-	ok := true
-	for i := range c {
+	sum := *c
+	for i := range sum {
 		var fine bool
-		c[i], fine = c[i].add(o[i])
-		ok = ok && fine
+		if sum[i], fine = sum[i].add(o[i]); !fine {
+			return false
+		}
 	}
-	return ok
+	*c = sum
+	return true
 }
 
 func (c *fixedCosts) costs() schemas.Costs {

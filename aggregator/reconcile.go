@@ -186,10 +186,6 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 	metered := map[string]*schemas.Event{}
 	for i := range usage {
 		e := &usage[i]
-		if e.Status == schemas.StatusDenied {
-			rep.Skipped[SkipUsageDenied]++
-			continue
-		}
 		if prev, ok := metered[e.RequestID]; ok {
 			rep.Skipped[SkipUsageDuplicate]++
 			if !earlierEvent(e, prev) {
@@ -256,6 +252,14 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 				rep.UnmeteredFailed++
 			}
 		default:
+			// A denial the invoker made itself never reached Bedrock, and other
+			// failed calls may have been stopped before it: without a CloudTrail
+			// record they cost nothing and are counted, not reported. Denials
+			// Bedrock made (AccessDeniedException) have a record and are joined.
+			if e.Status == schemas.StatusDenied {
+				rep.Skipped[SkipUsageDenied]++
+				continue
+			}
 			if e.Status != schemas.StatusSuccess {
 				rep.Skipped[SkipUsageFailedUnrecorded]++
 				continue
@@ -322,7 +326,14 @@ func compare(e *schemas.Event, t *TrailRecord, tolerance time.Duration) (string,
 	if t.EventName != "" && e.Operation != t.EventName {
 		notes = append(notes, fmt.Sprintf("operation metered as %s, CloudTrail %s", e.Operation, t.EventName))
 	}
-	if t.ErrorCode != "" {
+	switch {
+	case t.ErrorCode != "" && e.Status == schemas.StatusSuccess:
+		// Billed as a success, but Bedrock says the call failed.
+		problems = append(problems, fmt.Sprintf("outcome differs: metered success, CloudTrail errorCode %s", t.ErrorCode))
+	case t.ErrorCode == "" && e.Status != schemas.StatusSuccess:
+		// Bedrock served the call, but it was metered as failed and not billed.
+		problems = append(problems, fmt.Sprintf("outcome differs: metered %s, CloudTrail shows a successful call", e.Status))
+	case t.ErrorCode != "":
 		notes = append(notes, fmt.Sprintf("CloudTrail errorCode %s, metered status %s", t.ErrorCode, e.Status))
 	}
 	if len(problems) > 0 {

@@ -129,6 +129,28 @@ func TestReconcile(t *testing.T) {
 			wantSkipped: map[string]int{SkipUsageDenied: 1, SkipUsageFailedUnrecorded: 2},
 		},
 		{
+			name: "outcomes: Bedrock's own denial joins its record; success against an errorCode, or failure against a served call, is mismatched",
+			usage: []schemas.Event{
+				meteredCall("r16", "2026-11-25T10:00:00Z", "denied", haiku, 30),
+				meteredCall("r17", "2026-11-25T10:00:00Z", "success", haiku, 30),
+				meteredCall("r18", "2026-11-25T10:00:00Z", "upstream_error", haiku, 30),
+			},
+			trail: []TrailRecord{
+				func() TrailRecord {
+					r := trailCall("r16", "ct-16", "2026-11-25T10:00:00Z", haiku)
+					r.ErrorCode = "AccessDeniedException"
+					return r
+				}(),
+				func() TrailRecord {
+					r := trailCall("r17", "ct-17", "2026-11-25T10:00:00Z", haiku)
+					r.ErrorCode = "ValidationException"
+					return r
+				}(),
+				trailCall("r18", "ct-18", "2026-11-25T10:00:00Z", haiku),
+			},
+			want: map[string]string{"r16": "matched", "r17": "mismatched", "r18": "mismatched"},
+		},
+		{
 			name: "midnight: a request id belongs to the day of its usage event, else of its CloudTrail event",
 			usage: []schemas.Event{
 				meteredCall("late", "2026-11-25T23:59:59.900Z", "success", haiku, 500),

@@ -193,6 +193,12 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err := need("stream", *streamURI, "store", *storeURI); err != nil {
 		return err
 	}
+	if *window < time.Second || (24*time.Hour)%*window != 0 {
+		return usagef("--window %s: want at least 1s and a whole number of windows per day (e.g. 1m, 5m, 1h)", *window)
+	}
+	if *horizon <= 0 {
+		return usagef("--dedup-horizon %s: want a positive duration", *horizon)
+	}
 	from, err := parseStart(*start)
 	if err != nil {
 		return err

@@ -219,11 +219,20 @@ func (b *Book) Models() []string {
 
 // BaseModel maps what was invoked to the model that bills: a cross-region
 // inference profile ("us.", "eu.", "apac.", "global." and other geography
-// prefixes) or a foundation-model ARN bills as its base model. Anything else is
+// prefixes), its ARN, or a foundation-model ARN bills as its base model. Anything else is
 // returned as is; lookups are by exact id, never by substring.
 func BaseModel(id string) string {
-	if i := strings.Index(id, ":foundation-model/"); strings.HasPrefix(id, "arn:") && i >= 0 {
-		return id[i+len(":foundation-model/"):]
+	if strings.HasPrefix(id, "arn:") {
+		// arn:aws:bedrock:REGION::foundation-model/ID and the system-defined
+		// arn:aws:bedrock:REGION:ACCOUNT:inference-profile/us.ID. An application
+		// inference profile's ARN names no model and is kept as is, so it needs
+		// its own price row.
+		for _, kind := range []string{":foundation-model/", ":inference-profile/"} {
+			if i := strings.Index(id, kind); i >= 0 {
+				id = id[i+len(kind):]
+				break
+			}
+		}
 	}
 	for _, p := range []string{"us.", "eu.", "apac.", "global.", "us-gov.", "ca.", "jp.", "au."} {
 		if strings.HasPrefix(id, p) {

@@ -34,6 +34,7 @@ func TestCostUsesRowInForce(t *testing.T) {
 		{"2026-06-01", "m1", 1234, 567, "0.001234", "0.002835"},
 		{"2026-12-31", "us.m1", 1, 1, "0.000001", "0.000005"},
 		{"2026-03-01", "arn:aws:bedrock:us-east-1::foundation-model/m1", 1000, 0, "0.003", "0"},
+		{"2026-03-01", "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us.m1", 1000, 0, "0.003", "0"},
 	}
 	for _, c := range cases {
 		got, err := b.Cost(ev(c.model, c.day, c.in, c.out))
