@@ -26,12 +26,16 @@ type UsageStore interface {
 // maxUsageDays bounds one /usage query.
 const maxUsageDays = 366
 
-// usageTotals are a team's sums over some rows of the daily table.
-// Invocations count successful calls, as the chargeback does; requests count
-// every metered call (refusals and throttles too, at zero cost).
+// usageTotals are a team's sums over some rows of the daily table, counted as
+// the chargeback counts them: invocations, tokens, images and cost are those of
+// successful calls only; requests counts every metered call, and denied,
+// throttled and errors (client and upstream errors) split the others by status.
 type usageTotals struct {
 	Invocations           int64  `json:"invocations"`
 	Requests              int64  `json:"requests"`
+	Denied                int64  `json:"denied"`
+	Throttled             int64  `json:"throttled"`
+	Errors                int64  `json:"errors"`
 	InputTokens           int64  `json:"input_tokens"`
 	OutputTokens          int64  `json:"output_tokens"`
 	CacheReadInputTokens  int64  `json:"cache_read_input_tokens"`
@@ -43,16 +47,25 @@ type usageTotals struct {
 
 func (t *usageTotals) add(r *schemas.DailyRow) {
 	t.Requests++
-	if r.Status == schemas.StatusSuccess {
+	switch r.Status {
+	case schemas.StatusSuccess:
 		t.Invocations++
+		t.InputTokens += r.InputTokens
+		t.OutputTokens += r.OutputTokens
+		t.CacheReadInputTokens += r.CacheReadInputTokens
+		t.CacheWriteInputTokens += r.CacheWriteInputTokens
+		t.ImageCount += r.ImageCount
+		// The daily table keeps costs as DECIMAL(18,10): exact, never floats.
+		t.cost = t.cost.Add(decimal.New(r.TotalCost, -10))
+	case schemas.StatusDenied:
+		t.Denied++
+	case schemas.StatusThrottled:
+		t.Throttled++
+	default:
+		// A failed call may carry the tokens Bedrock reported (an unreadable
+		// answer), but the chargeback bills successful calls only.
+		t.Errors++
 	}
-	t.InputTokens += r.InputTokens
-	t.OutputTokens += r.OutputTokens
-	t.CacheReadInputTokens += r.CacheReadInputTokens
-	t.CacheWriteInputTokens += r.CacheWriteInputTokens
-	t.ImageCount += r.ImageCount
-	// The daily table keeps costs as DECIMAL(18,10): exact, never floats.
-	t.cost = t.cost.Add(decimal.New(r.TotalCost, -10))
 }
 
 func (t *usageTotals) seal() { t.TotalCost = t.cost.String() }
@@ -78,10 +91,17 @@ type usageReport struct {
 }
 
 // handleUsage answers the calling team's own usage from the compacted daily
-// table: only rows whose team_id is the team the key resolves to are read.
+// table: only rows whose team_id is the key's own team are read. A key that
+// may act for other teams when invoking still reads only its own team's
+// usage; a team_id header naming any other team is refused with 403.
 func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	c := &call{}
 	if !s.admit(w, r, c) {
+		return
+	}
+	if c.team.ID != c.principal.Team.ID {
+		writeError(w, &apiError{status: http.StatusForbidden, code: "team_not_allowed",
+			msg: fmt.Sprintf("usage is readable only by the team's own keys; this key belongs to team %q, not %q", c.principal.Team.ID, c.team.ID)})
 		return
 	}
 	if s.cfg.Store == nil {

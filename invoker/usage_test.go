@@ -3,6 +3,7 @@ package invoker_test
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"testing"
 	"time"
 
@@ -112,5 +113,93 @@ func TestUsageIsTheCallersOwnFromTheDailyTable(t *testing.T) {
 	}
 	if r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-01", map[string]string{"x-api-key": "wrong"}, ""); r.status != 401 {
 		t.Errorf("wrong key: %d", r.status)
+	}
+}
+
+// TestUsageMatchesTheChargeback: tokens and cost are those of successful calls,
+// as the chargeback counts them; other calls show only in the request counts.
+func TestUsageMatchesTheChargeback(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	st, err := store.OpenFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeDaily(t, st, "2026-03-01", []schemas.DailyRow{
+		dailyRow("2026-03-01", "search", haiku, "success", 100, 20, "0.0001"),
+		dailyRow("2026-03-01", "search", haiku, "upstream_error", 700, 300, "0"), // Bedrock counted tokens, the answer was unreadable
+		dailyRow("2026-03-01", "search", haiku, "client_error", 50, 0, "0"),
+		dailyRow("2026-03-01", "search", haiku, "denied", 0, 0, "0"),
+		dailyRow("2026-03-01", "search", haiku, "throttled", 0, 0, "0"),
+	})
+	e.srv.Close()
+	e.srv = e.newServer(t, st)
+	e.api.Config.Handler = e.srv
+
+	type totals struct {
+		Invocations  int64  `json:"invocations"`
+		Requests     int64  `json:"requests"`
+		Denied       int64  `json:"denied"`
+		Throttled    int64  `json:"throttled"`
+		Errors       int64  `json:"errors"`
+		InputTokens  int64  `json:"input_tokens"`
+		OutputTokens int64  `json:"output_tokens"`
+		TotalCost    string `json:"total_cost"`
+	}
+	var rep struct {
+		totals
+		ByDayModel []totals `json:"by_day_and_model"`
+	}
+	r := e.do("GET", "/usage?from=2026-03-01&to=2026-03-01", map[string]string{"x-api-key": e.keys["search"]}, "")
+	if r.status != 200 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	r.json(t, &rep)
+	want := totals{Invocations: 1, Requests: 5, Denied: 1, Throttled: 1, Errors: 2, InputTokens: 100, OutputTokens: 20, TotalCost: "0.0001"}
+	if rep.totals != want || len(rep.ByDayModel) != 1 || rep.ByDayModel[0] != want {
+		t.Fatalf("report %s, want totals %+v", r.body, want)
+	}
+}
+
+// TestUsageIsNeverAnotherTeams: a key that may act for another team still
+// reads only its own team's usage; naming another team is 403.
+func TestUsageIsNeverAnotherTeams(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	st, err := store.OpenFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeDaily(t, st, "2026-03-01", []schemas.DailyRow{
+		dailyRow("2026-03-01", "search", haiku, "success", 100, 20, "0.0001"),
+		dailyRow("2026-03-01", "platform", haiku, "success", 1, 1, "0.5"),
+	})
+	e.srv.Close()
+	e.srv = e.newServer(t, st)
+	e.api.Config.Handler = e.srv
+
+	// platform may act for search when invoking models, not when reading usage.
+	r := e.do("GET", "/usage?from=2026-03-01&to=2026-03-01", map[string]string{"x-api-key": e.keys["platform"], "team_id": "search"}, "")
+	if r.status != http.StatusForbidden || r.errorCode(t) != "team_not_allowed" {
+		t.Fatalf("act-for key reading another team's usage: %d %s", r.status, r.body)
+	}
+	var rep struct {
+		TeamID    string `json:"team_id"`
+		TotalCost string `json:"total_cost"`
+	}
+	for _, h := range []map[string]string{
+		{"x-api-key": e.keys["platform"]},
+		{"x-api-key": e.keys["platform"], "team_id": "platform"},
+	} {
+		r = e.do("GET", "/usage?from=2026-03-01&to=2026-03-01", h, "")
+		if r.status != 200 {
+			t.Fatalf("%v: status %d: %s", h, r.status, r.body)
+		}
+		r.json(t, &rep)
+		if rep.TeamID != "platform" || rep.TotalCost != "0.5" {
+			t.Fatalf("%v: report %s", h, r.body)
+		}
+	}
+	// The same key still invokes for search.
+	if r = e.invoke("platform", haiku, map[string]string{"team_id": "search"}, `{"inputs": "hi"}`); r.status != 200 {
+		t.Fatalf("act-for invoke: %d %s", r.status, r.body)
 	}
 }
