@@ -105,11 +105,13 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 	}()
 	idleRounds := 0
 	for {
-		progress, err := c.round(ctx)
+		progress, behind, err := c.round(ctx)
 		if err != nil {
 			return c.stats, err
 		}
-		if progress {
+		if progress || behind {
+			// A shard that read nothing while still behind its tip is not
+			// idle; its iterator paces the reads, so read on at once.
 			idleRounds = 0
 			continue
 		}
@@ -135,21 +137,21 @@ func (c *Consumer) pause(untilIdle bool) time.Duration {
 	return c.cfg.Poll
 }
 
-// round reads one batch from every shard that is ready and reports whether anything moved.
-func (c *Consumer) round(ctx context.Context) (bool, error) {
+// round reads one batch from every shard that is ready and reports whether
+// anything moved, and whether some shard read nothing but is not caught up.
+func (c *Consumer) round(ctx context.Context) (progress, behind bool, err error) {
 	shards, err := c.cfg.Source.Shards(ctx)
 	if err != nil {
-		return false, fmt.Errorf("listing shards: %w", err)
+		return false, false, fmt.Errorf("listing shards: %w", err)
 	}
 	present := map[string]bool{}
 	for _, s := range shards {
 		present[s.ID] = true
 	}
-	progress := false
 	for _, s := range shards {
 		cp, err := c.checkpoint(ctx, s.ID)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		if cp.Closed {
 			continue
@@ -159,11 +161,14 @@ func (c *Consumer) round(ctx context.Context) (bool, error) {
 		}
 		moved, err := c.readShard(ctx, s.ID, cp)
 		if err != nil {
-			return false, err
+			return false, false, err
 		}
 		progress = progress || moved
+		if it := c.iters[s.ID]; !moved && it != nil && !stream.CaughtUp(it) {
+			behind = true
+		}
 	}
-	return progress, nil
+	return progress, behind, nil
 }
 
 // parentsDone says whether every parent of a shard has been read to its end (a

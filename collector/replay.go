@@ -8,6 +8,13 @@ package collector
 // day is compacted there with the daily compaction, compared with the day as
 // it stands, and, when asked, swapped in. Replay never writes a checkpoint and,
 // without Apply, never writes outside its staging prefix.
+//
+// The stream read covers only the arrival range, so the rebuilt day can lack
+// events the live day holds (an event of the day held back by its sender and
+// delivered hours later). A live raw object is therefore replaced only when
+// every request_id in it is in the rebuilt day; any other stays, and is staged
+// with the rebuilt day so that the comparison shows what applying does. The
+// daily compaction counts each request_id once, so the overlap is harmless.
 
 import (
 	"bytes"
@@ -49,9 +56,10 @@ type ReplayConfig struct {
 	Source stream.Source
 	Store  store.Store // the live store; the day is staged under ReplayPrefix+Day+"/"+Run+"/"
 	Day    string      // YYYY-MM-DD, UTC
-	// Margin widens the arrival range on both sides of the day (default one
-	// hour; negative means none): late events of the day arrive after
-	// midnight, and a day's first events may have arrived just before it.
+	// Margin widens the arrival range on both sides of the day (default
+	// DefaultReplayMargin, the compaction's grace; negative means none): late
+	// events of the day arrive after midnight, and a day's first events may
+	// have arrived just before it.
 	Margin time.Duration
 	Prices *pricing.Book
 	// Scale is the CSV's decimal places; nil takes the day's current manifest's
@@ -69,7 +77,9 @@ type ReplayConfig struct {
 	// BatchRecords caps the records per output batch (default 20,000).
 	BatchRecords int
 	// IdleReads is how many reads in a row that find nothing new make a shard
-	// caught up (default 3), Poll the pause between them (default 200ms).
+	// caught up (default 3), Poll the pause between them (default 200ms). A
+	// read counts only when the iterator says it is at the shard's tip
+	// (stream.CaughtUp): Kinesis answers empty pages while still behind.
 	IdleReads  int
 	Poll       time.Duration
 	Aggregator aggregator.Config
@@ -108,6 +118,12 @@ type ReplayResult struct {
 	Quarantined int      // records that could not be parsed
 	Objects     int      // objects written to staging by the read
 
+	// KeptLive are the live raw objects of the day that the rebuilt day does
+	// not cover: they stay in the live tables (with their usage_windows
+	// objects of the same name) and are staged with the rebuilt day, so
+	// Rebuilt and Diff count them as applying will.
+	KeptLive []KeptObject
+
 	Rebuilt *daily.Result // the staged compaction
 	Diff    ChargebackDiff
 
@@ -115,6 +131,16 @@ type ReplayResult struct {
 	Applied *daily.Result
 	Written []string
 	Deleted []string
+}
+
+// KeptObject is a live raw events object that replay leaves in place, and why.
+type KeptObject struct {
+	Key     string
+	Reason  string
+	Missing int // its request ids that the rebuilt day lacks
+	// Unreadable says the object could not be read as events Parquet; Apply
+	// refuses to run then, since the live compaction could not read it either.
+	Unreadable bool
 }
 
 // ReplayDay rebuilds cfg.Day from the stream into a staging prefix, compacts it,
@@ -175,6 +201,10 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 	if err := r.run(ctx); err != nil {
 		return nil, err
 	}
+	cov, err := stageUncovered(ctx, cfg.Store, staging, cfg.Day, res)
+	if err != nil {
+		return nil, err
+	}
 
 	compact := func(st store.Store) (*daily.Result, error) {
 		return daily.Compact(ctx, daily.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: daily.Places(scale), Force: true, Now: cfg.Now})
@@ -201,7 +231,12 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 		return res, fmt.Errorf("the stream holds no events of %s between %s and %s (past its retention?): not replacing a day that has %d chargeback rows",
 			cfg.Day, res.From.Format(time.RFC3339), res.Until.Format(time.RFC3339), res.Diff.RowsBefore)
 	}
-	if err := applyDay(ctx, cfg.Store, staging, cfg.Day, res, compact); err != nil {
+	for _, k := range res.KeptLive {
+		if k.Unreadable {
+			return res, fmt.Errorf("live %s: %s; move it aside and replay again", k.Key, k.Reason)
+		}
+	}
+	if err := applyDay(ctx, cfg.Store, staging, cfg.Day, res, cov, compact); err != nil {
 		res.Kept = true
 		return res, fmt.Errorf("applying the replayed day (the staged copy stays under %s): %w", res.Staging, err)
 	}
@@ -334,6 +369,14 @@ func (r *dayReader) shard(ctx context.Context, id string) error {
 			return nil
 		case len(recs) > 0:
 			continue
+		case !stream.CaughtUp(it):
+			// Still behind the shard's tip, or throttled: not idle. The
+			// iterator paces its own reads.
+			idle = 0
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			continue
 		}
 		if idle++; idle >= idleReads {
 			r.finish(id, id)
@@ -411,22 +454,141 @@ func (r *dayReader) report() {
 	r.cfg.Progress(p)
 }
 
+// coverage is what the rebuilt day holds, to tell which live raw objects it replaces.
+type coverage struct {
+	ids    map[string]bool // request ids of the rebuilt day's events
+	staged map[string]bool // keys of the staged raw objects, kept live copies included
+	stale  map[string]bool // live events objects every request id of which ids holds
+	kept   map[string]bool // live events objects that stay
+}
+
+// stageUncovered reads the request ids of the rebuilt day, sorts the live raw
+// events objects of the day it did not rebuild under the same name into stale
+// and kept ones (res.KeptLive), and copies the readable kept ones, with their
+// usage_windows objects, into staging.
+func stageUncovered(ctx context.Context, live, staging store.Store, day string, res *ReplayResult) (*coverage, error) {
+	events := store.Partition(store.EventsPrefix, day)
+	cov := &coverage{ids: map[string]bool{}, staged: map[string]bool{}, stale: map[string]bool{}, kept: map[string]bool{}}
+	for _, p := range []string{events, store.Partition(store.WindowsPrefix, day)} {
+		objs, err := staging.List(ctx, p)
+		if err != nil {
+			return nil, fmt.Errorf("listing staged %s: %w", p, err)
+		}
+		for _, o := range objs {
+			cov.staged[o.Key] = true
+			if p != events {
+				continue
+			}
+			data, err := getBytes(ctx, staging, o.Key)
+			if err != nil {
+				return nil, err
+			}
+			rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				return nil, fmt.Errorf("reading staged %s: %w", o.Key, err)
+			}
+			for i := range rows {
+				cov.ids[rows[i].RequestID] = true
+			}
+		}
+	}
+	objs, err := live.List(ctx, events)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", events, err)
+	}
+	for _, o := range objs {
+		if cov.staged[o.Key] {
+			continue
+		}
+		data, k, err := cov.check(ctx, live, o.Key)
+		if err != nil {
+			return nil, err
+		}
+		if k == nil {
+			cov.stale[o.Key] = true
+			continue
+		}
+		res.KeptLive = append(res.KeptLive, *k)
+		cov.kept[o.Key] = true
+		if k.Unreadable {
+			continue
+		}
+		if err := staging.Put(ctx, o.Key, bytes.NewReader(data)); err != nil {
+			return nil, fmt.Errorf("staging %s: %w", o.Key, err)
+		}
+		cov.staged[o.Key] = true
+		w := windowsTwin(day, o.Key)
+		wdata, err := getBytes(ctx, live, w)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := staging.Put(ctx, w, bytes.NewReader(wdata)); err != nil {
+			return nil, fmt.Errorf("staging %s: %w", w, err)
+		}
+		cov.staged[w] = true
+	}
+	return cov, nil
+}
+
+// check reads a live events object and returns, with its bytes, why it must
+// stay, or nil when the rebuilt day holds every request id in it.
+func (cov *coverage) check(ctx context.Context, live store.Store, key string) ([]byte, *KeptObject, error) {
+	data, err := getBytes(ctx, live, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
+	if err != nil {
+		if !strings.HasSuffix(key, ".parquet") {
+			return data, &KeptObject{Key: key, Reason: "not an events Parquet object, left alone"}, nil
+		}
+		return data, &KeptObject{Key: key, Reason: fmt.Sprintf("unreadable (%v)", err), Unreadable: true}, nil
+	}
+	missing := map[string]bool{}
+	example := ""
+	for i := range rows {
+		if id := rows[i].RequestID; !cov.ids[id] && !missing[id] {
+			missing[id] = true
+			if example == "" || id < example {
+				example = id
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return data, nil, nil
+	}
+	return data, &KeptObject{Key: key, Missing: len(missing),
+		Reason: fmt.Sprintf("%d request ids not in the rebuilt day (such as %s): they arrived outside the range read", len(missing), example)}, nil
+}
+
+// windowsTwin is the usage_windows object written with an events object.
+func windowsTwin(day, eventsKey string) string {
+	return store.Partition(store.WindowsPrefix, day) + strings.TrimPrefix(eventsKey, store.Partition(store.EventsPrefix, day))
+}
+
 // applyDay swaps the staged day in. The raw tables first: every rebuilt object
 // is written before any stale one is deleted, so the events never lack a
-// record (the compaction's exact dedup absorbs the overlap). Then the daily
+// record (the compaction's exact dedup absorbs the overlap). A live events
+// object is deleted only when the rebuilt day holds every request id in it;
+// one written since stageUncovered looked is checked here. Then the daily
 // compaction runs on the live day: it keeps the current chargeback CSV and
 // manifest as a revision and writes manifest.json last, so readers switch
 // from the old revision to the new one at a single Put. Last, compacted
 // objects the rebuilt day does not have are deleted; revisions stay.
-func applyDay(ctx context.Context, live, staging store.Store, day string, res *ReplayResult, compact func(store.Store) (*daily.Result, error)) error {
-	raw := []string{store.Partition(store.EventsPrefix, day), store.Partition(store.WindowsPrefix, day)}
-	rebuilt := map[string]bool{}
-	for _, p := range raw {
+func applyDay(ctx context.Context, live, staging store.Store, day string, res *ReplayResult, cov *coverage, compact func(store.Store) (*daily.Result, error)) error {
+	events, windows := store.Partition(store.EventsPrefix, day), store.Partition(store.WindowsPrefix, day)
+	for _, p := range []string{events, windows} {
 		objs, err := staging.List(ctx, p)
 		if err != nil {
 			return fmt.Errorf("listing staged %s: %w", p, err)
 		}
 		for _, o := range objs {
+			if cov.kept[o.Key] || (p == windows && cov.kept[strings.Replace(o.Key, windows, events, 1)]) {
+				continue // a live object staged as it is
+			}
 			data, err := getBytes(ctx, staging, o.Key)
 			if err != nil {
 				return err
@@ -434,11 +596,42 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 			if err := live.Put(ctx, o.Key, bytes.NewReader(data)); err != nil {
 				return fmt.Errorf("writing %s: %w", o.Key, err)
 			}
-			rebuilt[o.Key] = true
 			res.Written = append(res.Written, o.Key)
 		}
 	}
-	if err := deleteStale(ctx, live, raw, rebuilt, res); err != nil {
+	objs, err := live.List(ctx, events)
+	if err != nil {
+		return fmt.Errorf("listing %s: %w", events, err)
+	}
+	for _, o := range objs {
+		if cov.staged[o.Key] || cov.kept[o.Key] {
+			continue
+		}
+		if !cov.stale[o.Key] {
+			_, k, err := cov.check(ctx, live, o.Key)
+			if err != nil {
+				return err
+			}
+			if k != nil {
+				k.Reason += "; written while the replay ran"
+				res.KeptLive = append(res.KeptLive, *k)
+				cov.kept[o.Key] = true
+				continue
+			}
+		}
+		if err := live.Delete(ctx, o.Key); err != nil {
+			return fmt.Errorf("deleting %s: %w", o.Key, err)
+		}
+		res.Deleted = append(res.Deleted, o.Key)
+	}
+	keepRaw := map[string]bool{}
+	for k := range cov.staged {
+		keepRaw[k] = true
+	}
+	for k := range cov.kept {
+		keepRaw[windowsTwin(day, k)] = true
+	}
+	if err := deleteStale(ctx, live, []string{windows}, keepRaw, res); err != nil {
 		return err
 	}
 	applied, err := compact(live)
@@ -459,7 +652,7 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 		}
 	}
 	revisions := store.Partition(store.ChargebackPrefix, day) + "revisions/"
-	objs, err := live.List(ctx, revisions)
+	objs, err = live.List(ctx, revisions)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", revisions, err)
 	}

@@ -2,7 +2,9 @@ package collector_test
 
 // Replay of a day on the embedded stream and store (no servers), checked
 // against the live path (consumer, then daily compaction) over the same
-// records; and once over Kinesis (kinesalite on 127.0.0.1, see internal/testenv).
+// records; over a scripted Kinesis client that answers empty pages while still
+// behind the shard's tip; and once over Kinesis (kinesalite on 127.0.0.1, see
+// internal/testenv).
 
 import (
 	"bytes"
@@ -13,9 +15,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis"
+	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/collector"
@@ -613,5 +621,224 @@ func TestReplayKinesisEqualsLivePath(t *testing.T) {
 	}
 	if len(res.CaughtUp) != 2 {
 		t.Errorf("caught up: %v, want both shards (the day is not over)", res.CaughtUp)
+	}
+}
+
+// heldBack is an event of the day that its sender held back during an outage
+// and delivered at 03:00 the day after: past the replay's arrival range.
+var heldBack = usageRecord(at("2026-11-26T03:00:00Z"), "req-held-back", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-25T23:00:00Z"), 1000, 0)
+
+func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
+	recs := append(dayUsage(200), heldBack)
+	sort.SliceStable(recs, func(i, j int) bool { return recs[i].arrival.Before(recs[j].arrival) })
+	src := newStream(t, recs)
+	st := newStore(t)
+	livePath(t, src, st)
+	liveCSV := getObject(t, st, daily.CSVKey(replayDay))
+	liveEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	liveWindows := objects(t, st, store.Partition(store.WindowsPrefix, replayDay))
+	held := ""
+	for k, v := range liveEvents {
+		ids, err := readEventRows([]byte(v))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range ids {
+			if id == "req-held-back" {
+				held = k
+			}
+		}
+	}
+	if held == "" || len(liveEvents) < 2 {
+		t.Fatalf("the live path wrote %d events objects, none with the held-back event", len(liveEvents))
+	}
+	heldWindows := store.Partition(store.WindowsPrefix, replayDay) + strings.TrimPrefix(held, store.Partition(store.EventsPrefix, replayDay))
+	if _, ok := liveWindows[heldWindows]; !ok {
+		t.Fatalf("no windows object %s beside %s", heldWindows, held)
+	}
+	checkKept := func(what string, res *collector.ReplayResult) {
+		t.Helper()
+		if len(res.KeptLive) != 1 || res.KeptLive[0].Key != held || res.KeptLive[0].Missing != 1 || !strings.Contains(res.KeptLive[0].Reason, "req-held-back") {
+			t.Errorf("%s: kept live %+v, want %s, missing req-held-back only", what, res.KeptLive, held)
+		}
+	}
+
+	// The stream read misses the held-back event; the dry run says which
+	// live object stays, and its comparison counts it as applying will.
+	res := replay(t, collector.ReplayConfig{Source: src, Store: st, BatchRecords: 60})
+	if want := expect(recs, collector.DefaultReplayMargin).dayEvents; res.DayEvents != want {
+		t.Fatalf("%d events of the day read, want %d", res.DayEvents, want)
+	}
+	checkKept("dry run", res)
+	if !res.Diff.Same() {
+		t.Errorf("dry run diff: added %+v removed %+v changed %+v", res.Diff.Added, res.Diff.Removed, res.Diff.Changed)
+	}
+
+	res = replay(t, collector.ReplayConfig{Source: src, Store: st, BatchRecords: 60, Apply: true})
+	checkKept("apply", res)
+	after, err := collector.DiffChargeback(liveCSV, getObject(t, st, daily.CSVKey(replayDay)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !after.Same() || after.RowsAfter == 0 {
+		t.Errorf("live chargeback changed by apply: added %+v removed %+v changed %+v", after.Added, after.Removed, after.Changed)
+	}
+	nowEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	if nowEvents[held] != liveEvents[held] {
+		t.Errorf("the live object holding the held-back event is gone or changed: %s", held)
+	}
+	if got := objects(t, st, store.Partition(store.WindowsPrefix, replayDay))[heldWindows]; got != liveWindows[heldWindows] {
+		t.Errorf("its windows object %s is gone or changed", heldWindows)
+	}
+	// Every other live object was covered by the rebuilt day and replaced.
+	deleted := map[string]bool{}
+	for _, k := range res.Deleted {
+		deleted[k] = true
+	}
+	for k := range liveEvents {
+		if _, still := nowEvents[k]; k != held && (still || !deleted[k]) {
+			t.Errorf("covered live object %s not replaced", k)
+		}
+	}
+	ids := func(objs map[string]string) map[string]bool {
+		out := map[string]bool{}
+		for k, v := range objs {
+			rows, err := readEventRows([]byte(v))
+			if err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			for _, id := range rows {
+				out[id] = true
+			}
+		}
+		return out
+	}
+	have := ids(nowEvents)
+	for id := range ids(liveEvents) {
+		if !have[id] {
+			t.Errorf("request %s lost from the live events", id)
+		}
+	}
+}
+
+func TestReplayApplyRefusesUnreadableLiveObject(t *testing.T) {
+	src := newStream(t, dayUsage(60))
+	st := newStore(t)
+	livePath(t, src, st)
+	bad := store.Partition(store.EventsPrefix, replayDay) + "torn.parquet"
+	if err := st.Put(context.Background(), bad, strings.NewReader("not parquet")); err != nil {
+		t.Fatal(err)
+	}
+	before := objects(t, st, "")
+	_, err := collector.ReplayDay(context.Background(), collector.ReplayConfig{Source: src, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "move it aside") {
+		t.Fatalf("err = %v, want one naming %s", err, bad)
+	}
+	sameObjects(t, "live store", onlyPrefixNot(objects(t, st, ""), collector.ReplayPrefix), before)
+}
+
+// laggingKinesis is one Kinesis shard, scripted: the GetRecords calls in lag
+// answer empty pages that are still behind the tip (as Kinesis does while it
+// walks a shard's older data), the others the next records.
+type laggingKinesis struct {
+	stream.KinesisAPI
+	recs []sent
+	lag  map[int]bool
+
+	mu    sync.Mutex
+	calls int
+}
+
+func (k *laggingKinesis) DescribeStreamSummary(context.Context, *kinesis.DescribeStreamSummaryInput, ...func(*kinesis.Options)) (*kinesis.DescribeStreamSummaryOutput, error) {
+	return &kinesis.DescribeStreamSummaryOutput{}, nil
+}
+
+func (k *laggingKinesis) ListShards(context.Context, *kinesis.ListShardsInput, ...func(*kinesis.Options)) (*kinesis.ListShardsOutput, error) {
+	return &kinesis.ListShardsOutput{Shards: []types.Shard{{ShardId: aws.String("shardId-000000000000")}}}, nil
+}
+
+func (k *laggingKinesis) GetShardIterator(_ context.Context, in *kinesis.GetShardIteratorInput, _ ...func(*kinesis.Options)) (*kinesis.GetShardIteratorOutput, error) {
+	pos := 0 // every record arrived within the range read
+	if in.ShardIteratorType == types.ShardIteratorTypeAfterSequenceNumber {
+		n, _ := strconv.Atoi(aws.ToString(in.StartingSequenceNumber))
+		pos = n - 1000 + 1
+	}
+	return &kinesis.GetShardIteratorOutput{ShardIterator: aws.String(strconv.Itoa(pos))}, nil
+}
+
+func (k *laggingKinesis) GetRecords(_ context.Context, in *kinesis.GetRecordsInput, _ ...func(*kinesis.Options)) (*kinesis.GetRecordsOutput, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	call := k.calls
+	k.calls++
+	if k.lag[call] {
+		return &kinesis.GetRecordsOutput{NextShardIterator: in.ShardIterator, MillisBehindLatest: aws.Int64(6 * 3600 * 1000)}, nil
+	}
+	pos, _ := strconv.Atoi(aws.ToString(in.ShardIterator))
+	end := min(pos+int(aws.ToInt32(in.Limit)), len(k.recs))
+	out := &kinesis.GetRecordsOutput{NextShardIterator: aws.String(strconv.Itoa(end)), MillisBehindLatest: aws.Int64(0)}
+	if end < len(k.recs) {
+		out.MillisBehindLatest = aws.Int64(k.recs[len(k.recs)-1].arrival.Sub(k.recs[end].arrival).Milliseconds() + 1)
+	}
+	for i := pos; i < end; i++ {
+		r := k.recs[i]
+		out.Records = append(out.Records, types.Record{SequenceNumber: aws.String(strconv.Itoa(1000 + i)), PartitionKey: aws.String(r.entry.PartitionKey),
+			Data: r.entry.Data, ApproximateArrivalTimestamp: aws.Time(r.arrival)})
+	}
+	return out, nil
+}
+
+// lagging returns a Kinesis source over recs whose first reads, and some in
+// between, are empty pages behind the tip: more in a row than IdleReads.
+func lagging(t *testing.T, recs []sent) *stream.KinesisSource {
+	t.Helper()
+	lag := map[int]bool{}
+	for _, c := range []int{0, 1, 2, 3, 4, 5, 6, 9, 10, 11, 12, 13, 14} {
+		lag[c] = true
+	}
+	src, err := stream.OpenKinesisWithOptions(context.Background(), &laggingKinesis{recs: recs, lag: lag}, "usage", stream.KinesisSourceOptions{MinPollInterval: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+// dayOnly is the usage of replayDay that arrived within the day and the margin.
+func dayOnly(recs []sent) []sent {
+	from := at(replayDay + "T00:00:00Z").Add(-collector.DefaultReplayMargin)
+	until := at(replayDay + "T00:00:00Z").Add(24*time.Hour + collector.DefaultReplayMargin)
+	var out []sent
+	for _, r := range recs {
+		if !r.arrival.Before(from) && !r.arrival.After(until) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestReplayKinesisReadsOnWhileBehindTheTip(t *testing.T) {
+	recs := dayOnly(dayUsage(200))
+	res := replay(t, collector.ReplayConfig{Source: lagging(t, recs), Store: newStore(t), BatchRecords: 20})
+	want := expect(recs, collector.DefaultReplayMargin)
+	if res.Records != len(recs) || res.DayEvents != want.dayEvents || want.dayEvents == 0 {
+		t.Fatalf("read %d records, %d events of the day; want %d and %d: the replay stopped at an empty page behind the tip",
+			res.Records, res.DayEvents, len(recs), want.dayEvents)
+	}
+	// The stream ends within the range: the shard ended caught up.
+	if fmt.Sprint(res.CaughtUp) != "[shardId-000000000000]" {
+		t.Errorf("caught up %v", res.CaughtUp)
+	}
+	// The same records from the embedded stream give the same chargeback.
+	file := replay(t, collector.ReplayConfig{Source: newStream(t, recs), Store: newStore(t)})
+	if k, f := res.Rebuilt.Day.Totals.Invocations, file.Rebuilt.Day.Totals.Invocations; k != f || !res.Diff.TotalAfter.Equal(file.Diff.TotalAfter) {
+		t.Errorf("Kinesis replay: %d invocations, %s USD; file stream: %d, %s USD", k, res.Diff.TotalAfter, f, file.Diff.TotalAfter)
+	}
+}
+
+func TestConsumerUntilIdleReadsOnWhileBehindTheTip(t *testing.T) {
+	recs := dayOnly(dayUsage(200))
+	stats := runConsumer(t, collector.Config{Source: lagging(t, recs), Store: newStore(t), BatchRecords: 20, Now: replayNow})
+	if stats.Records != len(recs) {
+		t.Fatalf("read %d records, want %d: the consumer went idle at an empty page behind the tip", stats.Records, len(recs))
 	}
 }

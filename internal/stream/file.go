@@ -720,7 +720,14 @@ type fileIterator struct {
 	pos       int64
 	notBefore int64 // skip records that arrived before this (AtTimestamp)
 	shardID   string
+	atEnd     bool // the last Next stopped where the writers had got to
 }
+
+var _ CaughtUpper = (*fileIterator)(nil)
+
+// CaughtUp reports whether the last Next read up to the end of the log as it
+// stood (or up to a torn frame a writer has yet to repair).
+func (it *fileIterator) CaughtUp() bool { return it.atEnd }
 
 func (it *fileIterator) seek(idxPath string, from Start) error {
 	st, err := it.f.Stat()
@@ -798,6 +805,7 @@ func (it *fileIterator) seek(idxPath string, from Start) error {
 // caught up with the writers or stands before a torn or corrupt frame, which
 // it never returns (a writer's repair lets it go on).
 func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
+	it.atEnd = false
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -807,6 +815,7 @@ func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
 	if it.f == nil {
 		f, err := os.Open(it.path)
 		if errors.Is(err, os.ErrNotExist) {
+			it.atEnd = true
 			return nil, nil
 		}
 		if err != nil {
@@ -818,6 +827,7 @@ func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
 		if st, err := it.f.Stat(); err != nil {
 			return nil, err
 		} else if st.Size() < int64(len(fileMagic)) {
+			it.atEnd = true
 			return nil, nil
 		}
 	}
@@ -830,6 +840,7 @@ func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
 			return out, fmt.Errorf("reading %s: %w", it.path, err)
 		}
 		if st != frameOK {
+			it.atEnd = true
 			break
 		}
 		it.pos = next

@@ -153,6 +153,24 @@ type kinesisIterator struct {
 
 	lastCall  time.Time
 	throttled int
+
+	// From the last GetRecords call: whether it succeeded, and how far behind
+	// the shard's tip its page ended. An empty page says nothing by itself:
+	// Kinesis hands them out while it is still behind.
+	answered bool
+	behind   int64
+}
+
+var _ CaughtUpper = (*kinesisIterator)(nil)
+
+// CaughtUp reports whether the last GetRecords call succeeded at the shard's
+// tip (MillisBehindLatest 0) and every record it fetched has been returned.
+// A server that leaves MillisBehindLatest out is taken to be at the tip.
+func (it *kinesisIterator) CaughtUp() bool {
+	if len(it.buf) > 0 {
+		return false
+	}
+	return it.closed || (it.answered && it.behind == 0)
 }
 
 func (it *kinesisIterator) acquire(ctx context.Context, from Start) error {
@@ -232,7 +250,8 @@ func (it *kinesisIterator) getIteratorCtx(ctx context.Context, typ types.ShardIt
 
 // Next returns up to max records. Throttled reads wait with backoff and return
 // an empty batch; an expired iterator is renewed after the last record read.
-// Other errors are returned and Next may be called again.
+// Other errors are returned and Next may be called again. An empty batch may
+// come while the shard still holds newer records: CaughtUp tells.
 func (it *kinesisIterator) Next(ctx context.Context, max int) ([]Record, error) {
 	if max <= 0 || max > 10000 {
 		max = 10000
@@ -268,6 +287,7 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) (int, error) {
 			return 0, err
 		}
 	}
+	it.answered = false
 	for renewed := false; ; renewed = true {
 		it.lastCall = time.Now()
 		callCtx, cancel := context.WithTimeout(ctx, it.src.opts.CallTimeout)
@@ -302,6 +322,7 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) (int, error) {
 			return 0, fmt.Errorf("reading %s/%s: %w", it.src.stream, it.shardID, err)
 		}
 		it.throttled = 0
+		it.answered, it.behind = true, aws.ToInt64(out.MillisBehindLatest)
 		it.iter = out.NextShardIterator
 		if it.iter == nil || *it.iter == "" {
 			it.iter, it.closed = nil, true

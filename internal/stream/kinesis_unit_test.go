@@ -294,11 +294,13 @@ func TestKinesisBatcherHandsFailuresOver(t *testing.T) {
 }
 
 // scriptedRead serves one open shard of records "1000".."1009" and can answer
-// a chosen GetRecords call with an error.
+// a chosen GetRecords call with an error, or with an empty page that is still
+// behind the tip (as Kinesis does while it walks a shard's older data).
 type scriptedRead struct {
 	KinesisAPI
 	records   []string
 	errOnCall map[int]error
+	lagOnCall map[int]int64 // call -> MillisBehindLatest of an empty page
 	calls     int
 	iterators []string // type and position of every GetShardIterator call
 }
@@ -331,8 +333,12 @@ func (s *scriptedRead) GetRecords(_ context.Context, in *kinesis.GetRecordsInput
 		return nil, err
 	}
 	pos, _ := strconv.Atoi(aws.ToString(in.ShardIterator))
+	if lag, ok := s.lagOnCall[call]; ok {
+		return &kinesis.GetRecordsOutput{NextShardIterator: in.ShardIterator, MillisBehindLatest: aws.Int64(lag)}, nil
+	}
 	end := min(pos+int(aws.ToInt32(in.Limit)), len(s.records))
-	out := &kinesis.GetRecordsOutput{NextShardIterator: aws.String(strconv.Itoa(end))}
+	behind := int64(len(s.records)-end) * 1000
+	out := &kinesis.GetRecordsOutput{NextShardIterator: aws.String(strconv.Itoa(end)), MillisBehindLatest: &behind}
 	now := time.Now()
 	for _, seq := range s.records[pos:end] {
 		out.Records = append(out.Records, types.Record{SequenceNumber: aws.String(seq), PartitionKey: aws.String("k" + seq), Data: []byte(seq), ApproximateArrivalTimestamp: &now})
@@ -376,5 +382,101 @@ func TestKinesisIteratorRenewsExpiredAndWaitsOutThrottling(t *testing.T) {
 	}
 	if fmt.Sprint(api.iterators) != "[TRIM_HORIZON  AFTER_SEQUENCE_NUMBER 1002]" {
 		t.Fatalf("iterators %q", api.iterators)
+	}
+}
+
+func TestKinesisIteratorCaughtUpOnlyAtTheTip(t *testing.T) {
+	// Empty pages still behind the tip, a throttled read, then the records.
+	api := &scriptedRead{
+		lagOnCall: map[int]int64{0: 86_400_000, 1: 3_600_000, 2: 60_000, 4: 1_000},
+		errOnCall: map[int]error{3: &types.ProvisionedThroughputExceededException{Message: aws.String("Rate exceeded")}},
+	}
+	for i := 0; i < 10; i++ {
+		api.records = append(api.records, strconv.Itoa(1000+i))
+	}
+	src := &KinesisSource{client: api, stream: "usage", opts: KinesisSourceOptions{MinPollInterval: time.Millisecond}.withDefaults()}
+	ctx := context.Background()
+	it, err := src.Open(ctx, kinesisShard0, Start{Kind: TrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cu := it.(CaughtUpper)
+	if cu.CaughtUp() {
+		t.Fatal("caught up before the first read")
+	}
+	var log []string
+	var got []string
+	for i := 0; i < 12; i++ {
+		recs, err := it.Next(ctx, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			got = append(got, r.SequenceNumber)
+		}
+		log = append(log, fmt.Sprintf("%d:%v", len(recs), cu.CaughtUp()))
+	}
+	if fmt.Sprint(got) != fmt.Sprint(api.records) {
+		t.Fatalf("read %v", got)
+	}
+	// Five empty reads behind the tip (four lagging pages, one throttled),
+	// then 4+4+2 records, caught up only once the last page said so.
+	want := "[0:false 0:false 0:false 0:false 0:false 4:false 4:false 2:true 0:true 0:true 0:true 0:true]"
+	if fmt.Sprint(log) != want {
+		t.Fatalf("reads (records:caught up)\n%v, want\n%s", log, want)
+	}
+	if !CaughtUp(it) {
+		t.Fatal("stream.CaughtUp disagrees with the iterator")
+	}
+}
+
+func TestKinesisIteratorNotCaughtUpWithRecordsUnreturned(t *testing.T) {
+	api := &scriptedRead{records: []string{"1000", "1001", "1002"}}
+	src := &KinesisSource{client: api, stream: "usage", opts: KinesisSourceOptions{MinPollInterval: time.Millisecond}.withDefaults()}
+	ctx := context.Background()
+	it, err := src.Open(ctx, kinesisShard0, Start{Kind: TrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// One GetRecords reaches the tip (as one KPL aggregate can fetch more user
+	// records than Next returns), then Next hands out 2 of its 3 records.
+	if n, err := it.(*kinesisIterator).fetch(ctx, 10); err != nil || n != 3 || CaughtUp(it) {
+		t.Fatalf("fetch = %d, %v; caught up %v; want 3 buffered, not caught up", n, err, CaughtUp(it))
+	}
+	if recs, err := it.Next(ctx, 2); err != nil || len(recs) != 2 || CaughtUp(it) {
+		t.Fatalf("Next = %d records, %v; caught up %v; want 2, not caught up", len(recs), err, CaughtUp(it))
+	}
+	if api.calls != 1 {
+		t.Fatalf("%d GetRecords calls, want 1", api.calls)
+	}
+	if recs, err := it.Next(ctx, 2); err != nil || len(recs) != 1 || !CaughtUp(it) {
+		t.Fatalf("Next = %d records, %v; caught up %v; want 1, caught up", len(recs), err, CaughtUp(it))
+	}
+}
+
+func TestFileIteratorCaughtUpAtTheEndOfTheLog(t *testing.T) {
+	fs, err := OpenFile(t.TempDir(), FileOptions{Shards: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fs.Close()
+	ctx := context.Background()
+	if err := fs.Put(ctx, kinesisEntries("req", 5)); err != nil {
+		t.Fatal(err)
+	}
+	shards, _ := fs.Shards(ctx)
+	it, err := fs.Open(ctx, shards[0].ID, Start{Kind: TrimHorizon})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	if CaughtUp(it) {
+		t.Fatal("caught up before the first read")
+	}
+	if recs, _ := it.Next(ctx, 3); len(recs) != 3 || CaughtUp(it) {
+		t.Fatalf("3 of 5 read: %d records, caught up %v", len(recs), CaughtUp(it))
+	}
+	if recs, _ := it.Next(ctx, 3); len(recs) != 2 || !CaughtUp(it) {
+		t.Fatalf("the rest read: %d records, caught up %v", len(recs), CaughtUp(it))
 	}
 }

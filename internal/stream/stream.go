@@ -67,5 +67,27 @@ type Iterator interface {
 	Close() error
 }
 
+// CaughtUpper is implemented by iterators that can tell an empty read at the
+// shard's tip from one that is still behind it: Kinesis answers empty pages
+// while records wait further on (MillisBehindLatest > 0), and a throttled read
+// returns nothing either. Readers that stop once a shard is idle must see
+// CaughtUp before they do.
+type CaughtUpper interface {
+	// CaughtUp reports whether the last read reached the newest record the
+	// shard held then and every record read has been returned. It is false
+	// before the first read and after a read that failed or was throttled.
+	CaughtUp() bool
+}
+
+// CaughtUp reports whether it is caught up with its shard. An iterator that
+// does not implement CaughtUpper is taken at its word: an empty batch means
+// nothing new.
+func CaughtUp(it Iterator) bool {
+	if c, ok := it.(CaughtUpper); ok {
+		return c.CaughtUp()
+	}
+	return true
+}
+
 // ErrShardClosed reports that a closed shard (after a split or merge) has been read to its end.
 var ErrShardClosed = errors.New("shard closed and fully read")
