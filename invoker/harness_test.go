@@ -47,12 +47,23 @@ func (m *modelServer) answer(requestID string) http.Header {
 
 func startModelServer(t *testing.T, cfg bedrocklocal.Config) *modelServer {
 	t.Helper()
+	return startModelServerHook(t, cfg, nil)
+}
+
+// startModelServerHook is startModelServer calling hook (when set) before
+// each request is answered, so a test can hold a call in flight or move a
+// clock while the model "thinks".
+func startModelServerHook(t *testing.T, cfg bedrocklocal.Config, hook func(*http.Request)) *modelServer {
+	t.Helper()
 	bl, err := bedrocklocal.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := &modelServer{answers: map[string]http.Header{}}
 	m.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hook != nil {
+			hook(r)
+		}
 		bl.ServeHTTP(w, r)
 		m.mu.Lock()
 		m.answers[w.Header().Get("X-Amzn-RequestId")] = w.Header().Clone()
@@ -90,6 +101,10 @@ type envOpts struct {
 	teams       []invoker.TeamSpec
 	model       bedrocklocal.Config
 	callTimeout time.Duration
+	// now is the invoker's clock (default time.Now); onModelCall runs in the
+	// model server before it answers each call.
+	now         func() time.Time
+	onModelCall func(*http.Request)
 }
 
 func newEnv(t *testing.T, o envOpts) *env {
@@ -103,7 +118,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 		}
 		e.keys[spec.ID] = key
 	}
-	e.models = startModelServer(t, o.model)
+	e.models = startModelServerHook(t, o.model, o.onModelCall)
 	e.bedrock = sdkClient(e.models.URL)
 	var err error
 	e.fs, err = stream.OpenFile(filepath.Join(e.dir, "stream"), stream.FileOptions{})
@@ -121,7 +136,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e.limits = invoker.NewMemoryLimits()
 	e.srv, err = invoker.New(invoker.Config{
 		Tenants: reg, Bedrock: e.bedrock, Usage: e.emitter, Prices: pricing.Default(), Limits: e.limits,
-		ReloadInterval: 20 * time.Millisecond, CallTimeout: o.callTimeout, MaxBodyBytes: 64 << 10,
+		ReloadInterval: 20 * time.Millisecond, CallTimeout: o.callTimeout, MaxBodyBytes: 64 << 10, Now: o.now,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -15,13 +15,26 @@ import (
 // after it; the gap between the two is covered by reservations, so concurrent
 // calls cannot all slip under a quota or budget at once.
 //
+// A call is admitted while what the period has used plus what calls in flight
+// have reserved is below the limit, and then reserves the largest call settled
+// in the period, or before any has settled (the first calls of a UTC day or
+// month, and every call after a restart) the estimate it was admitted with.
+// So concurrent calls overshoot a quota or budget by at most one reservation,
+// as long as no call uses more than its reservation, and the first call of a
+// period does not hold back the others while it runs.
+//
 // MemoryLimits is the single-process implementation; a shared backend
 // (dynamodb://TABLE) implements the same two methods for a fleet of invokers.
 type Limits interface {
 	// Admit admits one call of team at now or returns a *LimitError (or a
-	// backend error). Every admitted Ticket must be settled exactly once.
-	Admit(ctx context.Context, team *Team, now time.Time) (*Ticket, error)
+	// backend error). est is what the call is expected to use (tokens, and
+	// cost when the team has a budget), reserved while no call of the period
+	// has settled with usage. Every admitted Ticket must be settled exactly once.
+	Admit(ctx context.Context, team *Team, now time.Time, est Usage) (*Ticket, error)
 	// Settle counts the usage of an admitted call and releases its reservation.
+	// Usage counts in the day and month the call was admitted in if the call
+	// ended in them (u.At), otherwise in the ones it ended in, which is where
+	// the chargeback counts it too; usage is never dropped.
 	Settle(ctx context.Context, t *Ticket, u Usage) error
 }
 
@@ -29,18 +42,20 @@ type Limits interface {
 type Usage struct {
 	Tokens int64           // input + output (+ cache) tokens
 	Cost   decimal.Decimal // USD; zero when the call was not priced
+	// At is when the call ended (its usage event's timestamp). Zero counts
+	// the usage in the period the call was admitted in, or in a later one the
+	// limits have moved on to since.
+	At time.Time
 }
 
 // Ticket is an admitted call's reservation.
 type Ticket struct {
-	TeamID     string
-	Day        string // UTC YYYY-MM-DD the quotas count against
-	Month      string // UTC YYYY-MM the budget counts against
-	tokens     int64
-	cost       decimal.Decimal
-	dayProbe   bool
-	monthProbe bool
-	settled    bool
+	TeamID  string
+	Day     string // UTC YYYY-MM-DD the quotas count against
+	Month   string // UTC YYYY-MM the budget counts against
+	tokens  int64
+	cost    decimal.Decimal
+	settled bool
 }
 
 // LimitError is a call refused by a rate limit, quota or budget; it maps to
@@ -74,14 +89,13 @@ type bucket struct {
 	last   time.Time
 }
 
+// dayUsage is a team's current UTC day; monthUsage its current UTC month.
 type dayUsage struct {
 	day            string
 	requests       int64
 	tokens         int64
 	reservedTokens int64
-	maxCallTokens  int64 // the largest call seen today: the reservation of the next one
-	inflight       int
-	probing        bool // a first call is in flight and no estimate exists yet
+	maxCallTokens  int64 // the largest call settled today: the reservation of the next one
 }
 
 type monthUsage struct {
@@ -89,9 +103,12 @@ type monthUsage struct {
 	spent       decimal.Decimal
 	reserved    decimal.Decimal
 	maxCallCost decimal.Decimal
-	known       bool
-	probing     bool
 }
+
+const (
+	dayLayout   = "2006-01-02"
+	monthLayout = "2006-01"
+)
 
 func burstOf(r RateLimit) float64 {
 	if r.Burst > 0 {
@@ -101,9 +118,9 @@ func burstOf(r RateLimit) float64 {
 }
 
 // Admit implements Limits.
-func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time) (*Ticket, error) {
+func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est Usage) (*Ticket, error) {
 	now = now.UTC()
-	day, month := now.Format("2006-01-02"), now.Format("2006-01")
+	day, month := now.Format(dayLayout), now.Format(monthLayout)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
@@ -144,11 +161,14 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time) (*Tic
 			return nil, &LimitError{Reason: "daily_token_quota", RetryAfter: untilTomorrow,
 				Message: fmt.Sprintf("team %s used its daily quota of %d tokens", team.ID, q.DailyTokens)}
 		}
-		if d.probing || d.tokens+d.reservedTokens >= q.DailyTokens {
+		if d.tokens+d.reservedTokens >= q.DailyTokens {
 			return nil, &LimitError{Reason: "daily_token_quota", RetryAfter: time.Second,
 				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its daily quota of %d tokens", team.ID, q.DailyTokens)}
 		}
 		t.tokens = d.maxCallTokens
+		if t.tokens == 0 {
+			t.tokens = max(est.Tokens, 0)
+		}
 	}
 
 	mu := m.months[team.ID]
@@ -162,32 +182,23 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time) (*Tic
 			return nil, &LimitError{Reason: "monthly_budget", RetryAfter: untilNextMonth,
 				Message: fmt.Sprintf("team %s spent its monthly budget of %s USD", team.ID, budget.String())}
 		}
-		if mu.probing || mu.spent.Add(mu.reserved).GreaterThanOrEqual(*budget) {
+		if mu.spent.Add(mu.reserved).GreaterThanOrEqual(*budget) {
 			return nil, &LimitError{Reason: "monthly_budget", RetryAfter: time.Second,
 				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its monthly budget of %s USD", team.ID, budget.String())}
 		}
 		t.cost = mu.maxCallCost
+		if t.cost.IsZero() && est.Cost.IsPositive() {
+			t.cost = est.Cost
+		}
 	}
 
-	// Every check passed: commit. Without an estimate of a call's size yet, one
-	// call goes first so a cold burst cannot overshoot a quota or budget.
+	// Every check passed: commit.
 	if b != nil {
 		b.tokens--
 	}
 	d.requests++
-	if q.DailyTokens > 0 {
-		d.reservedTokens += t.tokens
-		if d.maxCallTokens == 0 && !d.probing {
-			d.probing, t.dayProbe = true, true
-		}
-	}
-	d.inflight++
-	if team.MonthlyBudgetUSD != nil {
-		mu.reserved = mu.reserved.Add(t.cost)
-		if !mu.known && !mu.probing {
-			mu.probing, t.monthProbe = true, true
-		}
-	}
+	d.reservedTokens += t.tokens
+	mu.reserved = mu.reserved.Add(t.cost)
 	return t, nil
 }
 
@@ -199,27 +210,39 @@ func (m *MemoryLimits) Settle(_ context.Context, t *Ticket, u Usage) error {
 		return nil
 	}
 	t.settled = true
-	if d := m.days[t.TeamID]; d != nil && d.day == t.Day {
-		d.tokens += u.Tokens
-		d.reservedTokens -= t.tokens
-		d.inflight--
-		if u.Tokens > d.maxCallTokens {
-			d.maxCallTokens = u.Tokens
-		}
-		if t.dayProbe {
-			d.probing = false
-		}
+	day, month := t.Day, t.Month
+	if !u.At.IsZero() {
+		at := u.At.UTC()
+		day, month = max(day, at.Format(dayLayout)), max(month, at.Format(monthLayout))
 	}
-	if mu := m.months[t.TeamID]; mu != nil && mu.month == t.Month {
-		mu.spent = mu.spent.Add(u.Cost)
+
+	// The usage counts in the ticket's period, or in a later one: the one the
+	// call ended in, or the one the team's counters moved on to meanwhile.
+	// The ticket's reservation lives in its own period's counters only.
+	d := m.days[t.TeamID]
+	if d == nil || d.day < day {
+		d = &dayUsage{day: day}
+		m.days[t.TeamID] = d
+	}
+	d.tokens += u.Tokens
+	if d.day == t.Day {
+		d.reservedTokens -= t.tokens
+	}
+	if u.Tokens > d.maxCallTokens {
+		d.maxCallTokens = u.Tokens
+	}
+
+	mu := m.months[t.TeamID]
+	if mu == nil || mu.month < month {
+		mu = &monthUsage{month: month}
+		m.months[t.TeamID] = mu
+	}
+	mu.spent = mu.spent.Add(u.Cost)
+	if mu.month == t.Month {
 		mu.reserved = mu.reserved.Sub(t.cost)
-		if u.Cost.GreaterThan(mu.maxCallCost) {
-			mu.maxCallCost = u.Cost
-		}
-		if t.monthProbe {
-			mu.probing = false
-			mu.known = u.Cost.IsPositive()
-		}
+	}
+	if u.Cost.GreaterThan(mu.maxCallCost) {
+		mu.maxCallCost = u.Cost
 	}
 	return nil
 }

@@ -16,6 +16,8 @@ func TestMemoryLimits(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
 	budget := decimal.RequireFromString("0.010")
+	// est is what a call reserves while none has settled in its day or month.
+	est := invoker.Usage{Tokens: 100, Cost: decimal.RequireFromString("0.001")}
 	team := &invoker.Team{ID: "t", RateLimit: invoker.RateLimit{RPS: 2, Burst: 3},
 		Quotas: invoker.Quotas{DailyRequests: 100, DailyTokens: 1000}, MonthlyBudgetUSD: &budget}
 
@@ -24,18 +26,18 @@ func TestMemoryLimits(t *testing.T) {
 		tm := *team
 		tm.MonthlyBudgetUSD, tm.Quotas = nil, invoker.Quotas{}
 		for i := 0; i < 3; i++ {
-			tk, err := l.Admit(ctx, &tm, now)
+			tk, err := l.Admit(ctx, &tm, now, invoker.Usage{})
 			if err != nil {
 				t.Fatalf("call %d of the burst: %v", i, err)
 			}
 			l.Settle(ctx, tk, invoker.Usage{})
 		}
-		_, err := l.Admit(ctx, &tm, now)
+		_, err := l.Admit(ctx, &tm, now, invoker.Usage{})
 		var le *invoker.LimitError
 		if !errors.As(err, &le) || le.Reason != "rate_limited" || le.RetryAfter != 500*time.Millisecond {
 			t.Fatalf("err %v", err)
 		}
-		if _, err := l.Admit(ctx, &tm, now.Add(500*time.Millisecond)); err != nil {
+		if _, err := l.Admit(ctx, &tm, now.Add(500*time.Millisecond), invoker.Usage{}); err != nil {
 			t.Fatalf("after refill: %v", err)
 		}
 	})
@@ -43,14 +45,14 @@ func TestMemoryLimits(t *testing.T) {
 		l := invoker.NewMemoryLimits()
 		tm := *team
 		tm.RateLimit, tm.MonthlyBudgetUSD = invoker.RateLimit{}, nil
-		tk, _ := l.Admit(ctx, &tm, now)
+		tk, _ := l.Admit(ctx, &tm, now, est)
 		l.Settle(ctx, tk, invoker.Usage{Tokens: 1000})
-		_, err := l.Admit(ctx, &tm, now)
+		_, err := l.Admit(ctx, &tm, now, est)
 		var le *invoker.LimitError
 		if !errors.As(err, &le) || le.Reason != "daily_token_quota" || le.RetryAfter != time.Minute {
 			t.Fatalf("err %v", err)
 		}
-		if _, err := l.Admit(ctx, &tm, now.Add(time.Minute)); err != nil {
+		if _, err := l.Admit(ctx, &tm, now.Add(time.Minute), est); err != nil {
 			t.Fatalf("next day: %v", err)
 		}
 	})
@@ -59,13 +61,13 @@ func TestMemoryLimits(t *testing.T) {
 		tm := *team
 		tm.RateLimit, tm.Quotas = invoker.RateLimit{}, invoker.Quotas{}
 		for i := 0; i < 10; i++ { // ten calls of 0.001 spend exactly 0.010
-			tk, err := l.Admit(ctx, &tm, now)
+			tk, err := l.Admit(ctx, &tm, now, est)
 			if err != nil {
 				t.Fatalf("call %d: %v", i, err)
 			}
 			l.Settle(ctx, tk, invoker.Usage{Cost: decimal.RequireFromString("0.001")})
 		}
-		_, err := l.Admit(ctx, &tm, now)
+		_, err := l.Admit(ctx, &tm, now, est)
 		var le *invoker.LimitError
 		if !errors.As(err, &le) || le.Reason != "monthly_budget" {
 			t.Fatalf("err %v, spent %s", err, l.Spent("t", "2026-03"))
@@ -73,7 +75,7 @@ func TestMemoryLimits(t *testing.T) {
 		if !l.Spent("t", "2026-03").Equal(budget) {
 			t.Fatalf("spent %s", l.Spent("t", "2026-03"))
 		}
-		if _, err := l.Admit(ctx, &tm, now.Add(time.Minute)); err != nil {
+		if _, err := l.Admit(ctx, &tm, now.Add(time.Minute), est); err != nil {
 			t.Fatalf("next month: %v", err)
 		}
 	})
@@ -82,6 +84,9 @@ func TestMemoryLimits(t *testing.T) {
 		tm := *team
 		tm.RateLimit, tm.Quotas = invoker.RateLimit{}, invoker.Quotas{}
 		cost := decimal.RequireFromString("0.004") // the budget fits two and a half calls
+		// Before any call settles each is reserved at the estimate: the price
+		// of the default reservation for the model, here what the calls cost.
+		est := invoker.Usage{Tokens: 4096, Cost: cost}
 		var mu sync.Mutex
 		admitted := 0
 		var wg sync.WaitGroup
@@ -92,7 +97,7 @@ func TestMemoryLimits(t *testing.T) {
 				go func() {
 					defer wg.Done()
 					<-start
-					tk, err := l.Admit(ctx, &tm, now)
+					tk, err := l.Admit(ctx, &tm, now, est)
 					if err != nil {
 						return
 					}
@@ -111,6 +116,98 @@ func TestMemoryLimits(t *testing.T) {
 		}
 		if admitted < 2 {
 			t.Fatalf("only %d calls admitted", admitted)
+		}
+	})
+	t.Run("the first calls of a period do not wait for each other", func(t *testing.T) {
+		for _, c := range []struct {
+			name   string
+			tm     invoker.Team
+			reason string
+		}{
+			{"daily tokens", invoker.Team{ID: "t", Quotas: invoker.Quotas{DailyTokens: 1000}}, "daily_token_quota"},
+			{"monthly budget", invoker.Team{ID: "t", MonthlyBudgetUSD: &budget}, "monthly_budget"},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				l := invoker.NewMemoryLimits() // a day's first calls, or the first after a restart
+				var inflight []*invoker.Ticket
+				for i := 0; i < 10; i++ { // ten reservations of 100 tokens or 0.001 USD fit
+					tk, err := l.Admit(ctx, &c.tm, now, est)
+					if err != nil {
+						t.Fatalf("call %d with %d in flight: %v", i+1, len(inflight), err)
+					}
+					inflight = append(inflight, tk)
+				}
+				_, err := l.Admit(ctx, &c.tm, now, est)
+				var le *invoker.LimitError
+				if !errors.As(err, &le) || le.Reason != c.reason || le.RetryAfter != time.Second {
+					t.Fatalf("an eleventh call in flight: %v", err)
+				}
+				// One call settles below its reservation: room for one more.
+				l.Settle(ctx, inflight[0], invoker.Usage{Tokens: 40, Cost: decimal.RequireFromString("0.0004"), At: now})
+				if _, err := l.Admit(ctx, &c.tm, now, est); err != nil {
+					t.Fatalf("after one settled: %v", err)
+				}
+			})
+		}
+	})
+	t.Run("usage of a call across midnight or a month end is counted where it ended", func(t *testing.T) {
+		// now is 2026-03-31 23:59: a call admitted then and ended after
+		// midnight counts in April 1st and in April.
+		after := time.Date(2026, 4, 1, 0, 0, 30, 0, time.UTC)
+		tm := *team
+		tm.RateLimit = invoker.RateLimit{}
+		full := invoker.Usage{Tokens: 1000, Cost: budget, At: after} // the whole day's quota, the whole month's budget
+		for _, c := range []struct {
+			name   string
+			settle func(l *invoker.MemoryLimits, tk *invoker.Ticket)
+		}{
+			{"no call admitted since midnight", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+				l.Settle(ctx, tk, full)
+			}},
+			{"calls admitted since midnight", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+				other, err := l.Admit(ctx, &tm, after, est)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.Settle(ctx, tk, full)
+				l.Settle(ctx, other, invoker.Usage{At: after})
+			}},
+			{"ended before midnight, settled after the limits moved on", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+				if _, err := l.Admit(ctx, &tm, after, est); err != nil {
+					t.Fatal(err)
+				}
+				u := full
+				u.At = now.Add(30 * time.Second)
+				l.Settle(ctx, tk, u) // never dropped: counted in the current day and month
+			}},
+		} {
+			t.Run(c.name, func(t *testing.T) {
+				l := invoker.NewMemoryLimits()
+				tk, err := l.Admit(ctx, &tm, now, est)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tk.Day != "2026-03-31" || tk.Month != "2026-03" {
+					t.Fatalf("ticket %+v", tk)
+				}
+				c.settle(l, tk)
+				if got := l.Spent("t", "2026-04"); !got.Equal(budget) {
+					t.Fatalf("April spent %s, want %s", got, budget)
+				}
+				_, err = l.Admit(ctx, &tm, after.Add(time.Second), est)
+				var le *invoker.LimitError
+				if !errors.As(err, &le) || (le.Reason != "daily_token_quota" && le.Reason != "monthly_budget") || le.RetryAfter <= time.Second {
+					t.Fatalf("quota and budget used up by the call that crossed midnight; got %v", err)
+				}
+				// Each limit on its own.
+				quotaOnly, budgetOnly := tm, tm
+				quotaOnly.MonthlyBudgetUSD, budgetOnly.Quotas = nil, invoker.Quotas{}
+				for _, tt := range []*invoker.Team{&quotaOnly, &budgetOnly} {
+					if _, err := l.Admit(ctx, tt, after.Add(time.Second), est); !errors.As(err, &le) || le.RetryAfter <= time.Second {
+						t.Fatalf("%+v: %v", tt, err)
+					}
+				}
+			})
 		}
 	})
 }

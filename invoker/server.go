@@ -65,11 +65,16 @@ type Config struct {
 	Tenants *Registry     // required
 	Bedrock BedrockClient // required; see NewBedrockClient
 	Usage   UsageSink     // required; see NewEmitter
-	// Prices prices successful calls for the monthly budget. Without it budgets
-	// cannot be enforced and a team with a budget is refused (503).
+	// Prices prices successful calls for the monthly budget. A team with a
+	// budget may call only models with a price in force: other calls (all of
+	// them without a price book) are refused with 503 budget_unenforceable.
 	Prices PriceBook
 	Limits Limits           // default NewMemoryLimits()
 	Now    func() time.Time // default time.Now
+	// DefaultReservationTokens is what a call is assumed to use, against the
+	// daily token quota and (priced for its model) the monthly budget, while no
+	// call of the team has settled in the current day or month (default 4096).
+	DefaultReservationTokens int64
 	// Region is recorded on events; default: the Bedrock client's region.
 	Region string
 	// MaxBodyBytes limits request bodies (default 4 MiB); larger ones get 413.
@@ -120,6 +125,9 @@ func New(cfg Config) (*Server, error) {
 		if c, ok := cfg.Bedrock.(*bedrockruntime.Client); ok {
 			cfg.Region = c.Options().Region
 		}
+	}
+	if cfg.DefaultReservationTokens <= 0 {
+		cfg.DefaultReservationTokens = 4096
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4 << 20
@@ -238,6 +246,7 @@ type call struct {
 	requestID string // Bedrock's, once known
 	latency   time.Duration
 	ticket    *Ticket
+	image     *imageSettings // an image model's requested size, steps and quality
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -330,14 +339,24 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]by
 	return body, true
 }
 
-// reserve checks the team's limits just before the Bedrock call.
+// reserve checks the team's limits just before the Bedrock call. A team with
+// a budget may call a model only when the call can be priced: otherwise its
+// spend could not be counted and the budget would silently not hold. That
+// refusal is a policy decision, metered as denied (zero cost) and answered
+// 503 budget_unenforceable, since only an operator adding a price can lift it.
 func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
-	if c.team.MonthlyBudgetUSD != nil && s.cfg.Prices == nil {
-		s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "budget_unenforceable", eventStatus: schemas.StatusUpstreamError,
-			msg: "team has a monthly budget but the invoker has no price book"})
-		return false
+	now := s.cfg.Now()
+	est := Usage{Tokens: s.cfg.DefaultReservationTokens}
+	if c.team.MonthlyBudgetUSD != nil {
+		cost, err := s.estimate(c, now, s.cfg.DefaultReservationTokens)
+		if err != nil {
+			s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "budget_unenforceable", eventStatus: schemas.StatusDenied,
+				msg: fmt.Sprintf("team %s has a monthly budget, and model %s cannot be priced to count against it: %v", c.team.ID, c.modelID, err)})
+			return false
+		}
+		est.Cost = cost
 	}
-	t, err := s.cfg.Limits.Admit(r.Context(), c.team, s.cfg.Now())
+	t, err := s.cfg.Limits.Admit(r.Context(), c.team, now, est)
 	if err != nil {
 		var le *LimitError
 		if errors.As(err, &le) {
@@ -352,22 +371,66 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 	return true
 }
 
-// finish prices and counts a successful call's event, then makes it durable.
-// It reports false (after answering 503) when the event could not be recorded.
-func (s *Server) finish(w http.ResponseWriter, r *http.Request, c *call, ev *schemas.Event) bool {
-	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero}
-	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
+// estimate prices a successful call of the model at now using tokens tokens
+// at the dearer of its input and output rates (and, for an image model, one
+// image of the requested kind). It fails when the model has no price in force.
+func (s *Server) estimate(c *call, now time.Time, tokens int64) (decimal.Decimal, error) {
+	if s.cfg.Prices == nil {
+		return decimal.Zero, errors.New("the invoker has no price book")
+	}
+	ev := s.event(c, schemas.StatusSuccess)
+	ev.Timestamp = now.UTC()
+	if c.image != nil {
+		ev.ImageCount, ev.ImageHeight, ev.ImageWidth, ev.ImageSteps, ev.ImageQuality = 1, c.image.Height, c.image.Width, c.image.Steps, c.image.Quality
+	}
+	est := decimal.Zero
+	for _, in := range []bool{true, false} {
+		ev.InputTokens, ev.OutputTokens = 0, 0
+		if in {
+			ev.InputTokens = tokens
+		} else {
+			ev.OutputTokens = tokens
+		}
 		costs, err := s.cfg.Prices.Cost(ev)
 		if err != nil {
-			s.log.Warn("pricing a call for the budget", "model_id", ev.ModelID, "err", err)
-		} else {
+			return decimal.Zero, err
+		}
+		est = decimal.Max(est, costs.Total())
+	}
+	return est, nil
+}
+
+// settle counts a finished call's event against the team's limits. A call
+// that cannot be priced after all (its model had a price when it was
+// admitted, but not for everything the event carries, such as cache tokens)
+// counts at its reservation rather than as free.
+func (s *Server) settle(ctx context.Context, c *call, ev *schemas.Event) {
+	if c.ticket == nil {
+		return
+	}
+	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero, At: ev.Timestamp}
+	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
+		costs, err := s.cfg.Prices.Cost(ev)
+		switch {
+		case err == nil:
 			u.Cost = costs.Total()
+		case c.team.MonthlyBudgetUSD != nil:
+			u.Cost = c.ticket.cost
+			s.log.Error("pricing a call for the budget; counting its reservation", "team_id", c.team.ID, "model_id", ev.ModelID,
+				"request_id", ev.RequestID, "reserved_usd", u.Cost.String(), "err", err)
+		default:
+			s.log.Warn("pricing a call", "model_id", ev.ModelID, "err", err)
 		}
 	}
-	if c.ticket != nil {
-		s.cfg.Limits.Settle(r.Context(), c.ticket, u)
-		c.ticket = nil
-	}
+	s.cfg.Limits.Settle(ctx, c.ticket, u)
+	c.ticket = nil
+}
+
+// finish counts a successful call's event against the limits, then makes it
+// durable. It reports false (after answering 503) when the event could not be
+// recorded.
+func (s *Server) finish(w http.ResponseWriter, r *http.Request, c *call, ev *schemas.Event) bool {
+	s.settle(r.Context(), c, ev)
 	if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
 		s.log.Error("usage event not recorded; withholding the answer", "request_id", ev.RequestID, "err", err)
 		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "usage_not_recorded", retryAfter: time.Second,
@@ -420,6 +483,10 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_request", eventStatus: schemas.StatusClientError, msg: err.Error()})
 		return
 	}
+	if fam.modality == ModalityImage {
+		is := fam.image(native)
+		c.image = &is
+	}
 	if !s.reserve(w, r, c) {
 		return
 	}
@@ -443,8 +510,8 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	ev.OutputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Output-Token-Count", res.OutputTokens)
 	ev.CacheReadInputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Cache-Read-Input-Token-Count", -1)
 	ev.CacheWriteInputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Cache-Write-Input-Token-Count", -1)
-	if fam.modality == ModalityImage && perr == nil {
-		is := fam.image(native)
+	if c.image != nil && perr == nil {
+		is := c.image
 		ev.ImageCount, ev.ImageHeight, ev.ImageWidth, ev.ImageSteps, ev.ImageQuality = int64(len(res.Images)), is.Height, is.Width, is.Steps, is.Quality
 	}
 	if perr != nil {
@@ -644,18 +711,7 @@ func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
 
 // finishStream is finish for a stream whose headers are already sent.
 func (s *Server) finishStream(r *http.Request, c *call, ev *schemas.Event) bool {
-	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero}
-	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
-		if costs, err := s.cfg.Prices.Cost(ev); err == nil {
-			u.Cost = costs.Total()
-		} else {
-			s.log.Warn("pricing a call for the budget", "model_id", ev.ModelID, "err", err)
-		}
-	}
-	if c.ticket != nil {
-		s.cfg.Limits.Settle(r.Context(), c.ticket, u)
-		c.ticket = nil
-	}
+	s.settle(r.Context(), c, ev)
 	if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
 		s.log.Error("usage event of a stream not recorded", "request_id", ev.RequestID, "err", err)
 		return false
