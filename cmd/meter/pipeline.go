@@ -456,6 +456,12 @@ func printReplay(w io.Writer, streamURI string, res *collector.ReplayResult) {
 	default:
 		fmt.Fprintf(w, "dry run: nothing live changed (--apply swaps the rebuilt day in)\n")
 	}
+	if n := len(res.KeptLive); n > 0 {
+		fmt.Fprintf(w, "%d live events objects kept (the rebuilt day lacks some of their request ids; the chargeback counts each request id once):\n", n)
+		for _, k := range res.KeptLive {
+			fmt.Fprintf(w, "  %s: %s\n", k.Key, k.Reason)
+		}
+	}
 	if res.Kept {
 		fmt.Fprintf(w, "staging kept: %s\n", res.Staging)
 	}
