@@ -19,7 +19,6 @@ package collector
 import (
 	"bytes"
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -28,7 +27,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -776,35 +774,29 @@ type RowChange struct {
 // CostDiff is the row's money that moves.
 func (c *RowChange) CostDiff() decimal.Decimal { return c.CostAfter.Sub(c.CostBefore) }
 
-type chargebackRow struct {
-	invocations int64
-	cost        decimal.Decimal
-	cols        map[string]string
-}
-
 // DiffChargeback compares an old chargeback CSV (nil when the day had none)
 // with a new one.
 func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
 	var d ChargebackDiff
-	old, err := parseChargeback(before)
+	old, err := aggregator.ReadChargebackCSV(before)
 	if err != nil {
 		return d, fmt.Errorf("reading the current chargeback: %w", err)
 	}
-	cur, err := parseChargeback(after)
+	cur, err := aggregator.ReadChargebackCSV(after)
 	if err != nil {
 		return d, fmt.Errorf("reading the rebuilt chargeback: %w", err)
 	}
 	d.RowsBefore, d.RowsAfter = len(old), len(cur)
-	keys := map[[3]string]bool{}
+	keys := map[aggregator.ChargebackKey]bool{}
 	for k, r := range old {
 		keys[k] = true
-		d.TotalBefore = d.TotalBefore.Add(r.cost)
+		d.TotalBefore = d.TotalBefore.Add(r.TotalCost)
 	}
 	for k, r := range cur {
 		keys[k] = true
-		d.TotalAfter = d.TotalAfter.Add(r.cost)
+		d.TotalAfter = d.TotalAfter.Add(r.TotalCost)
 	}
-	sorted := make([][3]string, 0, len(keys))
+	sorted := make([]aggregator.ChargebackKey, 0, len(keys))
 	for k := range keys {
 		sorted = append(sorted, k)
 	}
@@ -823,10 +815,10 @@ func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
 		n, inNew := cur[k]
 		c := RowChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2]}
 		if inOld {
-			c.InvocationsBefore, c.CostBefore = o.invocations, o.cost
+			c.InvocationsBefore, c.CostBefore = o.Invocations, o.TotalCost
 		}
 		if inNew {
-			c.InvocationsAfter, c.CostAfter = n.invocations, n.cost
+			c.InvocationsAfter, c.CostAfter = n.Invocations, n.TotalCost
 		}
 		switch {
 		case !inOld:
@@ -835,14 +827,16 @@ func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
 			d.Removed = append(d.Removed, c)
 		default:
 			cols := map[string]bool{}
-			for col := range o.cols {
+			for col := range o.Cells {
 				cols[col] = true
 			}
-			for col := range n.cols {
+			for col := range n.Cells {
 				cols[col] = true
 			}
+			delete(cols, "day") // the same day in both; the revision always moves on
+			delete(cols, "revision")
 			for col := range cols {
-				if o.cols[col] != n.cols[col] {
+				if o.Cells[col] != n.Cells[col] {
 					c.Columns = append(c.Columns, col)
 				}
 			}
@@ -855,51 +849,4 @@ func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
 		}
 	}
 	return d, nil
-}
-
-// parseChargeback reads a chargeback CSV by its header's column names.
-func parseChargeback(data []byte) (map[[3]string]chargebackRow, error) {
-	out := map[[3]string]chargebackRow{}
-	if len(data) == 0 {
-		return out, nil
-	}
-	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if len(recs) == 0 {
-		return out, nil
-	}
-	idx := map[string]int{}
-	for i, h := range recs[0] {
-		idx[h] = i
-	}
-	for _, col := range []string{"team_id", "cost_center", "model_id", "invocations", "total_cost"} {
-		if _, ok := idx[col]; !ok {
-			return nil, fmt.Errorf("no %s column", col)
-		}
-	}
-	for n, rec := range recs[1:] {
-		if len(rec) != len(recs[0]) {
-			return nil, fmt.Errorf("line %d: %d fields for %d columns", n+2, len(rec), len(recs[0]))
-		}
-		k := [3]string{rec[idx["team_id"]], rec[idx["cost_center"]], rec[idx["model_id"]]}
-		r := chargebackRow{cols: map[string]string{}}
-		for col, i := range idx {
-			if col != "day" && col != "revision" {
-				r.cols[col] = rec[i]
-			}
-		}
-		if r.invocations, err = strconv.ParseInt(rec[idx["invocations"]], 10, 64); err != nil {
-			return nil, fmt.Errorf("line %d: invocations: %w", n+2, err)
-		}
-		if r.cost, err = decimal.NewFromString(rec[idx["total_cost"]]); err != nil {
-			return nil, fmt.Errorf("line %d: total_cost: %w", n+2, err)
-		}
-		if _, dup := out[k]; dup {
-			return nil, fmt.Errorf("line %d: a second row for %s/%s/%s", n+2, k[0], k[1], k[2])
-		}
-		out[k] = r
-	}
-	return out, nil
 }

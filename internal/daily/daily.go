@@ -20,7 +20,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"encoding/csv"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -29,7 +28,6 @@ import (
 	"io"
 	"os"
 	"sort"
-	"strconv"
 	"strings"
 	"time"
 
@@ -683,15 +681,15 @@ func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
 	after, _ := decimal.NewFromString(cur.Totals.TotalCost)
 	c.TotalCostDiff = after.Sub(before).String()
 
-	old, err := csvGroups(prevCSV)
+	old, err := aggregator.ReadChargebackCSV(prevCSV)
 	if err != nil {
 		return nil, fmt.Errorf("previous chargeback CSV of %s: %w", cur.Day, err)
 	}
-	neu, err := csvGroups(curCSV)
+	neu, err := aggregator.ReadChargebackCSV(curCSV)
 	if err != nil {
 		return nil, err
 	}
-	keys := map[[3]string]bool{}
+	keys := map[aggregator.ChargebackKey]bool{}
 	for k := range old {
 		keys[k] = true
 	}
@@ -700,59 +698,18 @@ func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
 	}
 	for k := range keys {
 		o, n := old[k], neu[k]
-		if o.invocations == n.invocations && o.cost.Equal(n.cost) {
+		if o.Invocations == n.Invocations && o.TotalCost.Equal(n.TotalCost) {
 			continue
 		}
 		c.Groups = append(c.Groups, GroupChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2],
-			InvocationsBefore: o.invocations, InvocationsAfter: n.invocations,
-			TotalCostBefore: o.cost.String(), TotalCostAfter: n.cost.String(), TotalCostDiff: n.cost.Sub(o.cost).String()})
+			InvocationsBefore: o.Invocations, InvocationsAfter: n.Invocations,
+			TotalCostBefore: o.TotalCost.String(), TotalCostAfter: n.TotalCost.String(), TotalCostDiff: n.TotalCost.Sub(o.TotalCost).String()})
 	}
 	sort.Slice(c.Groups, func(i, j int) bool {
 		a, b := c.Groups[i], c.Groups[j]
 		return a.TeamID+"\x00"+a.CostCenter+"\x00"+a.ModelID < b.TeamID+"\x00"+b.CostCenter+"\x00"+b.ModelID
 	})
 	return c, nil
-}
-
-type csvGroup struct {
-	invocations int64
-	cost        decimal.Decimal
-}
-
-// csvGroups reads the invocations and total cost of each row of a chargeback CSV.
-func csvGroups(data []byte) (map[[3]string]csvGroup, error) {
-	out := map[[3]string]csvGroup{}
-	if len(data) == 0 {
-		return out, nil
-	}
-	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
-	if err != nil {
-		return nil, err
-	}
-	if len(recs) == 0 {
-		return out, nil
-	}
-	col := map[string]int{}
-	for i, h := range recs[0] {
-		col[h] = i
-	}
-	for _, name := range []string{"team_id", "cost_center", "model_id", "invocations", "total_cost"} {
-		if _, ok := col[name]; !ok {
-			return nil, fmt.Errorf("no column %s", name)
-		}
-	}
-	for _, r := range recs[1:] {
-		n, err := strconv.ParseInt(r[col["invocations"]], 10, 64)
-		if err != nil {
-			return nil, err
-		}
-		d, err := decimal.NewFromString(r[col["total_cost"]])
-		if err != nil {
-			return nil, err
-		}
-		out[[3]string{r[col["team_id"]], r[col["cost_center"]], r[col["model_id"]]}] = csvGroup{n, d}
-	}
-	return out, nil
 }
 
 // keepRevision returns the CSV of the committed revision rev. Revisions are
