@@ -467,7 +467,11 @@ func (sh *fileShard) append(batch []Entry, opts FileOptions) error {
 	}
 	start := sh.end
 	if _, err := sh.log.WriteAt(buf, start); err != nil {
-		sh.log.Truncate(start) // best effort; the next writer repairs it otherwise
+		// Whole frames of a partly written batch may already have been read
+		// (readers take no lock), so they are not cut away: recovery before the
+		// next append keeps every whole frame and cuts only a torn tail. The
+		// caller retries the batch, so those records may repeat, under the same
+		// partition key (request_id), which consumers deduplicate.
 		sh.end = 0
 		return err
 	}
