@@ -286,7 +286,7 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	}
 	b := c.agg.Flush()
 	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
-	n, err := WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, now)
+	n, err := WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, arrivalOf(recs, now))
 	if err != nil {
 		return err
 	}
@@ -304,6 +304,15 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	return nil
 }
 
+// arrivalOf is when a batch's first record reached the stream: the quarantine
+// partition of the batch, the same on every retry of it.
+func arrivalOf(recs []stream.Record, fallback time.Time) time.Time {
+	if len(recs) > 0 && !recs[0].Arrival.IsZero() {
+		return recs[0].Arrival
+	}
+	return fallback
+}
+
 // BatchName is the deterministic object name of a batch's outputs: a retry of the
 // same records replaces the objects instead of adding new ones.
 func BatchName(shardID, first, last string) string {
@@ -311,8 +320,10 @@ func BatchName(shardID, first, last string) string {
 }
 
 // WriteBatch writes a batch's raw events, window partials and quarantined records
-// under name and returns how many objects it wrote.
-func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name string, opts parquetio.Options, now time.Time) (int, error) {
+// under name and returns how many objects it wrote. Quarantined records go to
+// the partition of day arrived (when the batch's first record reached the
+// stream), so that a retried batch replaces its quarantine object.
+func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name string, opts parquetio.Options, arrived time.Time) (int, error) {
 	days := make([]string, 0, len(b.Days))
 	for d := range b.Days {
 		days = append(days, d)
@@ -342,7 +353,7 @@ func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name st
 				return n, err
 			}
 		}
-		key := store.Partition(store.QuarantinePrefix, now.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
+		key := store.Partition(store.QuarantinePrefix, arrived.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
 		if err := st.Put(ctx, key, &buf); err != nil {
 			return n, fmt.Errorf("writing %s: %w", key, err)
 		}

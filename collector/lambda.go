@@ -32,9 +32,10 @@ type WindowHandler struct {
 
 // State keys carried between the invocations of one window.
 const (
-	stateStaged = "staged" // JSON array of staging keys, in order
-	stateFirst  = "first"  // sequence number of the window's first record
-	stateLast   = "last"   // sequence number of the window's last record
+	stateStaged  = "staged"  // JSON array of staging keys, in order
+	stateFirst   = "first"   // sequence number of the window's first record
+	stateLast    = "last"    // sequence number of the window's last record
+	stateArrival = "arrival" // arrival time of the window's first record (RFC 3339)
 )
 
 type stagedRecord struct {
@@ -84,6 +85,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 		staged = append(staged, key)
 		if state[stateFirst] == "" {
 			state[stateFirst] = recs[0].Seq
+			state[stateArrival] = ev.Records[0].Kinesis.ApproximateArrivalTimestamp.UTC().Format(time.RFC3339Nano)
 		}
 		state[stateLast] = recs[len(recs)-1].Seq
 		b, _ := json.Marshal(staged)
@@ -115,7 +117,11 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 		}
 	}
 	name := BatchName(ev.ShardID, state[stateFirst], state[stateLast])
-	if _, err := WriteBatch(ctx, h.Store, agg.Flush(), name, h.Parquet, at); err != nil {
+	arrived, err := time.Parse(time.RFC3339Nano, state[stateArrival])
+	if err != nil {
+		arrived = at
+	}
+	if _, err := WriteBatch(ctx, h.Store, agg.Flush(), name, h.Parquet, arrived); err != nil {
 		// Returning the error makes Lambda retry the window's final invocation;
 		// the staged records stay until it succeeds.
 		return resp, err
