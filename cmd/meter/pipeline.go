@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -24,37 +25,22 @@ import (
 	"github.com/shopspring/decimal"
 )
 
-// streamHandle is an opened stream location.
-type streamHandle struct {
-	stream.Producer
-	stream.Source
-	close func() error
+// openProducer opens a --stream location for appending.
+func openProducer(ctx context.Context, uri string) (stream.Producer, func() error, error) {
+	p, closeFn, err := stream.OpenProducer(ctx, uri)
+	if errors.Is(err, stream.ErrBadLocation) {
+		return nil, nil, usagef("%v", err)
+	}
+	return p, closeFn, err
 }
 
-func (h *streamHandle) Close() error { return h.close() }
-
-// openStream opens a --stream location.
-func openStream(ctx context.Context, uri string, write bool) (*streamHandle, error) {
-	switch {
-	case strings.HasPrefix(uri, "file://"):
-		dir := strings.TrimPrefix(uri, "file://")
-		if dir == "" {
-			return nil, usagef("stream %q: want file://DIR", uri)
-		}
-		if !write {
-			if _, err := os.Stat(filepath.Join(dir, "stream.json")); err != nil {
-				return nil, fmt.Errorf("stream %s: no stream there (nothing was put yet?)", uri)
-			}
-		}
-		fs, err := stream.OpenFile(dir, stream.FileOptions{ReadOnly: !write})
-		if err != nil {
-			return nil, err
-		}
-		return &streamHandle{Producer: fs, Source: fs, close: fs.Close}, nil
-	case strings.HasPrefix(uri, "kinesis://"):
-		return openKinesis(ctx, strings.TrimPrefix(uri, "kinesis://"))
+// openSource opens a --stream location for reading.
+func openSource(ctx context.Context, uri string) (stream.Source, func() error, error) {
+	s, closeFn, err := stream.OpenSource(ctx, uri)
+	if errors.Is(err, stream.ErrBadLocation) {
+		return nil, nil, usagef("%v", err)
 	}
-	return nil, usagef("stream %q: want file://DIR or kinesis://STREAM_NAME", uri)
+	return s, closeFn, err
 }
 
 // openStore opens a --store location.
@@ -98,12 +84,12 @@ func runPut(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		defer f.Close()
 		in = f
 	}
-	h, err := openStream(ctx, *streamURI, true)
+	p, closeStream, err := openProducer(ctx, *streamURI)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	res, err := putLines(ctx, h, in, filepath.Base(name))
+	defer closeStream()
+	res, err := putLines(ctx, p, in, filepath.Base(name))
 	for _, m := range res.malformed {
 		fmt.Fprintf(stderr, "meter put: %s line %d: %s (sent on for quarantine)\n", name, m.line, m.reason)
 	}
@@ -207,12 +193,12 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	h, err := openStream(ctx, *streamURI, false)
+	src, closeStream, err := openSource(ctx, *streamURI)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
-	c := collector.NewConsumer(collector.Config{Source: h, Store: st, Consumer: *consumer, Start: from, BatchRecords: *batch,
+	defer closeStream()
+	c := collector.NewConsumer(collector.Config{Source: src, Store: st, Consumer: *consumer, Start: from, BatchRecords: *batch,
 		Aggregator: aggregator.Config{Window: *window, DedupHorizon: *horizon}, Logger: logger(stderr, *quiet)})
 	stats, err := c.Run(ctx, *untilIdle)
 	fmt.Fprintf(stdout, "aggregated %d records: %d events, %d duplicates within the horizon, %d quarantined; %d objects written in %d batches\n",
@@ -369,11 +355,11 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	h, err := openStream(ctx, *streamURI, false)
+	src, closeStream, err := openSource(ctx, *streamURI)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer closeStream()
 	m := *margin
 	if m == 0 {
 		m = -1 // no margin; the collector's zero means its default
@@ -397,7 +383,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "meter replay: %d/%d shards done, %d records, %.0f%% of the arrival range, %s\n",
 			p.ShardsDone, p.Shards, p.Records, 100*p.Covered, left)
 	}
-	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: h, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
+	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: src, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
 		Apply: *apply, KeepStaging: *keep, Run: *run, Parallel: *parallel, BatchRecords: *batch,
 		Aggregator: aggregator.Config{Window: *window}, Progress: progress})
 	if res != nil {

@@ -49,16 +49,16 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	h, err := openStream(ctx, *streamURI, true)
+	producer, closeStream, err := openProducer(ctx, *streamURI)
 	if err != nil {
 		return err
 	}
-	defer h.Close()
+	defer closeStream()
 	if *spill == "" {
 		*spill = filepath.Join(filepath.Dir(*tenants), "meter-spill")
 	}
 	log := logger(stderr, *quiet)
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: h, SpillDir: *spill, Logger: log})
+	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: producer, SpillDir: *spill, Logger: log})
 	if err != nil {
 		return err
 	}

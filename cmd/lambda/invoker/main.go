@@ -126,28 +126,15 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*
 // producer opens the usage stream for writing only, so a cold start does not
 // fail while Kinesis is unreachable: events then go to the spill.
 func producer(ctx context.Context, uri string, f *function) (stream.Producer, error) {
-	switch {
-	case strings.HasPrefix(uri, "kinesis://"):
-		name := strings.TrimPrefix(uri, "kinesis://")
-		if name == "" {
-			return nil, fmt.Errorf("METER_STREAM %q: want kinesis://STREAM_NAME", uri)
-		}
-		client, err := stream.NewKinesisClient(ctx)
-		if err != nil {
-			return nil, err
-		}
-		return stream.NewKinesisProducer(client, name, stream.KinesisProducerOptions{}), nil
-	case strings.HasPrefix(uri, "file://"):
-		fs, err := stream.OpenFile(strings.TrimPrefix(uri, "file://"), stream.FileOptions{})
-		if err != nil {
-			return nil, fmt.Errorf("METER_STREAM: %w", err)
-		}
-		f.closers = append(f.closers, fs.Close)
-		return fs, nil
-	case uri == "":
+	if uri == "" {
 		return nil, fmt.Errorf("METER_STREAM is required: kinesis://STREAM_NAME")
 	}
-	return nil, fmt.Errorf("METER_STREAM %q: want kinesis://STREAM_NAME or file://DIR", uri)
+	p, closeFn, err := stream.OpenProducer(ctx, uri)
+	if err != nil {
+		return nil, fmt.Errorf("METER_STREAM: %w", err)
+	}
+	f.closers = append(f.closers, closeFn)
+	return p, nil
 }
 
 // tenantsFile returns a local path of the tenant registry, copying it to /tmp
