@@ -5,8 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
+	"github.com/meter-dev/meter/internal/awshttp"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
@@ -227,31 +226,10 @@ func streamEventJSON(ev types.ConverseStreamOutput) (string, any) {
 	return "", nil
 }
 
-// bufferedBody hands the HTTP transport a request body of its own. For
-// streaming operations the SDK returns (and releases its request body) as soon
-// as the response headers arrive, while net/http may still be reading the body
-// to check its length; that read then fails and the transport closes the
-// connection under the live event stream ("use of closed network connection").
-// Copying the small JSON body first takes the SDK's body out of the race.
-type bufferedBody struct{ next bedrockruntime.HTTPClient }
-
-func (c bufferedBody) Do(r *http.Request) (*http.Response, error) {
-	if r.Body != nil && r.Body != http.NoBody {
-		b, err := io.ReadAll(r.Body)
-		r.Body.Close()
-		if err != nil {
-			return nil, fmt.Errorf("buffering request body: %w", err)
-		}
-		r.Body = io.NopCloser(bytes.NewReader(b))
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(b)), nil }
-		r.ContentLength = int64(len(b))
-	}
-	return c.next.Do(r)
-}
-
-// withBufferedBody is the per-call option that installs bufferedBody.
+// withBufferedBody is the per-call option that gives the transport a request
+// body of its own on streaming calls (see awshttp.BufferedBody).
 func withBufferedBody(o *bedrockruntime.Options) {
 	if o.HTTPClient != nil {
-		o.HTTPClient = bufferedBody{o.HTTPClient}
+		o.HTTPClient = awshttp.BufferedBody{Next: o.HTTPClient}
 	}
 }
