@@ -3,6 +3,7 @@ package invoker
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/meter-dev/meter/internal/pricing"
 	"strings"
 )
 
@@ -452,25 +453,11 @@ var families = []*family{
 }
 
 // Profile prefixes of cross-region inference profiles; such ids bill as their base model.
-var profilePrefixes = []string{"us.", "us-gov.", "eu.", "apac.", "jp.", "au.", "ca.", "global."}
-
 // BaseModelID maps a model id as invoked to the foundation model it runs:
 // cross-region inference profiles ("us.anthropic.claude-…") and ARNs of
 // foundation models or system inference profiles lose their wrapping.
 // Application inference profile ARNs are returned unchanged.
-func BaseModelID(id string) string {
-	if strings.HasPrefix(id, "arn:") {
-		if i := strings.LastIndexByte(id, '/'); i >= 0 && !strings.Contains(id, ":application-inference-profile/") {
-			id = id[i+1:]
-		}
-	}
-	for _, p := range profilePrefixes {
-		if rest, ok := strings.CutPrefix(id, p); ok {
-			return rest
-		}
-	}
-	return id
-}
+func BaseModelID(id string) string { return pricing.BaseModel(id) }
 
 // familyOf returns the family of a model id as invoked, or nil.
 func familyOf(modelID string) *family {
