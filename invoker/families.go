@@ -3,8 +3,9 @@ package invoker
 import (
 	"encoding/json"
 	"fmt"
-	"github.com/meter-dev/meter/internal/pricing"
 	"strings"
+
+	"github.com/meter-dev/meter/internal/pricing"
 )
 
 // Modality is what a model family produces.
