@@ -9,7 +9,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"github.com/meter-dev/meter/internal/awshttp"
 	"image/png"
 	"net/http"
 	"net/http/httptest"
@@ -24,6 +23,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+
+	"github.com/meter-dev/meter/internal/awshttp"
 )
 
 const testAccessKey = "AKIDLOCALTEST0000001"
