@@ -354,19 +354,23 @@ func openAIUsage(u usage) map[string]any {
 	return map[string]any{"prompt_tokens": u.input, "completion_tokens": u.output, "total_tokens": u.total()}
 }
 
+// decodeChatMessages reads the OpenAI-style chat body AI21 Jamba and Mistral
+// accept: {"messages": [...], "max_tokens": N}.
+func decodeChatMessages(body []byte) (prompt, error) {
+	var req struct {
+		Messages  []roleContent `json:"messages"`
+		MaxTokens int           `json:"max_tokens"`
+	}
+	if err := decodeJSON(body, &req); err != nil {
+		return prompt{}, err
+	}
+	return chatPrompt(req.Messages, req.MaxTokens)
+}
+
 var jambaChat = dialect{
 	name:  "messages",
 	match: has("messages"),
-	decode: func(body []byte) (prompt, error) {
-		var req struct {
-			Messages  []roleContent `json:"messages"`
-			MaxTokens int           `json:"max_tokens"`
-		}
-		if err := decodeJSON(body, &req); err != nil {
-			return prompt{}, err
-		}
-		return chatPrompt(req.Messages, req.MaxTokens)
-	},
+	decode: decodeChatMessages,
 	encode: func(m *model, p prompt, a answer) any {
 		return map[string]any{
 			"id":    "chatcmpl-" + a.id,
@@ -595,16 +599,7 @@ var mistralCompletion = dialect{
 var mistralChat = dialect{
 	name:  "messages",
 	match: has("messages"),
-	decode: func(body []byte) (prompt, error) {
-		var req struct {
-			Messages  []roleContent `json:"messages"`
-			MaxTokens int           `json:"max_tokens"`
-		}
-		if err := decodeJSON(body, &req); err != nil {
-			return prompt{}, err
-		}
-		return chatPrompt(req.Messages, req.MaxTokens)
-	},
+	decode: decodeChatMessages,
 	encode: func(m *model, p prompt, a answer) any {
 		return map[string]any{
 			"id":     "cmpl-" + a.id,
