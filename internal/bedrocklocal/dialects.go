@@ -368,8 +368,8 @@ func decodeChatMessages(body []byte) (prompt, error) {
 }
 
 var jambaChat = dialect{
-	name:  "messages",
-	match: has("messages"),
+	name:   "messages",
+	match:  has("messages"),
 	decode: decodeChatMessages,
 	encode: func(m *model, p prompt, a answer) any {
 		return map[string]any{
@@ -597,8 +597,8 @@ var mistralCompletion = dialect{
 }
 
 var mistralChat = dialect{
-	name:  "messages",
-	match: has("messages"),
+	name:   "messages",
+	match:  has("messages"),
 	decode: decodeChatMessages,
 	encode: func(m *model, p prompt, a answer) any {
 		return map[string]any{
