@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/schemas"
 )
 

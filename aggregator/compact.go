@@ -5,14 +5,22 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"time"
+
+	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
-// Pricer prices one event; *pricing.Book is the real one.
+// Pricer prices events; *pricing.Book is the real one.
 type Pricer interface {
+	// Cost prices one event exactly.
 	Cost(e *schemas.Event) (schemas.Costs, error)
+	// EffectiveFrom returns when the prices in force for a model, tier and
+	// region at a time took effect (false: none is). Prices change only
+	// there, which lets a compaction learn each rate once and price events
+	// in fixed point.
+	EffectiveFrom(modelID, tier, region string, at time.Time) (time.Time, bool)
 }
 
 // ChargebackRow is one row of the chargeback CSV: a day's usage of one team,

@@ -6,9 +6,9 @@ import (
 	"math/bits"
 	"time"
 
-	"github.com/meter-dev/meter/internal/pricing"
-	"github.com/meter-dev/meter/schemas"
 	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/schemas"
 )
 
 // unitScale is the scale of the fixed-point rates the day's pricer keeps:
@@ -78,7 +78,7 @@ func (c *fixedCosts) costs() schemas.Costs {
 	return schemas.Costs{Input: c[0].decimal(), Output: c[1].decimal(), CacheRead: c[2].decimal(), CacheWrite: c[3].decimal(), Image: c[4].decimal()}
 }
 
-// dayPricer prices the events of one day. With a *pricing.Book it learns, once
+// dayPricer prices the events of one day. It learns, once
 // per model, tier and region, which price rows are in force during the day and
 // what one token or one image costs under each, by asking the book itself;
 // an event is then priced by integer multiplication, exactly. Anything it has
@@ -86,7 +86,6 @@ func (c *fixedCosts) costs() schemas.Costs {
 // to the Pricer, so results and errors are the Pricer's own.
 type dayPricer struct {
 	p          Pricer
-	book       *pricing.Book
 	start, end time.Time
 	keys       map[priceKey]*priceState
 }
@@ -119,7 +118,6 @@ type imageRate struct {
 
 func newDayPricer(p Pricer, start time.Time) *dayPricer {
 	dp := &dayPricer{p: p, start: start, end: start.Add(24 * time.Hour), keys: map[priceKey]*priceState{}}
-	dp.book, _ = p.(*pricing.Book)
 	return dp
 }
 
@@ -143,11 +141,10 @@ func (dp *dayPricer) state(k priceKey) *priceState {
 	// previous one until a version started before the day.
 	at := dp.end.Add(-time.Nanosecond)
 	for i := 0; i < 64; i++ {
-		rows, ok := dp.book.Rows(k.model, k.tier, k.region, at)
+		from, ok := dp.p.EffectiveFrom(k.model, k.tier, k.region, at)
 		if !ok {
 			break
 		}
-		from := rows[0].EffectiveFrom
 		v := &priceVersion{from: from, probeAt: from, images: map[imageKey]imageRate{}}
 		if v.probeAt.Before(dp.start) {
 			v.probeAt = dp.start
@@ -202,7 +199,7 @@ func (dp *dayPricer) fast(e *schemas.Event, out *fixedCosts) bool {
 	if e.Status != schemas.StatusSuccess {
 		return true
 	}
-	if dp.book == nil || e.InputTokens < 0 || e.OutputTokens < 0 || e.CacheReadInputTokens < 0 ||
+	if e.InputTokens < 0 || e.OutputTokens < 0 || e.CacheReadInputTokens < 0 ||
 		e.CacheWriteInputTokens < 0 || e.ImageCount < 0 {
 		return false
 	}

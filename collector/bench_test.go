@@ -74,7 +74,7 @@ func BenchmarkPipeline(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		c := collector.NewConsumer(collector.Config{Source: &recordSource{shard: stream.ShardName(0), recs: recs}, Store: st, BatchRecords: 20000})
+		c := mustConsumer(b, collector.Config{Source: &recordSource{shard: stream.ShardName(0), recs: recs}, Store: st, BatchRecords: 20000})
 		if _, err := c.Run(context.Background(), true); err != nil {
 			b.Fatal(err)
 		}

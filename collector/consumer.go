@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
@@ -76,8 +77,28 @@ type Consumer struct {
 	stats Stats
 }
 
-// NewConsumer returns a consumer; call Run.
-func NewConsumer(cfg Config) *Consumer {
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *Config) Validate() error {
+	switch {
+	case cfg.Source == nil:
+		return errors.New("collector: no stream to read (Config.Source)")
+	case cfg.Store == nil:
+		return errors.New("collector: no store to write (Config.Store)")
+	case cfg.BatchRecords < 0:
+		return fmt.Errorf("collector: BatchRecords %d is negative", cfg.BatchRecords)
+	case cfg.Poll < 0:
+		return fmt.Errorf("collector: Poll %s is negative", cfg.Poll)
+	case strings.ContainsAny(cfg.Consumer, "/\\") || cfg.Consumer == "." || cfg.Consumer == "..":
+		return fmt.Errorf("collector: consumer name %q cannot name a folder", cfg.Consumer)
+	}
+	return nil
+}
+
+// New returns a consumer of a valid cfg; call Run.
+func New(cfg Config) (*Consumer, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	if cfg.Consumer == "" {
 		cfg.Consumer = "aggregator"
 	}
@@ -93,7 +114,7 @@ func NewConsumer(cfg Config) *Consumer {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Consumer{cfg: cfg, agg: aggregator.New(cfg.Aggregator), iters: map[string]stream.Iterator{}, cps: map[string]*Checkpoint{}, carry: map[string][]stream.Record{}}
+	return &Consumer{cfg: cfg, agg: aggregator.New(cfg.Aggregator), iters: map[string]stream.Iterator{}, cps: map[string]*Checkpoint{}, carry: map[string][]stream.Record{}}, nil
 }
 
 // Run consumes until ctx ends, or, with untilIdle, until every shard is caught up.
@@ -382,17 +403,12 @@ func (c *Consumer) checkpoint(ctx context.Context, shardID string) (*Checkpoint,
 		return cp, nil
 	}
 	cp := &Checkpoint{ShardID: shardID}
-	rc, err := c.cfg.Store.Get(ctx, c.checkpointKey(shardID))
+	data, err := store.ReadAll(ctx, c.cfg.Store, c.checkpointKey(shardID))
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 	case err != nil:
-		return nil, fmt.Errorf("reading checkpoint of %s: %w", shardID, err)
+		return nil, fmt.Errorf("checkpoint of %s: %w", shardID, err)
 	default:
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("reading checkpoint of %s: %w", shardID, err)
-		}
 		if err := json.Unmarshal(data, cp); err != nil {
 			return nil, fmt.Errorf("checkpoint of %s is corrupt: %w", shardID, err)
 		}

@@ -20,10 +20,10 @@ import (
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/collector"
-	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/parquetio"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
@@ -43,7 +43,7 @@ type fileRun struct {
 	fs        *stream.FileStream
 	st        *store.FileStore
 	stats     collector.Stats
-	compacted map[string]*daily.Result
+	compacted map[string]*compaction.Result
 }
 
 func putAll(t testing.TB, p stream.Producer, entries []stream.Entry) {
@@ -67,18 +67,18 @@ func runConsumer(t testing.TB, cfg collector.Config) collector.Stats {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	stats, err := collector.NewConsumer(cfg).Run(ctx, true)
+	stats, err := mustConsumer(t, cfg).Run(ctx, true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return stats
 }
 
-func compactAll(t testing.TB, st store.Store, days []string) map[string]*daily.Result {
+func compactAll(t testing.TB, st store.Store, days []string) map[string]*compaction.Result {
 	t.Helper()
-	out := map[string]*daily.Result{}
+	out := map[string]*compaction.Result{}
 	for _, d := range days {
-		res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: runNow})
+		res, err := compaction.Compact(context.Background(), compaction.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: runNow})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,7 +150,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	// Chargeback: exact against the price file, each request once.
 	want := u.chargeback()
 	for _, d := range usageDays {
-		got := parseChargeback(t, getObject(t, r.st, daily.CSVKey(d)))
+		got := parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d)))
 		compareChargeback(t, d, got, want)
 		m := r.compacted[d].Manifest
 		wt := dayTotal(want, d)
@@ -293,7 +293,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	before := snapshot(t, r.st)
 	csvBefore := map[string][]byte{}
 	for _, d := range usageDays {
-		csvBefore[d] = getObject(t, r.st, daily.CSVKey(d))
+		csvBefore[d] = getObject(t, r.st, compaction.CSVKey(d))
 	}
 	cps, err := filepath.Glob(filepath.Join(r.storeDir, "_checkpoints", "aggregator", "*.json"))
 	if err != nil || len(cps) != 2 {
@@ -316,7 +316,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 		if !res.Unchanged || res.Manifest.Revision != 1 {
 			t.Errorf("%s after redelivery: unchanged %v, revision %d", d, res.Unchanged, res.Manifest.Revision)
 		}
-		if !bytes.Equal(getObject(t, r.st, daily.CSVKey(d)), csvBefore[d]) {
+		if !bytes.Equal(getObject(t, r.st, compaction.CSVKey(d)), csvBefore[d]) {
 			t.Errorf("%s: chargeback CSV changed after a full redelivery", d)
 		}
 	}
@@ -340,12 +340,12 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	}
 	third := runConsumer(t, consumerConfig(r.fs, r.st, batch))
 	for _, d := range usageDays {
-		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, daily.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d))), want)
 	}
 	res := compactAll(t, r.st, usageDays)
 	redelivered := 0
 	for _, d := range usageDays {
-		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, daily.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d))), want)
 		m := res[d].Manifest
 		redelivered += m.RowsRead - r.compacted[d].Manifest.RowsRead
 		if m.RequestIDs != r.compacted[d].Manifest.RequestIDs || m.Totals != r.compacted[d].Manifest.Totals {
@@ -419,7 +419,7 @@ func TestConsumerRebuildsInterruptedBatch(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	failing := &checkpointFailStore{Store: st, failAt: 3}
-	if _, err := collector.NewConsumer(consumerConfig(fs, failing, 400)).Run(ctx, true); err == nil {
+	if _, err := mustConsumer(t, consumerConfig(fs, failing, 400)).Run(ctx, true); err == nil {
 		t.Fatal("the consumer went on after a lost checkpoint write")
 	}
 	var pending int
@@ -450,8 +450,17 @@ func TestConsumerRebuildsInterruptedBatch(t *testing.T) {
 	}
 	compareWindows(t, sumWindows(readWindows(t, dir)), u.windows(5*time.Minute))
 	res := compactAll(t, st, usageDays[:1])
-	compareChargeback(t, usageDays[0], parseChargeback(t, getObject(t, st, daily.CSVKey(usageDays[0]))), u.chargeback())
+	compareChargeback(t, usageDays[0], parseChargeback(t, getObject(t, st, compaction.CSVKey(usageDays[0]))), u.chargeback())
 	if res[usageDays[0]].Manifest.RowsRead != len(u.events) {
 		t.Errorf("compaction read %d rows, want %d", res[usageDays[0]].Manifest.RowsRead, len(u.events))
 	}
+}
+
+func mustConsumer(t testing.TB, cfg collector.Config) *collector.Consumer {
+	t.Helper()
+	c, err := collector.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -22,7 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/meter-dev/meter/collector"
-	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
@@ -148,10 +148,10 @@ func TestConsumerKinesisSplitToS3(t *testing.T) {
 	// every Parquet object passing the page index check.
 	want := u.chargeback()
 	for _, d := range usageDays {
-		if _, err := daily.Compact(ctx, daily.Config{Store: s3st, Day: d, Prices: pricingDefault(), Force: true, Now: runNow}); err != nil {
+		if _, err := compaction.Compact(ctx, compaction.Config{Store: s3st, Day: d, Prices: pricingDefault(), Force: true, Now: runNow}); err != nil {
 			t.Fatal(err)
 		}
-		compareChargeback(t, d, parseChargeback(t, getObject(t, s3st, daily.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, s3st, compaction.CSVKey(d))), want)
 		wt := dayTotal(want, d)
 		t.Logf("%s from S3: %d invocations, %d input tokens, total %s USD", d, wt.invocations, wt.in, wt.total)
 	}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
@@ -98,14 +98,9 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 	agg := aggregator.New(h.Aggregator)
 	at := now()
 	for _, key := range staged {
-		rc, err := h.Store.Get(ctx, key)
+		data, err := store.ReadAll(ctx, h.Store, key)
 		if err != nil {
-			return resp, fmt.Errorf("reading staged records %s: %w", key, err)
-		}
-		data, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return resp, fmt.Errorf("reading staged records %s: %w", key, err)
+			return resp, fmt.Errorf("staged records: %w", err)
 		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		for dec.More() {

@@ -21,8 +21,8 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/parquetcheck"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -35,11 +35,11 @@ type price struct {
 
 type priceKey struct{ model, tier string }
 
-// tokenPrices reads internal/pricing/default_prices.csv directly: every token
+// tokenPrices reads aggregator/pricing/default_prices.csv directly: every token
 // priced row without region or image columns, keyed by model and tier.
 func tokenPrices(t testing.TB) map[priceKey]price {
 	t.Helper()
-	f, err := os.Open(filepath.Join("..", "internal", "pricing", "default_prices.csv"))
+	f, err := os.Open(filepath.Join("..", "aggregator", "pricing", "default_prices.csv"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/schemas"
 )

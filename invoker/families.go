@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/aggregator/pricing"
 )
 
 // Modality is what a model family produces.

@@ -24,8 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/schemas"

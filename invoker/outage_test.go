@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/invoker"

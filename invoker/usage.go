@@ -174,14 +174,9 @@ func (s *Server) dailyRows(ctx context.Context, day, team string) (rows []schema
 			continue
 		}
 		found = true
-		rc, err := s.cfg.Store.Get(ctx, o.Key)
+		b, err := store.ReadAll(ctx, s.cfg.Store, o.Key)
 		if err != nil {
-			return nil, true, fmt.Errorf("reading %s: %w", o.Key, err)
-		}
-		b, err := io.ReadAll(rc)
-		rc.Close()
-		if err != nil {
-			return nil, true, fmt.Errorf("reading %s: %w", o.Key, err)
+			return nil, true, err
 		}
 		all, err := parquetio.ReadDaily(bytes.NewReader(b), int64(len(b)))
 		if err != nil {

@@ -250,7 +250,10 @@ func benchMeter(input, out string) (result, error) {
 		return result{}, err
 	}
 	c0, w0 := cpuTime(), time.Now()
-	c := collector.NewConsumer(collector.Config{Source: &memSource{recs: recs}, Store: st, BatchRecords: 20000})
+	c, err := collector.New(collector.Config{Source: &memSource{recs: recs}, Store: st, BatchRecords: 20000})
+	if err != nil {
+		return result{}, err
+	}
 	if _, err := c.Run(context.Background(), true); err != nil {
 		return result{}, err
 	}

@@ -29,9 +29,9 @@ import (
 	duckdb "github.com/duckdb/duckdb-go/v2"
 	"github.com/shopspring/decimal"
 
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/daily/daygen"
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/config"
+	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/internal/store"
 )
 
@@ -117,7 +117,7 @@ func generate(storeDir, prices string, events, perFile int) error {
 }
 
 func runGo(storeDir, prices string) {
-	book, err := pricing.LoadFile(prices)
+	book, err := config.Prices(context.Background(), prices)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -125,7 +125,7 @@ func runGo(storeDir, prices string) {
 	if err != nil {
 		log.Fatal(err)
 	}
-	res, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: day, Prices: book, Force: true, TempDir: filepath.Dir(storeDir)})
+	res, err := compaction.Compact(context.Background(), compaction.Config{Store: st, Day: day, Prices: book, Force: true, TempDir: filepath.Dir(storeDir)})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -159,7 +159,7 @@ func openDuck(storeDir, prices string) *sql.DB {
 }
 
 func duckRows(db *sql.DB) [][]string {
-	q, _ := daily.AthenaSQL(day)
+	q, _ := compaction.AthenaSQL(day)
 	rows, err := db.Query(q)
 	if err != nil {
 		log.Fatal(err)
@@ -208,7 +208,7 @@ func runDuck(storeDir, prices string) {
 }
 
 func compareOutputs(storeDir, prices string) error {
-	f, err := os.ReadFile(filepath.Join(storeDir, daily.CSVKey(day)))
+	f, err := os.ReadFile(filepath.Join(storeDir, compaction.CSVKey(day)))
 	if err != nil {
 		return err
 	}

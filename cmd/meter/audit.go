@@ -9,8 +9,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/reconcile"
 )
 
 func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -80,9 +80,9 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	if err != nil {
 		return err
 	}
-	rep, err := collector.RunReconcile(ctx, collector.ReconcileConfig{Day: *day, Store: st, CloudTrail: *trail,
+	rep, err := reconcile.Run(ctx, reconcile.Config{Day: *day, Store: st, CloudTrail: *trail,
 		Threshold: *threshold, DeliveryAllowance: *allowance})
-	var ue *collector.UnmeteredError
+	var ue *reconcile.UnmeteredError
 	if err != nil && !errors.As(err, &ue) {
 		return err
 	}

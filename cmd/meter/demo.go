@@ -7,7 +7,7 @@ import (
 	"os"
 	"time"
 
-	"github.com/meter-dev/meter/internal/demo"
+	"github.com/meter-dev/meter/cmd/meter/internal/demo"
 )
 
 func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error {

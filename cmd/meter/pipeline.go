@@ -15,14 +15,17 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/collector"
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/replay"
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
 // openProducer opens a --stream location for appending.
@@ -198,8 +201,11 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer closeStream()
-	c := collector.NewConsumer(collector.Config{Source: src, Store: st, Consumer: *consumer, Start: from, BatchRecords: *batch,
+	c, err := collector.New(collector.Config{Source: src, Store: st, Consumer: *consumer, Start: from, BatchRecords: *batch,
 		Aggregator: aggregator.Config{Window: *window, DedupHorizon: *horizon}, Logger: logger(stderr, *quiet)})
+	if err != nil {
+		return usagef("%v", err)
+	}
 	stats, err := c.Run(ctx, *untilIdle)
 	fmt.Fprintf(stdout, "aggregated %d records: %d events, %d duplicates within the horizon, %d quarantined; %d objects written in %d batches\n",
 		stats.Records, stats.Events, stats.Duplicates, stats.Quarantined, stats.Objects, stats.Batches)
@@ -220,11 +226,8 @@ func parseStart(s string) (stream.Start, error) {
 	return stream.Start{Kind: stream.AtTimestamp, Time: t}, nil
 }
 
-func loadPrices(path string) (*pricing.Book, error) {
-	if path == "" {
-		return pricing.Default(), nil
-	}
-	b, err := pricing.LoadFile(path)
+func loadPrices(ctx context.Context, loc string) (*pricing.Book, error) {
+	b, err := config.Prices(ctx, loc)
 	if err != nil {
 		return nil, usagef("%v", errShort(err))
 	}
@@ -248,7 +251,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	prices := fs.String("prices", "", "price CSV (default: the shipped Bedrock price file)")
 	scale := fs.Int("scale", -1, "round costs half-up to N decimal places in the CSV (default: exact)")
 	force := fs.Bool("force", false, "compact even if the day's grace period for late events has not ended")
-	grace := fs.Duration("grace", daily.DefaultGrace, "how long after midnight UTC a day stays open for late events")
+	grace := fs.Duration("grace", compaction.DefaultGrace, "how long after midnight UTC a day stays open for late events")
 	engine := fs.String("engine", "go", "go: compact here and write the outputs; athena: print the equivalent Athena SQL (not submitted)")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
@@ -259,7 +262,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	switch *engine {
 	case "go":
 	case "athena":
-		q, err := daily.AthenaSQL(*day)
+		q, err := compaction.AthenaSQL(*day)
 		if err != nil {
 			return usagef("%v", err)
 		}
@@ -275,7 +278,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *scale > 12 {
 		return usagef("--scale %d: at most 12 places", *scale)
 	}
-	book, err := loadPrices(*prices)
+	book, err := loadPrices(ctx, *prices)
 	if err != nil {
 		return err
 	}
@@ -283,7 +286,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: *day, Prices: book, Scale: daily.Places(*scale), Force: *force, Grace: *grace})
+	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace})
 	if err != nil {
 		return err
 	}
@@ -313,7 +316,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	day := fs.String("day", "", "day to rebuild, YYYY-MM-DD (UTC)")
 	streamURI := fs.String("stream", "", "stream to read: file://DIR or kinesis://NAME")
 	storeURI := fs.String("store", "", "store: file://DIR or s3://BUCKET/PREFIX")
-	margin := fs.Duration("margin", collector.DefaultReplayMargin, "read this long before and after the day, by arrival time, for late and early events")
+	margin := fs.Duration("margin", replay.DefaultMargin, "read this long before and after the day, by arrival time, for late and early events")
 	apply := fs.Bool("apply", false, "swap the rebuilt day in (the current chargeback is kept as a revision); without it nothing live changes")
 	prices := fs.String("prices", "", "price CSV (default: the shipped Bedrock price file)")
 	scale := fs.Int("scale", -1, "round costs half-up to N decimal places (default: as the day's current manifest, else exact)")
@@ -347,7 +350,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *scale > 12 {
 		return usagef("--scale %d: at most 12 places", *scale)
 	}
-	book, err := loadPrices(*prices)
+	book, err := loadPrices(ctx, *prices)
 	if err != nil {
 		return err
 	}
@@ -371,7 +374,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "meter replay: %s plus the margin ends at %s: a shard that is caught up now is read only to now\n", *day, until.Format(time.RFC3339))
 	}
 	var lastLine time.Time
-	progress := func(p collector.ReplayProgress) {
+	progress := func(p replay.Progress) {
 		if *quiet || (time.Since(lastLine) < 2*time.Second && p.ShardsDone < p.Shards) || time.Since(start) < 2*time.Second {
 			return
 		}
@@ -383,7 +386,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprintf(stderr, "meter replay: %d/%d shards done, %d records, %.0f%% of the arrival range, %s\n",
 			p.ShardsDone, p.Shards, p.Records, 100*p.Covered, left)
 	}
-	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: src, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
+	res, err := replay.Run(ctx, replay.Config{Source: src, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
 		Apply: *apply, KeepStaging: *keep, Run: *run, Parallel: *parallel, BatchRecords: *batch,
 		Aggregator: aggregator.Config{Window: *window}, Progress: progress})
 	if res != nil {
@@ -393,7 +396,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 }
 
 // printReplay writes what a replay read and the difference it makes.
-func printReplay(w io.Writer, streamURI string, res *collector.ReplayResult) {
+func printReplay(w io.Writer, streamURI string, res *replay.Result) {
 	fmt.Fprintf(w, "replayed %s from %s: %d shards, records that arrived %s to %s\n", res.Day, streamURI, res.Shards,
 		res.From.Format(time.RFC3339), res.Until.Format(time.RFC3339))
 	fmt.Fprintf(w, "read %d records: %d events of the day (%d duplicates), %d events of other days ignored, %d quarantined\n",
@@ -416,7 +419,7 @@ func printReplay(w io.Writer, streamURI string, res *collector.ReplayResult) {
 	if !d.Same() {
 		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "\tteam_id\tcost_center\tmodel_id\tinvocations\ttotal_cost\tmoves")
-		rows := func(kind string, cs []collector.RowChange) {
+		rows := func(kind string, cs []aggregator.RowChange) {
 			for _, c := range cs {
 				cc := c.CostCenter
 				if cc == "" {

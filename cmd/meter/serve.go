@@ -13,6 +13,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+
 	"github.com/meter-dev/meter/invoker"
 )
 
@@ -45,7 +46,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return usagef("tenants file %s: %v", *tenants, err)
 	}
-	book, err := loadPrices(*prices)
+	book, err := loadPrices(ctx, *prices)
 	if err != nil {
 		return err
 	}

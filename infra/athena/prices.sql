@@ -1,7 +1,7 @@
 -- Athena (engine v3) table over the price file given to `meter compact --prices`.
 -- Upload the CSV alone under its own folder, e.g. s3://BUCKET/PREFIX/prices/prices.csv.
 -- Columns are positional, in the order of the shipped file
--- (internal/pricing/default_prices.csv); every column is read as a string and
+-- (aggregator/pricing/default_prices.csv); every column is read as a string and
 -- converted in infra/athena/compact.sql, which also skips the header and
 -- comment lines, so the file is used exactly as meter reads it.
 -- The shipped layout has no region column: its prices apply in every region.

@@ -25,3 +25,14 @@ func Open(ctx context.Context, uri string) (Store, error) {
 		return nil, fmt.Errorf("store %q: unsupported location, want file://DIR or s3://BUCKET/PREFIX", uri)
 	}
 }
+
+// ParseObjectURI splits s3://BUCKET/KEY into the store location that holds the
+// object (s3://BUCKET/DIR) and the object's key within it.
+func ParseObjectURI(uri string) (storeURI, key string, err error) {
+	rest, ok := strings.CutPrefix(uri, "s3://")
+	i := strings.LastIndex(rest, "/")
+	if !ok || i <= 0 || i == len(rest)-1 || strings.HasPrefix(rest, "/") {
+		return "", "", fmt.Errorf("%q: want s3://BUCKET/KEY", uri)
+	}
+	return "s3://" + rest[:i], rest[i+1:], nil
+}

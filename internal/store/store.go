@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 )
 
@@ -31,6 +32,11 @@ type Store interface {
 	Delete(ctx context.Context, key string) error
 }
 
+// Getter is the read side of a Store: what a reader of whole objects needs.
+type Getter interface {
+	Get(ctx context.Context, key string) (io.ReadCloser, error)
+}
+
 // Key layout (Hive-style partitions, for Athena).
 const (
 	EventsPrefix         = "events/"
@@ -44,3 +50,18 @@ const (
 
 // Partition returns the dt partition folder of a table for a day, e.g. "events/dt=2026-11-25/".
 func Partition(tablePrefix, day string) string { return tablePrefix + "dt=" + day + "/" }
+
+// ReadAll reads the object at key whole. The error names the key and wraps
+// ErrNotFound when the object does not exist.
+func ReadAll(ctx context.Context, st Getter, key string) ([]byte, error) {
+	rc, err := st.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	defer rc.Close()
+	data, err := io.ReadAll(rc)
+	if err != nil {
+		return nil, fmt.Errorf("reading %s: %w", key, err)
+	}
+	return data, nil
+}

@@ -14,22 +14,19 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -77,7 +74,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", loc, err)
 	}
-	book, err := h.prices(ctx, h.Getenv("METER_PRICES"))
+	book, err := config.Prices(ctx, h.Getenv("METER_PRICES"))
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +84,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 			return nil, fmt.Errorf("METER_SCALE %q: want a number of places up to 12", s)
 		}
 	}
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: book, Scale: daily.Places(scale), Now: h.Now, TempDir: os.TempDir()})
+	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: day, Prices: book, Scale: compaction.Places(scale), Now: h.Now, TempDir: os.TempDir()})
 	if err != nil {
 		return nil, fmt.Errorf("compacting %s: %w", day, err)
 	}
@@ -97,38 +94,6 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 	h.Logger.Info("compacted", "day", day, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
 		"duplicates", m.DuplicatesDropped, "total_cost", m.Totals.TotalCost, "buckets", res.Buckets)
 	return out, nil
-}
-
-func (h *Handler) prices(ctx context.Context, loc string) (*pricing.Book, error) {
-	if loc == "" {
-		return pricing.Default(), nil
-	}
-	if !strings.HasPrefix(loc, "s3://") {
-		return pricing.LoadFile(loc)
-	}
-	rest := strings.TrimPrefix(loc, "s3://")
-	i := strings.LastIndex(rest, "/")
-	if i <= 0 {
-		return nil, fmt.Errorf("METER_PRICES %q: want s3://BUCKET/KEY", loc)
-	}
-	st, err := store.Open(ctx, "s3://"+rest[:i])
-	if err != nil {
-		return nil, err
-	}
-	rc, err := st.Get(ctx, rest[i+1:])
-	if err != nil {
-		return nil, fmt.Errorf("reading prices %s: %w", loc, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("reading prices %s: %w", loc, err)
-	}
-	b, err := pricing.Parse(bytes.NewReader(data), loc)
-	if err != nil {
-		return nil, fmt.Errorf("prices %s: %w", loc, err)
-	}
-	return b, nil
 }
 
 func main() {

@@ -14,7 +14,7 @@
 //	               shared by all instances, each re-drives what it finds) or
 //	               file://DIR. Default file:///tmp/meter-spill, which is lost
 //	               with the instance: set an S3 prefix in production.
-//	METER_PRICES   price CSV path for monthly budgets (default: shipped prices).
+//	METER_PRICES   price CSV for monthly budgets: a path or s3://BUCKET/KEY (default: shipped prices).
 //	METER_STORE    store (s3://BUCKET/PREFIX) whose compacted daily Parquet
 //	               answers GET /usage; unset, /usage answers 501.
 //
@@ -35,7 +35,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/meter-dev/meter/internal/pricing"
+	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
@@ -97,11 +97,9 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	book := pricing.Default()
-	if p := getenv("METER_PRICES"); p != "" {
-		if book, err = pricing.LoadFile(p); err != nil {
-			return nil, fmt.Errorf("METER_PRICES: %w", err)
-		}
+	book, err := config.Prices(ctx, getenv("METER_PRICES"))
+	if err != nil {
+		return nil, fmt.Errorf("METER_PRICES: %w", err)
 	}
 	var usageStore store.Store
 	if u := getenv("METER_STORE"); u != "" {
@@ -144,29 +142,15 @@ func tenantsFile(ctx context.Context, loc string) (string, error) {
 		return "", fmt.Errorf("METER_TENANTS is required: a packaged path or s3://BUCKET/KEY")
 	}
 	if !strings.HasPrefix(loc, "s3://") {
-		return loc, nil
+		return strings.TrimPrefix(loc, "file://"), nil
 	}
-	dir, key := loc[:strings.LastIndex(loc, "/")], loc[strings.LastIndex(loc, "/")+1:]
-	if key == "" || dir == "s3:/" {
-		return "", fmt.Errorf("METER_TENANTS %q: want s3://BUCKET/KEY", loc)
-	}
-	st, err := store.Open(ctx, dir)
+	data, err := config.Read(ctx, loc)
 	if err != nil {
 		return "", fmt.Errorf("METER_TENANTS: %w", err)
 	}
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return "", fmt.Errorf("METER_TENANTS %s: %w", loc, err)
-	}
-	defer rc.Close()
 	path := filepath.Join(os.TempDir(), "meter-tenants.yaml")
-	out, err := os.Create(path)
-	if err != nil {
-		return "", err
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		return "", fmt.Errorf("METER_TENANTS: %w", err)
 	}
-	if _, err := out.ReadFrom(rc); err != nil {
-		out.Close()
-		return "", fmt.Errorf("METER_TENANTS %s: %w", loc, err)
-	}
-	return path, out.Close()
+	return path, nil
 }

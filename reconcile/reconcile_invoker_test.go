@@ -1,4 +1,4 @@
-package collector
+package reconcile
 
 // Servers started by this test, all on 127.0.0.1: internal/bedrocklocal (Bedrock
 // Runtime and its CloudTrail trail files) and the invoke API (invoker.Server)
@@ -23,9 +23,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
+	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/internal/awshttp"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
@@ -151,11 +152,11 @@ func TestReconcileFindsExactlyTheLostEvents(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := NewConsumer(Config{Source: fs, Store: st}).Run(context.Background(), true); err != nil {
+	if _, err := mustConsumer(t, collector.Config{Source: fs, Store: st}).Run(context.Background(), true); err != nil {
 		t.Fatal(err)
 	}
 	day := time.Now().UTC().Format("2006-01-02")
-	rep, err := RunReconcile(context.Background(), ReconcileConfig{Day: day, Store: st, CloudTrail: "file://" + trailDir,
+	rep, err := Run(context.Background(), Config{Day: day, Store: st, CloudTrail: "file://" + trailDir,
 		Threshold: -1, Now: time.Now().Add(2 * time.Hour)})
 	if err != nil {
 		t.Fatal(err)
@@ -191,4 +192,13 @@ func TestReconcileFindsExactlyTheLostEvents(t *testing.T) {
 	if err := json.Unmarshal(rep.SummaryJSON(), &summary); err != nil || summary["unmetered"] != float64(len(want)) {
 		t.Fatalf("summary.json %s: %v", rep.SummaryJSON(), err)
 	}
+}
+
+func mustConsumer(t testing.TB, cfg collector.Config) *collector.Consumer {
+	t.Helper()
+	c, err := collector.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }

@@ -1,4 +1,4 @@
-package collector
+package reconcile
 
 // Servers started by this test: internal/bedrocklocal on 127.0.0.1, serving
 // Bedrock Runtime calls, their CloudTrail trail files and LookupEvents.
@@ -144,7 +144,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 	now := ctTime("2026-11-27T09:00:00Z")
 	files := openTrailStore(t, t.TempDir())
 	putUsage(t, files, usage)
-	repFiles, err := RunReconcile(ctx, ReconcileConfig{Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailDir, Now: now, Threshold: 1})
+	repFiles, err := Run(ctx, Config{Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailDir, Now: now, Threshold: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 		RetryMaxAttempts: 1, // a ThrottlingException fails the test instead of being retried
 	})
 	start := time.Now()
-	repLookup, err := RunReconcile(ctx, ReconcileConfig{Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: ct, Now: now, Threshold: 1})
+	repLookup, err := Run(ctx, Config{Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: ct, Now: now, Threshold: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -178,7 +178,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 	if c := repFiles.Counts; c["matched"] != 55 || c["unmetered"] != 1 || c["unconfirmed"] != 1 || c["mismatched"] != 1 {
 		t.Errorf("counts = %v", c)
 	}
-	csvKey, _ := ReconciliationKeys("2026-11-25")
+	csvKey, _ := Keys("2026-11-25")
 	if a, b := readKey(t, files, csvKey), readKey(t, lookup, csvKey); !bytes.Equal(a, b) {
 		t.Errorf("trail files and LookupEvents give different reports:\n%s\n---\n%s", a, b)
 	}

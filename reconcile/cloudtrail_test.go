@@ -1,4 +1,4 @@
-package collector
+package reconcile
 
 // Servers started by these tests: a CloudTrail LookupEvents endpoint (awsJson1_1)
 // on 127.0.0.1, written below, serving the same records the trail files hold.
@@ -527,7 +527,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 
 	files := openTrailStore(t, t.TempDir())
 	putUsage(t, files, ctUsage())
-	repFiles, err := RunReconcile(ctx, ReconcileConfig{
+	repFiles, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot,
 		Now: now,
 	})
@@ -538,7 +538,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 
 	lookup := openTrailStore(t, t.TempDir())
 	putUsage(t, lookup, ctUsage())
-	repLookup, err := RunReconcile(ctx, ReconcileConfig{
+	repLookup, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: client, LookupCallsPerSecond: 100,
 		Now: now, Threshold: 1,
 	})
@@ -559,7 +559,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 			t.Errorf("%s: statuses = %v, want %v", name, got, want)
 		}
 	}
-	csvKey, summaryKey := ReconciliationKeys("2026-11-25")
+	csvKey, summaryKey := Keys("2026-11-25")
 	if csvKey != "reconciliation/dt=2026-11-25/reconciliation-2026-11-25.csv" || summaryKey != "reconciliation/dt=2026-11-25/summary.json" {
 		t.Fatalf("keys %s %s", csvKey, summaryKey)
 	}
@@ -590,7 +590,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
 	env := openTrailStore(t, t.TempDir())
 	putUsage(t, env, ctUsage())
-	if _, err := RunReconcile(ctx, ReconcileConfig{
+	if _, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: env, CloudTrail: "lookup", LookupCallsPerSecond: 100,
 		Now: now, Threshold: -1,
 	}); err != nil {
@@ -606,17 +606,17 @@ func TestRunReconcileBadInput(t *testing.T) {
 	s := openTrailStore(t, t.TempDir())
 	missing := filepath.Join(t.TempDir(), "no-such-trail")
 	for _, tc := range []struct {
-		cfg  ReconcileConfig
+		cfg  Config
 		want string
 	}{
-		{ReconcileConfig{Day: "2026-13-01", Store: s, CloudTrail: "lookup"}, `--day "2026-13-01"`},
-		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"}, `want lookup, s3://BUCKET/PREFIX or file://DIR`},
-		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
-		{ReconcileConfig{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
-		{ReconcileConfig{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
-		{ReconcileConfig{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: ctTime("2026-11-25T00:00:00Z")}, "only the last 90 days"},
+		{Config{Day: "2026-13-01", Store: s, CloudTrail: "lookup"}, `--day "2026-13-01"`},
+		{Config{Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"}, `want lookup, s3://BUCKET/PREFIX or file://DIR`},
+		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
+		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
+		{Config{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
+		{Config{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: ctTime("2026-11-25T00:00:00Z")}, "only the last 90 days"},
 	} {
-		_, err := RunReconcile(ctx, tc.cfg)
+		_, err := Run(ctx, tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: err = %v, want one saying %q", tc.cfg, err, tc.want)
 		}

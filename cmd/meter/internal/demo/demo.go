@@ -26,15 +26,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
+
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/collector"
+	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/awshttp"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/reconcile"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -195,19 +197,22 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	cons := collector.NewConsumer(collector.Config{Source: fsStream, Store: st})
+	cons, err := collector.New(collector.Config{Source: fsStream, Store: st})
+	if err != nil {
+		return nil, err
+	}
 	stats, err := cons.Run(ctx, true)
 	if err != nil {
 		return nil, fmt.Errorf("aggregating: %w", err)
 	}
 	step("aggregated %d records from 2 shards: %d events, %d quarantined, %d objects written", stats.Records, stats.Events, stats.Quarantined, stats.Objects)
 	day := cfg.Now().UTC().Format(schemas.DayLayout)
-	comp, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true, Now: cfg.Now})
+	comp, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true, Now: cfg.Now})
 	if err != nil {
 		return nil, fmt.Errorf("compacting: %w", err)
 	}
 	step("compacted %s: %d rows read, %d duplicates dropped, revision %d", day, comp.Manifest.RowsRead, comp.Manifest.DuplicatesDropped, comp.Manifest.Revision)
-	rep, err := collector.RunReconcile(ctx, collector.ReconcileConfig{Day: day, Store: st, CloudTrail: "file://" + dirs["cloudtrail"],
+	rep, err := reconcile.Run(ctx, reconcile.Config{Day: day, Store: st, CloudTrail: "file://" + dirs["cloudtrail"],
 		Threshold: -1, Now: cfg.Now(), DeliveryAllowance: time.Millisecond})
 	if err != nil {
 		return nil, fmt.Errorf("reconciling: %w", err)
@@ -218,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	printTable(cfg.Out, comp.Day.Chargeback)
 	fmt.Fprintf(cfg.Out, "\nReconciliation against CloudTrail (%s):\n%s", day, rep.Human())
 	fmt.Fprintf(cfg.Out, "\nParquet for Athena:   %s/{events,usage_windows,daily}/dt=%s/\n", dirs["store"], day)
-	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], daily.CSVKey(day))
+	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], compaction.CSVKey(day))
 	fmt.Fprintf(cfg.Out, "Reconciliation:       %s/reconciliation/dt=%s/\n", dirs["store"], day)
 
 	problems := verify(sent, comp.Day.Chargeback, rep)

@@ -1,4 +1,4 @@
-package collector_test
+package replay_test
 
 // Replay of a day on the embedded stream and store (no servers), checked
 // against the live path (consumer, then daily compaction) over the same
@@ -26,13 +26,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/collector"
-	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/parquetio"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/internal/testenv"
+	"github.com/meter-dev/meter/replay"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -141,13 +142,13 @@ func livePath(t *testing.T, src stream.Source, st store.Store) {
 	runConsumer(t, collector.Config{Source: src, Store: st, BatchRecords: 97, Now: replayNow,
 		Aggregator: aggregator.Config{DedupHorizon: 2 * time.Hour}})
 	for _, d := range []string{replayNeighb, replayDay, replayNext} {
-		if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: replayNow}); err != nil {
+		if _, err := compaction.Compact(context.Background(), compaction.Config{Store: st, Day: d, Prices: pricing.Default(), Force: true, Now: replayNow}); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func replay(t *testing.T, cfg collector.ReplayConfig) *collector.ReplayResult {
+func runReplay(t *testing.T, cfg replay.Config) *replay.Result {
 	t.Helper()
 	if cfg.Day == "" {
 		cfg.Day = replayDay
@@ -161,7 +162,7 @@ func replay(t *testing.T, cfg collector.ReplayConfig) *collector.ReplayResult {
 	cfg.Poll = 10 * time.Millisecond
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	res, err := collector.ReplayDay(ctx, cfg)
+	res, err := replay.Run(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,10 +231,10 @@ func TestReplayEqualsLivePath(t *testing.T) {
 	livePath(t, src, st)
 	before := objects(t, st, "")
 
-	res := replay(t, collector.ReplayConfig{Source: src, Store: st, KeepStaging: true, Run: "same", BatchRecords: 60})
+	res := runReplay(t, replay.Config{Source: src, Store: st, KeepStaging: true, Run: "same", BatchRecords: 60})
 	staging := store.WithPrefix(st, res.Staging)
 
-	want := expect(recs, collector.DefaultReplayMargin)
+	want := expect(recs, replay.DefaultMargin)
 	if res.Records != want.records || res.DayEvents != want.dayEvents || res.OtherDays != want.otherDays || res.Quarantined != want.quarantined {
 		t.Errorf("read %d records: %d events of the day, %d of others, %d quarantined; want %+v", res.Records, res.DayEvents, res.OtherDays, res.Quarantined, want)
 	}
@@ -245,8 +246,8 @@ func TestReplayEqualsLivePath(t *testing.T) {
 	}
 
 	// The chargeback and the compacted daily Parquet are the live path's, byte for byte.
-	liveCSV := getObject(t, st, daily.CSVKey(replayDay))
-	if got := getObject(t, staging, daily.CSVKey(replayDay)); !bytes.Equal(got, liveCSV) {
+	liveCSV := getObject(t, st, compaction.CSVKey(replayDay))
+	if got := getObject(t, staging, compaction.CSVKey(replayDay)); !bytes.Equal(got, liveCSV) {
 		t.Errorf("replayed chargeback differs from the live one:\n%s\nlive:\n%s", got, liveCSV)
 	}
 	liveDaily := objects(t, st, store.Partition(store.DailyPrefix, replayDay))
@@ -278,7 +279,7 @@ func TestReplayEqualsLivePath(t *testing.T) {
 	sameObjects(t, "live store", after, before)
 
 	// Without KeepStaging the staging prefix goes.
-	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Run: "gone"})
+	res = runReplay(t, replay.Config{Source: src, Store: st, Run: "gone"})
 	if !res.Diff.Same() {
 		t.Errorf("second replay: %+v", res.Diff)
 	}
@@ -304,7 +305,7 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 	st := newStore(t)
 	livePath(t, src, st)
 	ctx := context.Background()
-	wantCSV := getObject(t, st, daily.CSVKey(replayDay))
+	wantCSV := getObject(t, st, compaction.CSVKey(replayDay))
 	neighbours := map[string]string{}
 	for _, d := range []string{replayNeighb, replayNext} {
 		for _, table := range []string{store.EventsPrefix, store.WindowsPrefix, store.DailyPrefix, store.ChargebackPrefix} {
@@ -323,8 +324,8 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 		}
 	}
 
-	res := replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
-	if got := getObject(t, st, daily.CSVKey(replayDay)); !bytes.Equal(got, wantCSV) {
+	res := runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
+	if got := getObject(t, st, compaction.CSVKey(replayDay)); !bytes.Equal(got, wantCSV) {
 		t.Errorf("chargeback after replay --apply:\n%s\nbefore the loss:\n%s", got, wantCSV)
 	}
 	if res.Diff.RowsBefore != 0 || len(res.Diff.Added) != res.Diff.RowsAfter || res.Diff.RowsAfter == 0 {
@@ -355,7 +356,7 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 			t.Errorf("%s changed", k)
 		}
 	}
-	if left := objects(t, st, collector.ReplayPrefix); len(left) > 0 {
+	if left := objects(t, st, replay.Prefix); len(left) > 0 {
 		t.Errorf("staging left behind: %v", keysOf(left))
 	}
 }
@@ -400,11 +401,11 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 	st := newStore(t)
 	livePath(t, newStream(t, recs), st)
 	src := newStream(t, full)
-	oldCSV := getObject(t, st, daily.CSVKey(replayDay))
+	oldCSV := getObject(t, st, compaction.CSVKey(replayDay))
 	oldEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
 	before := objects(t, st, "")
 
-	res := replay(t, collector.ReplayConfig{Source: src, Store: st})
+	res := runReplay(t, replay.Config{Source: src, Store: st})
 	d := res.Diff
 	if len(d.Added) != 1 || len(d.Changed) != 1 || len(d.Removed) != 0 {
 		t.Fatalf("diff: added %+v changed %+v removed %+v", d.Added, d.Changed, d.Removed)
@@ -421,9 +422,9 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 	sameObjects(t, "live store after a dry run", objects(t, st, ""), before)
 
 	// --apply: the previous revision is kept, the day replaced.
-	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
-	newCSV := getObject(t, st, daily.CSVKey(replayDay))
-	after, err := collector.DiffChargeback(oldCSV, newCSV)
+	res = runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
+	newCSV := getObject(t, st, compaction.CSVKey(replayDay))
+	after, err := aggregator.DiffChargeback(oldCSV, newCSV)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -443,7 +444,7 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 			t.Errorf("stale live object %s kept", k)
 		}
 	}
-	if got, want := requestIDs(t, nowEvents), expect(full, collector.DefaultReplayMargin).dayEvents; !strings.HasPrefix(got, fmt.Sprintf("%d rows ", want)) {
+	if got, want := requestIDs(t, nowEvents), expect(full, replay.DefaultMargin).dayEvents; !strings.HasPrefix(got, fmt.Sprintf("%d rows ", want)) {
 		t.Errorf("live events of the day after apply: %s, want %d rows", got, want)
 	}
 	if len(res.Deleted) < len(oldEvents) {
@@ -454,7 +455,7 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 		sameObjects(t, "events of "+d, objects(t, st, store.Partition(store.EventsPrefix, d)), onlyPrefix(before, store.Partition(store.EventsPrefix, d)))
 	}
 	// A second apply of the same stream changes nothing more: same inputs, same revision.
-	res = replay(t, collector.ReplayConfig{Source: src, Store: st, Apply: true})
+	res = runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
 	if !res.Diff.Same() || !res.Applied.Unchanged || res.Applied.Manifest.Revision != 2 || len(res.Deleted) != 0 {
 		t.Errorf("second apply: diff %+v, unchanged %v, revision %d, deleted %v", res.Diff, res.Applied.Unchanged, res.Applied.Manifest.Revision, res.Deleted)
 	}
@@ -505,11 +506,11 @@ func TestReplayReadsOnlyTheMarginAroundTheDay(t *testing.T) {
 		{-1, 1, 1, 0, "1", "1000"},            // negative, no margin: noon only; early arrived before the day, late after it
 	} {
 		st := newStore(t)
-		res := replay(t, collector.ReplayConfig{Source: src, Store: st, Margin: c.margin, Apply: true})
+		res := runReplay(t, replay.Config{Source: src, Store: st, Margin: c.margin, Apply: true})
 		if res.Records != c.records || res.DayEvents != c.dayEvents || res.OtherDays != c.other {
 			t.Errorf("margin %s: %d records, %d of the day, %d of others; want %d, %d, %d", c.margin, res.Records, res.DayEvents, res.OtherDays, c.records, c.dayEvents, c.other)
 		}
-		csv := string(getObject(t, st, daily.CSVKey(replayDay)))
+		csv := string(getObject(t, st, compaction.CSVKey(replayDay)))
 		row := strings.Split(strings.Split(csv, "\n")[1], ",")
 		if row[1] != "team-a" || row[4] != c.invocations || row[5] != c.inputTokens {
 			t.Errorf("margin %s: chargeback row %q; want %s invocations, %s input tokens", c.margin, row, c.invocations, c.inputTokens)
@@ -525,12 +526,12 @@ func TestReplayRefusesToApplyAnEmptyStream(t *testing.T) {
 	livePath(t, newStream(t, dayUsage(60)), st)
 	before := objects(t, st, "")
 	empty := newStream(t, []sent{usageRecord(at("2026-11-27T01:00:00Z"), "later", "team-a", "cc-100", haiku, schemas.StatusSuccess, at("2026-11-27T01:00:00Z"), 1, 1)})
-	_, err := collector.ReplayDay(context.Background(), collector.ReplayConfig{Source: empty, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
+	_, err := replay.Run(context.Background(), replay.Config{Source: empty, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), "holds no events of "+replayDay) {
 		t.Fatalf("err = %v", err)
 	}
 	after := objects(t, st, "")
-	sameObjects(t, "live store", onlyPrefixNot(after, collector.ReplayPrefix), before)
+	sameObjects(t, "live store", onlyPrefixNot(after, replay.Prefix), before)
 }
 
 func onlyPrefixNot(m map[string]string, prefix string) map[string]string {
@@ -552,7 +553,7 @@ func TestDiffChargeback(t *testing.T) {
 		"D,a,cc,m1,2,10,10,0.1,0.2,0.3,2\n" + // only the revision differs
 		"D,b,cc,m1,1,10,12,0.1,0.25,0.35,2\n" +
 		"D,d,cc,m2,4,40,40,2,2,4,2\n"
-	d, err := collector.DiffChargeback([]byte(before), []byte(after))
+	d, err := aggregator.DiffChargeback([]byte(before), []byte(after))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -563,7 +564,7 @@ func TestDiffChargeback(t *testing.T) {
 	if d.Moved().String() != "3.05" || d.Changed[0].CostDiff().String() != "0.05" || d.Removed[0].CostDiff().String() != "-1" {
 		t.Errorf("moved %s, changed %s, removed %s", d.Moved(), d.Changed[0].CostDiff(), d.Removed[0].CostDiff())
 	}
-	if _, err := collector.DiffChargeback(nil, []byte("day,team_id\nD,a\n")); err == nil {
+	if _, err := aggregator.DiffChargeback(nil, []byte("day,team_id\nD,a\n")); err == nil {
 		t.Error("a CSV without the key columns was accepted")
 	}
 }
@@ -600,19 +601,19 @@ func TestReplayKinesisEqualsLivePath(t *testing.T) {
 	}
 
 	st := newStore(t)
-	if _, err := collector.NewConsumer(collector.Config{Source: src, Store: st, BatchRecords: 50}).Run(ctx, true); err != nil {
+	if _, err := mustConsumer(t, collector.Config{Source: src, Store: st, BatchRecords: 50}).Run(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true}); err != nil {
+	if _, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	liveCSV := getObject(t, st, daily.CSVKey(day))
+	liveCSV := getObject(t, st, compaction.CSVKey(day))
 
-	res, err := collector.ReplayDay(ctx, collector.ReplayConfig{Source: src, Store: st, Day: day, Prices: pricing.Default(), KeepStaging: true, Run: "kinesis", Poll: 20 * time.Millisecond})
+	res, err := replay.Run(ctx, replay.Config{Source: src, Store: st, Day: day, Prices: pricing.Default(), KeepStaging: true, Run: "kinesis", Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := getObject(t, store.WithPrefix(st, res.Staging), daily.CSVKey(day)); !bytes.Equal(got, liveCSV) {
+	if got := getObject(t, store.WithPrefix(st, res.Staging), compaction.CSVKey(day)); !bytes.Equal(got, liveCSV) {
 		t.Errorf("replayed chargeback:\n%s\nlive:\n%s", got, liveCSV)
 	}
 	if res.Records != len(entries) || res.OtherDays != 12 || res.DayEvents != len(entries)-12 || res.Duplicates != 8 || !res.Diff.Same() {
@@ -634,7 +635,7 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 	src := newStream(t, recs)
 	st := newStore(t)
 	livePath(t, src, st)
-	liveCSV := getObject(t, st, daily.CSVKey(replayDay))
+	liveCSV := getObject(t, st, compaction.CSVKey(replayDay))
 	liveEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
 	liveWindows := objects(t, st, store.Partition(store.WindowsPrefix, replayDay))
 	held := ""
@@ -656,7 +657,7 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 	if _, ok := liveWindows[heldWindows]; !ok {
 		t.Fatalf("no windows object %s beside %s", heldWindows, held)
 	}
-	checkKept := func(what string, res *collector.ReplayResult) {
+	checkKept := func(what string, res *replay.Result) {
 		t.Helper()
 		if len(res.KeptLive) != 1 || res.KeptLive[0].Key != held || res.KeptLive[0].Missing != 1 || !strings.Contains(res.KeptLive[0].Reason, "req-held-back") {
 			t.Errorf("%s: kept live %+v, want %s, missing req-held-back only", what, res.KeptLive, held)
@@ -665,8 +666,8 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 
 	// The stream read misses the held-back event; the dry run says which
 	// live object stays, and its comparison counts it as applying will.
-	res := replay(t, collector.ReplayConfig{Source: src, Store: st, BatchRecords: 60})
-	if want := expect(recs, collector.DefaultReplayMargin).dayEvents; res.DayEvents != want {
+	res := runReplay(t, replay.Config{Source: src, Store: st, BatchRecords: 60})
+	if want := expect(recs, replay.DefaultMargin).dayEvents; res.DayEvents != want {
 		t.Fatalf("%d events of the day read, want %d", res.DayEvents, want)
 	}
 	checkKept("dry run", res)
@@ -674,9 +675,9 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 		t.Errorf("dry run diff: added %+v removed %+v changed %+v", res.Diff.Added, res.Diff.Removed, res.Diff.Changed)
 	}
 
-	res = replay(t, collector.ReplayConfig{Source: src, Store: st, BatchRecords: 60, Apply: true})
+	res = runReplay(t, replay.Config{Source: src, Store: st, BatchRecords: 60, Apply: true})
 	checkKept("apply", res)
-	after, err := collector.DiffChargeback(liveCSV, getObject(t, st, daily.CSVKey(replayDay)))
+	after, err := aggregator.DiffChargeback(liveCSV, getObject(t, st, compaction.CSVKey(replayDay)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -730,11 +731,11 @@ func TestReplayApplyRefusesUnreadableLiveObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := objects(t, st, "")
-	_, err := collector.ReplayDay(context.Background(), collector.ReplayConfig{Source: src, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
+	_, err := replay.Run(context.Background(), replay.Config{Source: src, Store: st, Day: replayDay, Prices: pricing.Default(), Now: replayNow, Apply: true, Poll: time.Millisecond})
 	if err == nil || !strings.Contains(err.Error(), bad) || !strings.Contains(err.Error(), "move it aside") {
 		t.Fatalf("err = %v, want one naming %s", err, bad)
 	}
-	sameObjects(t, "live store", onlyPrefixNot(objects(t, st, ""), collector.ReplayPrefix), before)
+	sameObjects(t, "live store", onlyPrefixNot(objects(t, st, ""), replay.Prefix), before)
 }
 
 // laggingKinesis is one Kinesis shard, scripted: the GetRecords calls in lag
@@ -805,8 +806,8 @@ func lagging(t *testing.T, recs []sent) *stream.KinesisSource {
 
 // dayOnly is the usage of replayDay that arrived within the day and the margin.
 func dayOnly(recs []sent) []sent {
-	from := at(replayDay + "T00:00:00Z").Add(-collector.DefaultReplayMargin)
-	until := at(replayDay + "T00:00:00Z").Add(24*time.Hour + collector.DefaultReplayMargin)
+	from := at(replayDay + "T00:00:00Z").Add(-replay.DefaultMargin)
+	until := at(replayDay + "T00:00:00Z").Add(24*time.Hour + replay.DefaultMargin)
 	var out []sent
 	for _, r := range recs {
 		if !r.arrival.Before(from) && !r.arrival.After(until) {
@@ -818,8 +819,8 @@ func dayOnly(recs []sent) []sent {
 
 func TestReplayKinesisReadsOnWhileBehindTheTip(t *testing.T) {
 	recs := dayOnly(dayUsage(200))
-	res := replay(t, collector.ReplayConfig{Source: lagging(t, recs), Store: newStore(t), BatchRecords: 20})
-	want := expect(recs, collector.DefaultReplayMargin)
+	res := runReplay(t, replay.Config{Source: lagging(t, recs), Store: newStore(t), BatchRecords: 20})
+	want := expect(recs, replay.DefaultMargin)
 	if res.Records != len(recs) || res.DayEvents != want.dayEvents || want.dayEvents == 0 {
 		t.Fatalf("read %d records, %d events of the day; want %d and %d: the replay stopped at an empty page behind the tip",
 			res.Records, res.DayEvents, len(recs), want.dayEvents)
@@ -829,7 +830,7 @@ func TestReplayKinesisReadsOnWhileBehindTheTip(t *testing.T) {
 		t.Errorf("caught up %v", res.CaughtUp)
 	}
 	// The same records from the embedded stream give the same chargeback.
-	file := replay(t, collector.ReplayConfig{Source: newStream(t, recs), Store: newStore(t)})
+	file := runReplay(t, replay.Config{Source: newStream(t, recs), Store: newStore(t)})
 	if k, f := res.Rebuilt.Day.Totals.Invocations, file.Rebuilt.Day.Totals.Invocations; k != f || !res.Diff.TotalAfter.Equal(file.Diff.TotalAfter) {
 		t.Errorf("Kinesis replay: %d invocations, %s USD; file stream: %d, %s USD", k, res.Diff.TotalAfter, f, file.Diff.TotalAfter)
 	}

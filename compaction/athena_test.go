@@ -1,4 +1,4 @@
-package daily_test
+package compaction_test
 
 // The Athena query of the daily compaction, run by DuckDB (embedded through
 // cgo, no server) over the same store files, must give the Go engine's
@@ -19,9 +19,10 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/daily/daygen"
 	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/daygen"
 )
 
 // duckAthena opens DuckDB with the events table over a store directory and the
@@ -55,7 +56,7 @@ func duckAthena(t testing.TB, storeDir, pricesPath string) *sql.DB {
 // runAthenaSQL runs the Athena query and returns its rows as strings.
 func runAthenaSQL(t testing.TB, db *sql.DB, day string) [][]string {
 	t.Helper()
-	q, err := daily.AthenaSQL(day)
+	q, err := compaction.AthenaSQL(day)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -96,10 +97,10 @@ func TestAthenaSQLInDuckDBEqualsGo(t *testing.T) {
 	if err := os.WriteFile(pricesPath, []byte("# generated prices, a comment line as in the shipped file\n"+daygen.PriceCSV(testDay)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
+	if _, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	goRows, err := csv.NewReader(bytes.NewReader(readKey(t, st, daily.CSVKey(testDay)))).ReadAll()
+	goRows, err := csv.NewReader(bytes.NewReader(readKey(t, st, compaction.CSVKey(testDay)))).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,11 +140,11 @@ func sameCell(a, b string) bool {
 }
 
 func TestAthenaSQLForADay(t *testing.T) {
-	q, err := daily.AthenaSQL(testDay)
+	q, err := compaction.AthenaSQL(testDay)
 	if err != nil || strings.Contains(q, "dt = '${DAY}'") || !strings.Contains(q, "dt = '"+testDay+"'") {
 		t.Fatalf("day not substituted: %v", err)
 	}
-	if _, err := daily.AthenaSQL("yesterday"); err == nil {
+	if _, err := compaction.AthenaSQL("yesterday"); err == nil {
 		t.Fatal("a bad day was accepted")
 	}
 }

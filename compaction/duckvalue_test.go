@@ -1,4 +1,4 @@
-package daily_test
+package compaction_test
 
 import (
 	"fmt"

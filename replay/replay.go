@@ -1,4 +1,4 @@
-package collector
+package replay
 
 // Replay rebuilds one day from the stream, after an incident: every shard is
 // read from AT_TIMESTAMP (the day's start less a lateness margin) until its
@@ -32,30 +32,30 @@ import (
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
-	"github.com/meter-dev/meter/internal/daily"
+	"github.com/meter-dev/meter/aggregator/pricing"
+	"github.com/meter-dev/meter/collector"
+	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/parquetio"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
-// ReplayPrefix is the folder of the store under which replays stage their days.
-const ReplayPrefix = "_replay/"
+// Prefix is the folder of the store under which replays stage their days.
+const Prefix = "_replay/"
 
-// DefaultReplayMargin is how far before and after the day replay reads by
+// DefaultMargin is how far before and after the day replay reads by
 // arrival time: the compaction's grace period, so that replay reads every late
 // event the live path would have counted.
-const DefaultReplayMargin = daily.DefaultGrace
+const DefaultMargin = compaction.DefaultGrace
 
-// ReplayConfig wires the replay of one day.
-type ReplayConfig struct {
+// Config wires the replay of one day.
+type Config struct {
 	Source stream.Source
-	Store  store.Store // the live store; the day is staged under ReplayPrefix+Day+"/"+Run+"/"
+	Store  store.Store // the live store; the day is staged under Prefix+Day+"/"+Run+"/"
 	Day    string      // YYYY-MM-DD, UTC
 	// Margin widens the arrival range on both sides of the day (default
-	// DefaultReplayMargin, the compaction's grace; negative means none): late
+	// DefaultMargin, the compaction's grace; negative means none): late
 	// events of the day arrive after midnight, and a day's first events may
 	// have arrived just before it.
 	Margin time.Duration
@@ -85,12 +85,12 @@ type ReplayConfig struct {
 	Now        func() time.Time
 	// Progress, when set, is called after every batch and every finished
 	// shard, one call at a time.
-	Progress func(ReplayProgress)
+	Progress func(Progress)
 	Logger   *slog.Logger
 }
 
-// ReplayProgress says how far a replay has read.
-type ReplayProgress struct {
+// Progress says how far a replay has read.
+type Progress struct {
 	Shards, ShardsDone int
 	Records            int
 	// Covered is the share of the arrival range read so far, 0 to 1, over all shards.
@@ -99,8 +99,8 @@ type ReplayProgress struct {
 	Left    time.Duration // estimated from Covered; 0 until something was read
 }
 
-// ReplayResult is what a replay read, rebuilt and changed.
-type ReplayResult struct {
+// Result is what a replay read, rebuilt and changed.
+type Result struct {
 	Day         string
 	From, Until time.Time // the arrival range read
 	Staging     string    // the staging prefix in the store
@@ -122,11 +122,11 @@ type ReplayResult struct {
 	// Rebuilt and Diff count them as applying will.
 	KeptLive []KeptObject
 
-	Rebuilt *daily.Result // the staged compaction
-	Diff    ChargebackDiff
+	Rebuilt *compaction.Result // the staged compaction
+	Diff    aggregator.ChargebackDiff
 
 	// With Apply: the live compaction of the swapped-in day, and the objects written and deleted.
-	Applied *daily.Result
+	Applied *compaction.Result
 	Written []string
 	Deleted []string
 }
@@ -141,9 +141,9 @@ type KeptObject struct {
 	Unreadable bool
 }
 
-// ReplayDay rebuilds cfg.Day from the stream into a staging prefix, compacts it,
+// Run rebuilds cfg.Day from the stream into a staging prefix, compacts it,
 // compares it with the live day and, with cfg.Apply, swaps it in.
-func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err error) {
+func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
 	if err != nil {
 		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
@@ -159,7 +159,7 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 	}
 	switch {
 	case cfg.Margin == 0:
-		cfg.Margin = DefaultReplayMargin
+		cfg.Margin = DefaultMargin
 	case cfg.Margin < 0:
 		cfg.Margin = 0
 	}
@@ -169,8 +169,8 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 	if strings.ContainsAny(cfg.Run, "/\\") || cfg.Run == "." || cfg.Run == ".." {
 		return nil, fmt.Errorf("bad replay run name %q", cfg.Run)
 	}
-	res = &ReplayResult{Day: cfg.Day, From: dayStart.Add(-cfg.Margin), Until: dayStart.Add(24*time.Hour + cfg.Margin),
-		Staging: ReplayPrefix + cfg.Day + "/" + cfg.Run + "/", Kept: cfg.KeepStaging}
+	res = &Result{Day: cfg.Day, From: dayStart.Add(-cfg.Margin), Until: dayStart.Add(24*time.Hour + cfg.Margin),
+		Staging: Prefix + cfg.Day + "/" + cfg.Run + "/", Kept: cfg.KeepStaging}
 	staging := store.WithPrefix(cfg.Store, res.Staging)
 	if objs, err := staging.List(ctx, ""); err != nil {
 		return nil, fmt.Errorf("listing staging %s: %w", res.Staging, err)
@@ -204,22 +204,22 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 		return nil, err
 	}
 
-	compact := func(st store.Store) (*daily.Result, error) {
-		return daily.Compact(ctx, daily.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: daily.Places(scale), Force: true, Now: cfg.Now})
+	compact := func(st store.Store) (*compaction.Result, error) {
+		return compaction.Compact(ctx, compaction.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: compaction.Places(scale), Force: true, Now: cfg.Now})
 	}
 	if res.Rebuilt, err = compact(staging); err != nil {
 		return nil, fmt.Errorf("compacting the replayed day: %w", err)
 	}
 	res.Duplicates = res.Rebuilt.Day.Duplicates
-	rebuiltCSV, err := getBytes(ctx, staging, daily.CSVKey(cfg.Day))
+	rebuiltCSV, err := store.ReadAll(ctx, staging, compaction.CSVKey(cfg.Day))
 	if err != nil {
 		return nil, err
 	}
-	liveCSV, err := getBytes(ctx, cfg.Store, daily.CSVKey(cfg.Day))
+	liveCSV, err := store.ReadAll(ctx, cfg.Store, compaction.CSVKey(cfg.Day))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
-	if res.Diff, err = DiffChargeback(liveCSV, rebuiltCSV); err != nil {
+	if res.Diff, err = aggregator.DiffChargeback(liveCSV, rebuiltCSV); err != nil {
 		return nil, err
 	}
 	if !cfg.Apply {
@@ -243,10 +243,10 @@ func ReplayDay(ctx context.Context, cfg ReplayConfig) (res *ReplayResult, err er
 
 // dayReader reads every shard over the arrival range into the staging store.
 type dayReader struct {
-	cfg         ReplayConfig
+	cfg         Config
 	st          store.Store
 	from, until time.Time
-	res         *ReplayResult
+	res         *Result
 	started     time.Time
 
 	mu      sync.Mutex
@@ -402,7 +402,7 @@ func (r *dayReader) process(ctx context.Context, agg *aggregator.Aggregator, id 
 		keep.Days[r.cfg.Day] = db
 		dayEvents = len(db.Events)
 	}
-	n, err := WriteBatch(ctx, r.st, keep, BatchName(id, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber), r.cfg.Parquet, now)
+	n, err := collector.WriteBatch(ctx, r.st, keep, collector.BatchName(id, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber), r.cfg.Parquet, now)
 	if err != nil {
 		return err
 	}
@@ -439,7 +439,7 @@ func (r *dayReader) report() {
 	if r.cfg.Progress == nil {
 		return
 	}
-	p := ReplayProgress{Shards: r.res.Shards, ShardsDone: r.done, Records: r.res.Records, Elapsed: time.Since(r.started)}
+	p := Progress{Shards: r.res.Shards, ShardsDone: r.done, Records: r.res.Records, Elapsed: time.Since(r.started)}
 	for _, c := range r.covered {
 		p.Covered += c
 	}
@@ -464,7 +464,7 @@ type coverage struct {
 // events objects of the day it did not rebuild under the same name into stale
 // and kept ones (res.KeptLive), and copies the readable kept ones, with their
 // usage_windows objects, into staging.
-func stageUncovered(ctx context.Context, live, staging store.Store, day string, res *ReplayResult) (*coverage, error) {
+func stageUncovered(ctx context.Context, live, staging store.Store, day string, res *Result) (*coverage, error) {
 	events := store.Partition(store.EventsPrefix, day)
 	cov := &coverage{ids: map[string]bool{}, staged: map[string]bool{}, stale: map[string]bool{}, kept: map[string]bool{}}
 	for _, p := range []string{events, store.Partition(store.WindowsPrefix, day)} {
@@ -477,7 +477,7 @@ func stageUncovered(ctx context.Context, live, staging store.Store, day string, 
 			if p != events {
 				continue
 			}
-			data, err := getBytes(ctx, staging, o.Key)
+			data, err := store.ReadAll(ctx, staging, o.Key)
 			if err != nil {
 				return nil, err
 			}
@@ -516,7 +516,7 @@ func stageUncovered(ctx context.Context, live, staging store.Store, day string, 
 		}
 		cov.staged[o.Key] = true
 		w := windowsTwin(day, o.Key)
-		wdata, err := getBytes(ctx, live, w)
+		wdata, err := store.ReadAll(ctx, live, w)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}
@@ -534,7 +534,7 @@ func stageUncovered(ctx context.Context, live, staging store.Store, day string, 
 // check reads a live events object and returns, with its bytes, why it must
 // stay, or nil when the rebuilt day holds every request id in it.
 func (cov *coverage) check(ctx context.Context, live store.Store, key string) ([]byte, *KeptObject, error) {
-	data, err := getBytes(ctx, live, key)
+	data, err := store.ReadAll(ctx, live, key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -576,7 +576,7 @@ func windowsTwin(day, eventsKey string) string {
 // manifest as a revision and writes manifest.json last, so readers switch
 // from the old revision to the new one at a single Put. Last, compacted
 // objects the rebuilt day does not have are deleted; revisions stay.
-func applyDay(ctx context.Context, live, staging store.Store, day string, res *ReplayResult, cov *coverage, compact func(store.Store) (*daily.Result, error)) error {
+func applyDay(ctx context.Context, live, staging store.Store, day string, res *Result, cov *coverage, compact func(store.Store) (*compaction.Result, error)) error {
 	events, windows := store.Partition(store.EventsPrefix, day), store.Partition(store.WindowsPrefix, day)
 	for _, p := range []string{events, windows} {
 		objs, err := staging.List(ctx, p)
@@ -587,7 +587,7 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 			if cov.kept[o.Key] || (p == windows && cov.kept[strings.Replace(o.Key, windows, events, 1)]) {
 				continue // a live object staged as it is
 			}
-			data, err := getBytes(ctx, staging, o.Key)
+			data, err := store.ReadAll(ctx, staging, o.Key)
 			if err != nil {
 				return err
 			}
@@ -661,7 +661,7 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 }
 
 // deleteStale deletes the objects under prefixes that keep does not name.
-func deleteStale(ctx context.Context, st store.Store, prefixes []string, keep map[string]bool, res *ReplayResult) error {
+func deleteStale(ctx context.Context, st store.Store, prefixes []string, keep map[string]bool, res *Result) error {
 	for _, p := range prefixes {
 		objs, err := st.List(ctx, p)
 		if err != nil {
@@ -711,7 +711,7 @@ func removeStaging(ctx context.Context, st store.Store, prefix string) error {
 
 // manifestScale reads the CSV scale the day's current manifest records.
 func manifestScale(ctx context.Context, st store.Store, day string) (int, bool, error) {
-	data, err := getBytes(ctx, st, daily.ManifestKey(day))
+	data, err := store.ReadAll(ctx, st, compaction.ManifestKey(day))
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, false, nil
 	}
@@ -728,125 +728,4 @@ func manifestScale(ctx context.Context, st store.Store, day string) (int, bool, 
 		return 0, false, nil
 	}
 	return *m.Scale, true, nil
-}
-
-func getBytes(ctx context.Context, st store.Store, key string) ([]byte, error) {
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
-	}
-	return data, nil
-}
-
-// ChargebackDiff compares two chargeback CSVs of a day row by row, keyed by
-// team, cost center and model. The day and revision columns are left out.
-type ChargebackDiff struct {
-	RowsBefore, RowsAfter int
-	Added                 []RowChange // rows only the new CSV has
-	Removed               []RowChange // rows only the old CSV has
-	Changed               []RowChange // rows in both with another value in some column
-	Unchanged             int
-	TotalBefore           decimal.Decimal // sum of total_cost
-	TotalAfter            decimal.Decimal
-}
-
-// Moved is the money that moves: the new total less the old.
-func (d *ChargebackDiff) Moved() decimal.Decimal { return d.TotalAfter.Sub(d.TotalBefore) }
-
-// Same says whether the two CSVs hold the same rows and values.
-func (d *ChargebackDiff) Same() bool {
-	return len(d.Added) == 0 && len(d.Removed) == 0 && len(d.Changed) == 0
-}
-
-// RowChange is one chargeback row before and after.
-type RowChange struct {
-	TeamID, CostCenter, ModelID         string
-	InvocationsBefore, InvocationsAfter int64
-	CostBefore, CostAfter               decimal.Decimal
-	Columns                             []string // the columns that differ (Changed only)
-}
-
-// CostDiff is the row's money that moves.
-func (c *RowChange) CostDiff() decimal.Decimal { return c.CostAfter.Sub(c.CostBefore) }
-
-// DiffChargeback compares an old chargeback CSV (nil when the day had none)
-// with a new one.
-func DiffChargeback(before, after []byte) (ChargebackDiff, error) {
-	var d ChargebackDiff
-	old, err := aggregator.ReadChargebackCSV(before)
-	if err != nil {
-		return d, fmt.Errorf("reading the current chargeback: %w", err)
-	}
-	cur, err := aggregator.ReadChargebackCSV(after)
-	if err != nil {
-		return d, fmt.Errorf("reading the rebuilt chargeback: %w", err)
-	}
-	d.RowsBefore, d.RowsAfter = len(old), len(cur)
-	keys := map[aggregator.ChargebackKey]bool{}
-	for k, r := range old {
-		keys[k] = true
-		d.TotalBefore = d.TotalBefore.Add(r.TotalCost)
-	}
-	for k, r := range cur {
-		keys[k] = true
-		d.TotalAfter = d.TotalAfter.Add(r.TotalCost)
-	}
-	sorted := make([]aggregator.ChargebackKey, 0, len(keys))
-	for k := range keys {
-		sorted = append(sorted, k)
-	}
-	sort.Slice(sorted, func(i, j int) bool {
-		a, b := sorted[i], sorted[j]
-		if a[0] != b[0] {
-			return a[0] < b[0]
-		}
-		if a[1] != b[1] {
-			return a[1] < b[1]
-		}
-		return a[2] < b[2]
-	})
-	for _, k := range sorted {
-		o, inOld := old[k]
-		n, inNew := cur[k]
-		c := RowChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2]}
-		if inOld {
-			c.InvocationsBefore, c.CostBefore = o.Invocations, o.TotalCost
-		}
-		if inNew {
-			c.InvocationsAfter, c.CostAfter = n.Invocations, n.TotalCost
-		}
-		switch {
-		case !inOld:
-			d.Added = append(d.Added, c)
-		case !inNew:
-			d.Removed = append(d.Removed, c)
-		default:
-			cols := map[string]bool{}
-			for col := range o.Cells {
-				cols[col] = true
-			}
-			for col := range n.Cells {
-				cols[col] = true
-			}
-			delete(cols, "day") // the same day in both; the revision always moves on
-			delete(cols, "revision")
-			for col := range cols {
-				if o.Cells[col] != n.Cells[col] {
-					c.Columns = append(c.Columns, col)
-				}
-			}
-			if len(c.Columns) == 0 {
-				d.Unchanged++
-				continue
-			}
-			sort.Strings(c.Columns)
-			d.Changed = append(d.Changed, c)
-		}
-	}
-	return d, nil
 }

@@ -14,7 +14,7 @@
 //
 // A day larger than memory is compacted in buckets of request ids spilled to
 // local disk; peak memory then depends on the bucket size, not the day.
-package daily
+package compaction
 
 import (
 	"bytes"
@@ -31,12 +31,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/parquetio"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
 // DefaultGrace is how long after midnight UTC a day stays open for late events.
@@ -389,7 +390,7 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Mani
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		data, err := get(ctx, c.cfg.Store, o.Key)
+		data, err := store.ReadAll(ctx, c.cfg.Store, o.Key)
 		if err != nil {
 			return nil, err
 		}
@@ -602,7 +603,7 @@ func countQuarantine(ctx context.Context, st store.Store, day string) (objects, 
 		return 0, 0, fmt.Errorf("listing quarantine of %s: %w", day, err)
 	}
 	for _, o := range q {
-		data, err := get(ctx, st, o.Key)
+		data, err := store.ReadAll(ctx, st, o.Key)
 		if err != nil {
 			return 0, 0, err
 		}
@@ -615,21 +616,8 @@ func countQuarantine(ctx context.Context, st store.Store, day string) (objects, 
 	return objects, records, nil
 }
 
-func get(ctx context.Context, st store.Store, key string) ([]byte, error) {
-	rc, err := st.Get(ctx, key)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
-	}
-	defer rc.Close()
-	data, err := io.ReadAll(rc)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", key, err)
-	}
-	return data, nil
-}
-
 func readManifest(ctx context.Context, st store.Store, day string) (*Manifest, error) {
-	data, err := get(ctx, st, ManifestKey(day))
+	data, err := store.ReadAll(ctx, st, ManifestKey(day))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -716,7 +704,7 @@ func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
 // written under revisions/rN/ before they are committed; a day compacted by an
 // older release has only the fixed-name files, which are copied there first.
 func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]byte, error) {
-	data, err := get(ctx, st, RevisionKey(day, rev, csvName(day)))
+	data, err := store.ReadAll(ctx, st, RevisionKey(day, rev, csvName(day)))
 	if err == nil {
 		return data, nil
 	}
@@ -725,7 +713,7 @@ func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]b
 	}
 	var csvData []byte
 	for _, key := range []string{CSVKey(day), ManifestKey(day)} {
-		data, err := get(ctx, st, key)
+		data, err := store.ReadAll(ctx, st, key)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
 		}

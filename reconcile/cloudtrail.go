@@ -1,4 +1,4 @@
-package collector
+package reconcile
 
 // Reading CloudTrail's record of Bedrock runtime invocations, from trail log
 // files (s3:// or file://, through the store) or from the LookupEvents API.

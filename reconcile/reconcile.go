@@ -1,4 +1,4 @@
-package collector
+package reconcile
 
 // Wiring of `meter reconcile`: read a day's usage events from the store and
 // CloudTrail's Bedrock invocations around it, reconcile them, write the report.
@@ -7,7 +7,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"strings"
 	"time"
@@ -21,8 +20,8 @@ import (
 	"github.com/meter-dev/meter/schemas"
 )
 
-// ReconcileConfig configures RunReconcile.
-type ReconcileConfig struct {
+// Config configures Run.
+type Config struct {
 	// Day is the UTC day to reconcile, YYYY-MM-DD.
 	Day string
 	// Store holds the usage events and receives the report.
@@ -41,7 +40,7 @@ type ReconcileConfig struct {
 	// duplicates included, and no error for a day without a partition; nil
 	// means StoreUsage(Store).
 	LoadUsage func(ctx context.Context, day string) ([]schemas.Event, error)
-	// Threshold is the number of unmetered calls tolerated before RunReconcile
+	// Threshold is the number of unmetered calls tolerated before Run
 	// returns an *UnmeteredError; negative disables the check.
 	Threshold int
 	// Now is the time of the run; zero means time.Now().
@@ -69,19 +68,19 @@ func (e *UnmeteredError) Error() string {
 // LookupRetention is how far back LookupEvents can see.
 const LookupRetention = 90 * 24 * time.Hour
 
-// ReconciliationKeys returns the keys of a day's report and summary in the store.
-func ReconciliationKeys(day string) (report, summary string) {
+// Keys returns the keys of a day's report and summary in the store.
+func Keys(day string) (report, summary string) {
 	dir := store.Partition(store.ReconciliationPrefix, day)
 	return dir + "reconciliation-" + day + ".csv", dir + "summary.json"
 }
 
-// RunReconcile reconciles one day: it reads the usage events of the day and the
+// Run reconciles one day: it reads the usage events of the day and the
 // days either side (for calls across midnight) and CloudTrail's Bedrock
 // invocations from the day widened by Margin, writes
 // reconciliation/dt=DAY/reconciliation-DAY.csv and summary.json, and returns the
 // report. With more unmetered calls than Threshold it returns the report and an
 // *UnmeteredError.
-func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, error) {
+func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
 	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
 	if err != nil {
 		return aggregator.Report{}, fmt.Errorf("--day %q: want YYYY-MM-DD", cfg.Day)
@@ -136,7 +135,7 @@ func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, 
 		rep.Skipped[reason] += n
 	}
 
-	reportKey, summaryKey := ReconciliationKeys(cfg.Day)
+	reportKey, summaryKey := Keys(cfg.Day)
 	var csvBuf bytes.Buffer
 	if err := rep.WriteCSV(&csvBuf); err != nil {
 		return rep, fmt.Errorf("rendering %s: %w", reportKey, err)
@@ -155,7 +154,7 @@ func RunReconcile(ctx context.Context, cfg ReconcileConfig) (aggregator.Report, 
 	return rep, nil
 }
 
-func trailReader(ctx context.Context, cfg ReconcileConfig) (TrailReader, error) {
+func trailReader(ctx context.Context, cfg Config) (TrailReader, error) {
 	kind, err := ParseCloudTrailURI(cfg.CloudTrail)
 	if err != nil {
 		return nil, err
@@ -201,14 +200,9 @@ func StoreUsage(st store.Store) func(ctx context.Context, day string) ([]schemas
 			if !strings.HasSuffix(o.Key, ".parquet") {
 				continue
 			}
-			rc, err := st.Get(ctx, o.Key)
+			data, err := store.ReadAll(ctx, st, o.Key)
 			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", o.Key, err)
-			}
-			data, err := io.ReadAll(rc)
-			rc.Close()
-			if err != nil {
-				return nil, fmt.Errorf("reading %s: %w", o.Key, err)
+				return nil, err
 			}
 			rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
 			if err != nil {

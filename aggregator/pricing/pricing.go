@@ -14,14 +14,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/meter-dev/meter/schemas"
 	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/schemas"
 )
 
 //go:embed default_prices.csv
@@ -80,19 +80,6 @@ func Default() *Book {
 		panic("shipped price file is invalid: " + err.Error())
 	}
 	return b
-}
-
-// LoadFile reads a price file from disk.
-func LoadFile(path string) (*Book, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("reading price file: %w", err)
-	}
-	b, err := Parse(bytes.NewReader(data), path)
-	if err != nil {
-		return nil, fmt.Errorf("price file %s: %w", path, err)
-	}
-	return b, nil
 }
 
 // Parse reads a price CSV. Errors name the line and column.
@@ -274,6 +261,16 @@ func (b *Book) Rows(modelID, tier, region string, at time.Time) ([]Row, bool) {
 		}
 	}
 	return nil, false
+}
+
+// EffectiveFrom returns when the prices in force for a model, tier and region
+// at a time took effect; false when none is.
+func (b *Book) EffectiveFrom(modelID, tier, region string, at time.Time) (time.Time, bool) {
+	rows, ok := b.Rows(modelID, tier, region, at)
+	if !ok {
+		return time.Time{}, false
+	}
+	return rows[0].EffectiveFrom, true
 }
 
 // Cost prices one event. Only successful calls cost money: denied, throttled and

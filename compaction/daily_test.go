@@ -1,4 +1,4 @@
-package daily_test
+package compaction_test
 
 // These tests compact generated days through the embedded file store (no
 // servers). The generator computes the true chargeback with integers and its
@@ -21,14 +21,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meter-dev/meter/internal/daily"
-	"github.com/meter-dev/meter/internal/daily/daygen"
+	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/aggregator/pricing"
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/internal/parquetcheck"
 	"github.com/meter-dev/meter/internal/parquetio"
-	"github.com/meter-dev/meter/internal/pricing"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
 const testDay = "2026-03-14"
@@ -129,9 +130,9 @@ func checkTruth(t *testing.T, csvData []byte, truth *daygen.Truth, revision int)
 	}
 }
 
-func readManifest(t *testing.T, st store.Store, key string) daily.Manifest {
+func readManifest(t *testing.T, st store.Store, key string) compaction.Manifest {
 	t.Helper()
-	var m daily.Manifest
+	var m compaction.Manifest
 	if err := json.Unmarshal(readKey(t, st, key), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +147,7 @@ func TestGeneratedDayKnownTotals(t *testing.T) {
 	st.Put(ctx, "quarantine/dt="+testDay+"/a.jsonl", strings.NewReader("{\"reason\":\"x\"}\n{\"reason\":\"y\"}\n"))
 	st.Put(ctx, "quarantine/dt="+testDay+"/b.jsonl", strings.NewReader("1\n2\n3"))
 
-	res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true})
+	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,10 +175,10 @@ func TestGeneratedDayKnownTotals(t *testing.T) {
 	if len(m.Inputs) != 6 || m.Inputs[0].SHA256 == "" || m.Inputs[0].Size == 0 || m.PriceSHA256 != book.SHA256 {
 		t.Errorf("inputs %+v price %s", m.Inputs, m.PriceSHA256)
 	}
-	checkTruth(t, readKey(t, st, daily.CSVKey(testDay)), truth, 1)
+	checkTruth(t, readKey(t, st, compaction.CSVKey(testDay)), truth, 1)
 
 	// The daily file: one row per request id, sorted, readable, with a valid page index.
-	dailyPath := filepath.Join(st.Dir(), daily.DailyKey(testDay))
+	dailyPath := filepath.Join(st.Dir(), compaction.DailyKey(testDay))
 	if err := parquetcheck.CheckFile(dailyPath); err != nil {
 		t.Fatal(err)
 	}
@@ -206,28 +207,28 @@ func TestBucketsEqualMemory(t *testing.T) {
 	dirA, dirB := t.TempDir(), t.TempDir()
 	stA, truth, book := genStore(t, dirA, cfg)
 	stB, _, _ := genStore(t, dirB, cfg)
-	a, err := daily.Compact(ctx, daily.Config{Store: stA, Day: testDay, Prices: book, Force: true, Buckets: 1})
+	a, err := compaction.Compact(ctx, compaction.Config{Store: stA, Day: testDay, Prices: book, Force: true, Buckets: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Force: true, Buckets: 7, TempDir: t.TempDir()})
+	b, err := compaction.Compact(ctx, compaction.Config{Store: stB, Day: testDay, Prices: book, Force: true, Buckets: 7, TempDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if a.Buckets != 1 || b.Buckets != 7 {
 		t.Fatalf("buckets %d and %d", a.Buckets, b.Buckets)
 	}
-	for _, key := range []string{daily.CSVKey(testDay), daily.ManifestKey(testDay), daily.DailyKey(testDay)} {
+	for _, key := range []string{compaction.CSVKey(testDay), compaction.ManifestKey(testDay), compaction.DailyKey(testDay)} {
 		if !bytes.Equal(readKey(t, stA, key), readKey(t, stB, key)) {
 			t.Errorf("%s differs between memory and buckets", key)
 		}
 	}
-	checkTruth(t, readKey(t, stB, daily.CSVKey(testDay)), truth, 1)
-	if err := parquetcheck.CheckFile(filepath.Join(dirB, daily.DailyKey(testDay))); err != nil {
+	checkTruth(t, readKey(t, stB, compaction.CSVKey(testDay)), truth, 1)
+	if err := parquetcheck.CheckFile(filepath.Join(dirB, compaction.DailyKey(testDay))); err != nil {
 		t.Fatal(err)
 	}
 	// Automatic choice: a tiny memory budget spills.
-	c, err := daily.Compact(ctx, daily.Config{Store: stB, Day: testDay, Prices: book, Force: true,
+	c, err := compaction.Compact(ctx, compaction.Config{Store: stB, Day: testDay, Prices: book, Force: true,
 		MemoryInputBytes: 1, BucketInputBytes: 300 << 10})
 	if err != nil {
 		t.Fatal(err)
@@ -235,7 +236,7 @@ func TestBucketsEqualMemory(t *testing.T) {
 	if c.Buckets < 2 || !c.Unchanged || c.Manifest.Revision != 1 {
 		t.Fatalf("automatic choice: %d buckets, unchanged %v, revision %d", c.Buckets, c.Unchanged, c.Manifest.Revision)
 	}
-	if !bytes.Equal(readKey(t, stA, daily.DailyKey(testDay)), readKey(t, stB, daily.DailyKey(testDay))) {
+	if !bytes.Equal(readKey(t, stA, compaction.DailyKey(testDay)), readKey(t, stB, compaction.DailyKey(testDay))) {
 		t.Error("automatic buckets changed the daily file")
 	}
 }
@@ -259,14 +260,14 @@ func outputs(t *testing.T, st store.Store) map[string][]byte {
 func TestRerunIsByteIdentical(t *testing.T) {
 	ctx := context.Background()
 	st, _, book := genStore(t, t.TempDir(), daygen.Config{Day: testDay, Events: 5_000, Files: 2, Seed: 3})
-	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Scale: daily.Places(6), Force: true}
-	if _, err := daily.Compact(ctx, cfg); err != nil {
+	cfg := compaction.Config{Store: st, Day: testDay, Prices: book, Scale: compaction.Places(6), Force: true}
+	if _, err := compaction.Compact(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
 	first := outputs(t, st)
 	// A later wall clock changes nothing.
 	cfg.Now = func() time.Time { return time.Now().Add(72 * time.Hour) }
-	res, err := daily.Compact(ctx, cfg)
+	res, err := compaction.Compact(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -295,17 +296,17 @@ func keys(m map[string][]byte) []string {
 func TestLateEventsMakeRevision2(t *testing.T) {
 	ctx := context.Background()
 	st, truth, book := genStore(t, t.TempDir(), daygen.Config{Day: testDay, Events: 20_000, Files: 3, Seed: 4})
-	cfg := daily.Config{Store: st, Day: testDay, Prices: book, Force: true}
-	r1, err := daily.Compact(ctx, cfg)
+	cfg := compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}
+	r1, err := compaction.Compact(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev1CSV := readKey(t, st, daily.CSVKey(testDay))
-	rev1Manifest := readKey(t, st, daily.ManifestKey(testDay))
+	rev1CSV := readKey(t, st, compaction.CSVKey(testDay))
+	rev1Manifest := readKey(t, st, compaction.ManifestKey(testDay))
 
 	late := addFiles(t, st, daygen.Config{Day: testDay, Events: 1_500, Files: 1, Seed: 5, FirstFile: 3})
 	truth.Merge(late)
-	r2, err := daily.Compact(ctx, cfg)
+	r2, err := compaction.Compact(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +314,7 @@ func TestLateEventsMakeRevision2(t *testing.T) {
 	if m.Revision != 2 || r2.Unchanged || m.Previous == nil {
 		t.Fatalf("after late events: revision %d unchanged %v previous %v", m.Revision, r2.Unchanged, m.Previous)
 	}
-	checkTruth(t, readKey(t, st, daily.CSVKey(testDay)), truth, 2)
+	checkTruth(t, readKey(t, st, compaction.CSVKey(testDay)), truth, 2)
 	p := m.Previous
 	lateKey := "events/dt=" + testDay + "/" + daygen.FileName(3)
 	if p.Revision != 1 || len(p.InputsAdded) != 1 || p.InputsAdded[0] != lateKey || len(p.InputsRemoved) != 0 {
@@ -337,14 +338,14 @@ func TestLateEventsMakeRevision2(t *testing.T) {
 	}
 	t.Logf("revision 2: %d inputs added, %d requests added, %s USD moved across %d groups", len(p.InputsAdded), p.RequestIDsDiff, p.TotalCostDiff, len(p.Groups))
 	// Revision 1 stays readable under revisions/r1/.
-	if !bytes.Equal(readKey(t, st, daily.RevisionKey(testDay, 1, "chargeback-"+testDay+".csv")), rev1CSV) ||
-		!bytes.Equal(readKey(t, st, daily.RevisionKey(testDay, 1, "manifest.json")), rev1Manifest) {
+	if !bytes.Equal(readKey(t, st, compaction.RevisionKey(testDay, 1, "chargeback-"+testDay+".csv")), rev1CSV) ||
+		!bytes.Equal(readKey(t, st, compaction.RevisionKey(testDay, 1, "manifest.json")), rev1Manifest) {
 		t.Error("revision 1 was not kept as it was")
 	}
 	if r1.Manifest.Totals.TotalCost == m.Totals.TotalCost {
 		t.Error("late events did not change the total")
 	}
-	if err := parquetcheck.CheckFile(filepath.Join(st.Dir(), daily.DailyKey(testDay))); err != nil {
+	if err := parquetcheck.CheckFile(filepath.Join(st.Dir(), compaction.DailyKey(testDay))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -399,7 +400,7 @@ func runChild(dir string) int {
 	at, _ := strconv.Atoi(os.Getenv(pauseEnv))
 	book, _ := pricing.Parse(strings.NewReader(daygen.PriceCSV(testDay)), "gen-prices.csv")
 	st := &pausingStore{FileStore: fs, at: at, marker: os.Getenv(markerEnv)}
-	if _, err := daily.Compact(context.Background(), daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
+	if _, err := compaction.Compact(context.Background(), compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
@@ -431,17 +432,17 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 	ctx := context.Background()
 	base := t.TempDir()
 	st, truth, book := genStore(t, base, daygen.Config{Day: testDay, Events: 8_000, Files: 2, Seed: 6})
-	if _, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
+	if _, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	truth.Merge(addFiles(t, st, daygen.Config{Day: testDay, Events: 700, Files: 1, Seed: 7, FirstFile: 2}))
-	rev1Manifest := readKey(t, st, daily.ManifestKey(testDay))
+	rev1Manifest := readKey(t, st, compaction.ManifestKey(testDay))
 
 	// Revision 2 written without interruption: what every killed run must end at.
 	refDir := t.TempDir()
 	copyDir(t, base, refDir)
 	ref, _ := store.OpenFile(refDir)
-	if _, err := daily.Compact(ctx, daily.Config{Store: ref, Day: testDay, Prices: book, Force: true}); err != nil {
+	if _, err := compaction.Compact(ctx, compaction.Config{Store: ref, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
 	want := outputs(t, ref)
@@ -473,7 +474,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 
 		st, _ := store.OpenFile(dir)
 		// The committed manifest is still revision 1, whole.
-		if got := readKey(t, st, daily.ManifestKey(testDay)); !bytes.Equal(got, rev1Manifest) {
+		if got := readKey(t, st, compaction.ManifestKey(testDay)); !bytes.Equal(got, rev1Manifest) {
 			t.Errorf("killed in the put of %s: manifest.json is not revision 1's", key)
 		}
 		// Every visible CSV is whole and names one revision.
@@ -496,7 +497,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 			}
 		}
 		// The next run completes revision 2 exactly as an uninterrupted one.
-		res, err := daily.Compact(ctx, daily.Config{Store: st, Day: testDay, Prices: book, Force: true})
+		res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -514,5 +515,5 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 		}
 		t.Logf("killed with SIGKILL halfway through %s: revision 1 stayed committed; the rerun wrote revision 2", key)
 	}
-	checkTruth(t, want[daily.CSVKey(testDay)], truth, 2)
+	checkTruth(t, want[compaction.CSVKey(testDay)], truth, 2)
 }
