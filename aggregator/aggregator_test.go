@@ -116,7 +116,7 @@ func TestCompactDayKnownTotals(t *testing.T) {
 	}
 	// Calls before noon: i*7min < 720min, so i <= 102: 103 calls at the first price, 97 at the second.
 	a := res.Chargeback[0]
-	if a.TeamID != "a" || a.Invocations != 200 || a.InputTokens != 200000 || a.OutputTokens != 20000 || a.CacheReadTokens != 400000 {
+	if a.TeamID != "a" || a.Invocations != 200 || a.InputTokens != 200000 || a.OutputTokens != 20000 || a.CacheReadInputTokens != 400000 {
 		t.Fatalf("team a row %+v", a)
 	}
 	// morning: 103 * (0.003 + 0.0015 + 0.0006) = 0.5253; afternoon: 97 * (0.001 + 0.0005 + 0.0002) = 0.1649

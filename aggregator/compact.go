@@ -23,16 +23,61 @@ type Pricer interface {
 	EffectiveFrom(modelID, tier, region string, at time.Time) (time.Time, bool)
 }
 
+// Counts are calls and usage as every output counts them, the one rule of
+// what is billable: tokens and images of successful calls only; a denied,
+// throttled or failed call is counted by its status and bills nothing (a
+// failed call may carry the tokens Bedrock reported, but is not billed).
+// The chargeback and GET /usage both count with it.
+type Counts struct {
+	Invocations           int64 `json:"invocations"` // successful calls
+	InputTokens           int64 `json:"input_tokens"`
+	OutputTokens          int64 `json:"output_tokens"`
+	CacheReadInputTokens  int64 `json:"cache_read_input_tokens"`
+	CacheWriteInputTokens int64 `json:"cache_write_input_tokens"`
+	ImageCount            int64 `json:"image_count"`
+	Denied                int64 `json:"denied"`
+	Throttled             int64 `json:"throttled"`
+	Errors                int64 `json:"errors"` // client and upstream errors
+}
+
+// Count adds one call.
+func (c *Counts) Count(e *schemas.Event) {
+	switch e.Status {
+	case schemas.StatusSuccess:
+		c.Invocations++
+		c.InputTokens += e.InputTokens
+		c.OutputTokens += e.OutputTokens
+		c.CacheReadInputTokens += e.CacheReadInputTokens
+		c.CacheWriteInputTokens += e.CacheWriteInputTokens
+		c.ImageCount += e.ImageCount
+	case schemas.StatusDenied:
+		c.Denied++
+	case schemas.StatusThrottled:
+		c.Throttled++
+	default:
+		c.Errors++
+	}
+}
+
+// Add adds the counts of o.
+func (c *Counts) Add(o Counts) {
+	c.Invocations += o.Invocations
+	c.InputTokens += o.InputTokens
+	c.OutputTokens += o.OutputTokens
+	c.CacheReadInputTokens += o.CacheReadInputTokens
+	c.CacheWriteInputTokens += o.CacheWriteInputTokens
+	c.ImageCount += o.ImageCount
+	c.Denied += o.Denied
+	c.Throttled += o.Throttled
+	c.Errors += o.Errors
+}
+
 // ChargebackRow is one row of the chargeback CSV: a day's usage of one team,
-// cost center and model. Tokens and costs count successful calls only.
+// cost center and model, counted by Counts.
 type ChargebackRow struct {
-	Day, TeamID, CostCenter, ModelID  string
-	Invocations                       int64
-	InputTokens, OutputTokens         int64
-	CacheReadTokens, CacheWriteTokens int64
-	ImageCount                        int64
-	Costs                             schemas.Costs
-	Denied, Throttled, Errors         int64
+	Day, TeamID, CostCenter, ModelID string
+	Counts
+	Costs schemas.Costs
 }
 
 // DayResult is a compacted, priced day.
@@ -69,36 +114,9 @@ func CompactDay(day string, events []schemas.Event, p Pricer) (*DayResult, error
 	return res, nil
 }
 
-// count adds an event's calls and tokens to the row; costs are summed by the caller.
-func (g *ChargebackRow) count(e *schemas.Event) {
-	switch e.Status {
-	case schemas.StatusSuccess:
-		g.Invocations++
-		g.InputTokens += e.InputTokens
-		g.OutputTokens += e.OutputTokens
-		g.CacheReadTokens += e.CacheReadInputTokens
-		g.CacheWriteTokens += e.CacheWriteInputTokens
-		g.ImageCount += e.ImageCount
-	case schemas.StatusDenied:
-		g.Denied++
-	case schemas.StatusThrottled:
-		g.Throttled++
-	default:
-		g.Errors++
-	}
-}
-
 func (g *ChargebackRow) merge(o *ChargebackRow) {
-	g.Invocations += o.Invocations
-	g.InputTokens += o.InputTokens
-	g.OutputTokens += o.OutputTokens
-	g.CacheReadTokens += o.CacheReadTokens
-	g.CacheWriteTokens += o.CacheWriteTokens
-	g.ImageCount += o.ImageCount
+	g.Counts.Add(o.Counts)
 	g.Costs = g.Costs.Add(o.Costs)
-	g.Denied += o.Denied
-	g.Throttled += o.Throttled
-	g.Errors += o.Errors
 }
 
 // WriteChargebackCSV writes the chargeback CSV (columns schemas.ChargebackColumns).
@@ -120,7 +138,7 @@ func WriteChargebackCSV(w io.Writer, rows []ChargebackRow, scale int, revision i
 	for _, r := range rows {
 		rec := []string{r.Day, r.TeamID, r.CostCenter, r.ModelID, n(r.Invocations), n(r.InputTokens), n(r.OutputTokens),
 			money(r.Costs.Input), money(r.Costs.Output), money(r.Costs.Total()),
-			n(r.CacheReadTokens), n(r.CacheWriteTokens), money(r.Costs.CacheRead), money(r.Costs.CacheWrite),
+			n(r.CacheReadInputTokens), n(r.CacheWriteInputTokens), money(r.Costs.CacheRead), money(r.Costs.CacheWrite),
 			n(r.ImageCount), money(r.Costs.Image), n(r.Denied), n(r.Throttled), n(r.Errors), strconv.Itoa(revision)}
 		if len(rec) != len(schemas.ChargebackColumns) {
 			return fmt.Errorf("chargeback row has %d fields for %d columns", len(rec), len(schemas.ChargebackColumns))

@@ -100,7 +100,7 @@ func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
 			c.groups[k] = g
 		}
 		r := &rows[n]
-		fillEventColumns(r, e)
+		r.SetEvent(e)
 		if c.pricer.fast(e, &fc) && g.addFixed(e, &fc, r) {
 			continue
 		}
@@ -111,7 +111,7 @@ func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
 			}
 			continue
 		}
-		g.row.count(e)
+		g.row.Count(e)
 		g.slow = g.slow.Add(cost)
 		*r = schemas.NewDailyRow(e, cost)
 	}
@@ -145,21 +145,9 @@ func (g *group) addFixed(e *schemas.Event, fc *fixedCosts, r *schemas.DailyRow) 
 		return false
 	}
 	g.fixed = sum
-	g.row.count(e)
+	g.row.Count(e)
 	r.InputCost, r.OutputCost, r.CacheReadCost, r.CacheWriteCost, r.ImageCost, r.TotalCost = cents[0], cents[1], cents[2], cents[3], cents[4], tc
 	return true
-}
-
-// fillEventColumns sets the event columns of a daily row; costs stay zero.
-func fillEventColumns(r *schemas.DailyRow, e *schemas.Event) {
-	*r = schemas.DailyRow{
-		SchemaVersion: int32(e.SchemaVersion), EventID: e.EventID, RequestID: e.RequestID, Timestamp: e.Timestamp.UnixMilli(),
-		TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID, Operation: e.Operation, Status: e.Status,
-		InputTokens: e.InputTokens, OutputTokens: e.OutputTokens, LatencyMS: e.LatencyMS,
-		CacheReadInputTokens: e.CacheReadInputTokens, CacheWriteInputTokens: e.CacheWriteInputTokens,
-		ImageCount: e.ImageCount, ImageHeight: e.ImageHeight, ImageWidth: e.ImageWidth, ImageSteps: e.ImageSteps,
-		ImageQuality: e.ImageQuality, APIKeyID: e.APIKeyID, Region: e.Region, PricingTier: e.PricingTier,
-	}
 }
 
 // Result returns the day's chargeback (sorted by team, cost center, model) and

@@ -377,31 +377,13 @@ func (r *Report) WriteCSV(w io.Writer) error {
 	return cw.Error()
 }
 
-// Summary is the content of summary.json: the count of each status and what
-// the report was made from.
-type Summary struct {
-	Day                  string         `json:"day"`
-	Matched              int            `json:"matched"`
-	Unmetered            int            `json:"unmetered"`
-	Unconfirmed          int            `json:"unconfirmed"`
-	Mismatched           int            `json:"mismatched"`
-	Rows                 int            `json:"rows"`
-	UnmeteredFailed      int            `json:"unmetered_failed_calls"`
-	Pending              int            `json:"pending"`
-	AsOf                 string         `json:"as_of"`
-	DeliveryAllowanceSec int64          `json:"delivery_allowance_seconds"`
-	UsageEvents          int            `json:"usage_events"`
-	CloudTrailEvents     int            `json:"cloudtrail_events"`
-	Skipped              map[string]int `json:"skipped"`
-}
-
 // Summary returns the report's counts.
-func (r *Report) Summary() Summary {
+func (r *Report) Summary() schemas.ReconciliationSummary {
 	skipped := r.Skipped
 	if skipped == nil {
 		skipped = map[string]int{}
 	}
-	return Summary{
+	return schemas.ReconciliationSummary{
 		Day: r.Day, Matched: r.Counts[ReconcileMatched], Unmetered: r.Counts[ReconcileUnmetered],
 		Unconfirmed: r.Counts[ReconcileUnconfirmed], Mismatched: r.Counts[ReconcileMismatched],
 		Rows: len(r.Rows), UnmeteredFailed: r.UnmeteredFailed, Pending: r.Pending,

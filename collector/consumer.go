@@ -165,10 +165,6 @@ func (c *Consumer) round(ctx context.Context) (progress, behind bool, err error)
 	if err != nil {
 		return false, false, fmt.Errorf("listing shards: %w", err)
 	}
-	present := map[string]bool{}
-	for _, s := range shards {
-		present[s.ID] = true
-	}
 	for _, s := range shards {
 		cp, err := c.checkpoint(ctx, s.ID)
 		if err != nil {
@@ -177,7 +173,10 @@ func (c *Consumer) round(ctx context.Context) (progress, behind bool, err error)
 		if cp.Closed {
 			continue
 		}
-		if !c.parentsDone(ctx, s, present) {
+		if !stream.ParentsRead(s, shards, func(id string) bool {
+			cp, err := c.checkpoint(ctx, id)
+			return err == nil && cp.Closed
+		}) {
 			continue
 		}
 		moved, err := c.readShard(ctx, s.ID, cp)
@@ -190,21 +189,6 @@ func (c *Consumer) round(ctx context.Context) (progress, behind bool, err error)
 		}
 	}
 	return progress, behind, nil
-}
-
-// parentsDone says whether every parent of a shard has been read to its end (a
-// parent no longer listed has expired from the stream and cannot hold records).
-func (c *Consumer) parentsDone(ctx context.Context, s stream.Shard, present map[string]bool) bool {
-	for _, p := range s.Parents {
-		if !present[p] {
-			continue
-		}
-		cp, err := c.checkpoint(ctx, p)
-		if err != nil || !cp.Closed {
-			return false
-		}
-	}
-	return true
 }
 
 func (c *Consumer) readShard(ctx context.Context, shardID string, cp *Checkpoint) (bool, error) {
@@ -354,13 +338,13 @@ func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name st
 	for _, d := range days {
 		db := b.Days[d]
 		if len(db.Events) > 0 {
-			if err := putParquet(ctx, st, store.Partition(store.EventsPrefix, d)+name+".parquet", db.Events, opts); err != nil {
+			if err := putParquet(ctx, st, schemas.Partition(schemas.EventsPrefix, d)+name+".parquet", db.Events, opts); err != nil {
 				return n, err
 			}
 			n++
 		}
 		if len(db.Windows) > 0 {
-			if err := putParquet(ctx, st, store.Partition(store.WindowsPrefix, d)+name+".parquet", db.Windows, opts); err != nil {
+			if err := putParquet(ctx, st, schemas.Partition(schemas.WindowsPrefix, d)+name+".parquet", db.Windows, opts); err != nil {
 				return n, err
 			}
 			n++
@@ -374,7 +358,7 @@ func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name st
 				return n, err
 			}
 		}
-		key := store.Partition(store.QuarantinePrefix, arrived.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
+		key := schemas.Partition(schemas.QuarantinePrefix, arrived.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
 		if err := st.Put(ctx, key, &buf); err != nil {
 			return n, fmt.Errorf("writing %s: %w", key, err)
 		}
@@ -395,7 +379,7 @@ func putParquet[T any](ctx context.Context, st store.Store, key string, rows []T
 }
 
 func (c *Consumer) checkpointKey(shardID string) string {
-	return store.CheckpointPrefix + c.cfg.Consumer + "/" + shardID + ".json"
+	return schemas.CheckpointPrefix + c.cfg.Consumer + "/" + shardID + ".json"
 }
 
 func (c *Consumer) checkpoint(ctx context.Context, shardID string) (*Checkpoint, error) {

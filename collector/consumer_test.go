@@ -121,7 +121,7 @@ func newFileRun(t testing.TB, requests, batch int) *fileRun {
 func snapshot(t testing.TB, st store.Store) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, prefix := range []string{store.EventsPrefix, store.WindowsPrefix} {
+	for _, prefix := range []string{schemas.EventsPrefix, schemas.WindowsPrefix} {
 		objs, err := st.List(context.Background(), prefix)
 		if err != nil {
 			t.Fatal(err)
@@ -150,7 +150,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	// Chargeback: exact against the price file, each request once.
 	want := u.chargeback()
 	for _, d := range usageDays {
-		got := parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d)))
+		got := parseChargeback(t, getObject(t, r.st, schemas.ChargebackCSVKey(d)))
 		compareChargeback(t, d, got, want)
 		m := r.compacted[d].Manifest
 		wt := dayTotal(want, d)
@@ -162,7 +162,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	}
 
 	// Poison records are quarantined with their reasons, and their shard moved on.
-	qs, err := r.st.List(ctx, store.QuarantinePrefix)
+	qs, err := r.st.List(ctx, schemas.QuarantinePrefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,8 +171,8 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 		// Quarantine is partitioned by the day the batch's first record reached
 		// the stream (the file stream stamps arrivals with the wall clock), not by
 		// the consumer's clock, so a retried batch replaces its object.
-		if today := time.Now().UTC().Format("2006-01-02"); !strings.HasPrefix(o.Key, store.Partition(store.QuarantinePrefix, today)) &&
-			!strings.HasPrefix(o.Key, store.Partition(store.QuarantinePrefix, time.Now().UTC().Add(-time.Hour).Format("2006-01-02"))) {
+		if today := time.Now().UTC().Format("2006-01-02"); !strings.HasPrefix(o.Key, schemas.Partition(schemas.QuarantinePrefix, today)) &&
+			!strings.HasPrefix(o.Key, schemas.Partition(schemas.QuarantinePrefix, time.Now().UTC().Add(-time.Hour).Format("2006-01-02"))) {
 			t.Errorf("quarantine object %s is not under the day its records arrived (%s)", o.Key, today)
 		}
 		for _, line := range bytes.Split(bytes.TrimSpace(getObject(t, r.st, o.Key)), []byte("\n")) {
@@ -196,7 +196,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	for _, q := range quarantined {
 		shard, seq, _ := strings.Cut(q.Source, "/")
 		var cp collector.Checkpoint
-		if err := json.Unmarshal(getObject(t, r.st, store.CheckpointPrefix+"aggregator/"+shard+".json"), &cp); err != nil {
+		if err := json.Unmarshal(getObject(t, r.st, schemas.CheckpointPrefix+"aggregator/"+shard+".json"), &cp); err != nil {
 			t.Fatal(err)
 		}
 		if stream.CompareSeq(seq, cp.Sequence) >= 0 {
@@ -293,7 +293,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	before := snapshot(t, r.st)
 	csvBefore := map[string][]byte{}
 	for _, d := range usageDays {
-		csvBefore[d] = getObject(t, r.st, compaction.CSVKey(d))
+		csvBefore[d] = getObject(t, r.st, schemas.ChargebackCSVKey(d))
 	}
 	cps, err := filepath.Glob(filepath.Join(r.storeDir, "_checkpoints", "aggregator", "*.json"))
 	if err != nil || len(cps) != 2 {
@@ -316,7 +316,7 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 		if !res.Unchanged || res.Manifest.Revision != 1 {
 			t.Errorf("%s after redelivery: unchanged %v, revision %d", d, res.Unchanged, res.Manifest.Revision)
 		}
-		if !bytes.Equal(getObject(t, r.st, compaction.CSVKey(d)), csvBefore[d]) {
+		if !bytes.Equal(getObject(t, r.st, schemas.ChargebackCSVKey(d)), csvBefore[d]) {
 			t.Errorf("%s: chargeback CSV changed after a full redelivery", d)
 		}
 	}
@@ -335,17 +335,17 @@ func TestConsumerFileStreamCountsEachRequestOnce(t *testing.T) {
 	}
 	old := collector.Checkpoint{ShardID: stream.ShardName(0), Sequence: recs[len(recs)-1].SequenceNumber}
 	data, _ := json.Marshal(old)
-	if err := r.st.Put(ctx, store.CheckpointPrefix+"aggregator/"+old.ShardID+".json", bytes.NewReader(data)); err != nil {
+	if err := r.st.Put(ctx, schemas.CheckpointPrefix+"aggregator/"+old.ShardID+".json", bytes.NewReader(data)); err != nil {
 		t.Fatal(err)
 	}
 	third := runConsumer(t, consumerConfig(r.fs, r.st, batch))
 	for _, d := range usageDays {
-		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, schemas.ChargebackCSVKey(d))), want)
 	}
 	res := compactAll(t, r.st, usageDays)
 	redelivered := 0
 	for _, d := range usageDays {
-		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, compaction.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, r.st, schemas.ChargebackCSVKey(d))), want)
 		m := res[d].Manifest
 		redelivered += m.RowsRead - r.compacted[d].Manifest.RowsRead
 		if m.RequestIDs != r.compacted[d].Manifest.RequestIDs || m.Totals != r.compacted[d].Manifest.Totals {
@@ -383,7 +383,7 @@ type checkpointFailStore struct {
 }
 
 func (s *checkpointFailStore) Put(ctx context.Context, key string, body io.Reader) error {
-	if strings.HasPrefix(key, store.CheckpointPrefix) {
+	if strings.HasPrefix(key, schemas.CheckpointPrefix) {
 		data := readAll(nil, body)
 		var cp collector.Checkpoint
 		if err := json.Unmarshal(data, &cp); err == nil && cp.Pending == "" && cp.Sequence != "" {
@@ -450,7 +450,7 @@ func TestConsumerRebuildsInterruptedBatch(t *testing.T) {
 	}
 	compareWindows(t, sumWindows(readWindows(t, dir)), u.windows(5*time.Minute))
 	res := compactAll(t, st, usageDays[:1])
-	compareChargeback(t, usageDays[0], parseChargeback(t, getObject(t, st, compaction.CSVKey(usageDays[0]))), u.chargeback())
+	compareChargeback(t, usageDays[0], parseChargeback(t, getObject(t, st, schemas.ChargebackCSVKey(usageDays[0]))), u.chargeback())
 	if res[usageDays[0]].Manifest.RowsRead != len(u.events) {
 		t.Errorf("compaction read %d rows, want %d", res[usageDays[0]].Manifest.RowsRead, len(u.events))
 	}

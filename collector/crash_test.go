@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/meter-dev/meter/collector"
-	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
@@ -119,7 +118,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := compactAll(t, st, []string{day})[day]
-	compareChargeback(t, day, parseChargeback(t, getObject(t, st, compaction.CSVKey(day))), u.chargeback())
+	compareChargeback(t, day, parseChargeback(t, getObject(t, st, schemas.ChargebackCSVKey(day))), u.chargeback())
 	m := res.Manifest
 	if m.RequestIDs != len(u.requests) || m.RowsRead != len(u.events) {
 		for _, in := range m.Inputs {

@@ -38,7 +38,7 @@ type checkpointLog struct {
 }
 
 func (s *checkpointLog) Put(ctx context.Context, key string, body io.Reader) error {
-	if strings.HasPrefix(key, store.CheckpointPrefix) {
+	if strings.HasPrefix(key, schemas.CheckpointPrefix) {
 		data := readAll(nil, body)
 		var cp collector.Checkpoint
 		json.Unmarshal(data, &cp)
@@ -151,7 +151,7 @@ func TestConsumerKinesisSplitToS3(t *testing.T) {
 		if _, err := compaction.Compact(ctx, compaction.Config{Store: s3st, Day: d, Prices: pricingDefault(), Force: true, Now: runNow}); err != nil {
 			t.Fatal(err)
 		}
-		compareChargeback(t, d, parseChargeback(t, getObject(t, s3st, compaction.CSVKey(d))), want)
+		compareChargeback(t, d, parseChargeback(t, getObject(t, s3st, schemas.ChargebackCSVKey(d))), want)
 		wt := dayTotal(want, d)
 		t.Logf("%s from S3: %d invocations, %d input tokens, total %s USD", d, wt.invocations, wt.in, wt.total)
 	}

@@ -28,6 +28,7 @@ import (
 	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/schemas"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
@@ -193,9 +194,9 @@ func tableObjects(t *testing.T, st store.Store) (tables map[string][]byte, other
 	tables = map[string][]byte{}
 	for _, o := range objs {
 		switch {
-		case strings.HasPrefix(o.Key, store.EventsPrefix), strings.HasPrefix(o.Key, store.WindowsPrefix), strings.HasPrefix(o.Key, store.QuarantinePrefix):
+		case strings.HasPrefix(o.Key, schemas.EventsPrefix), strings.HasPrefix(o.Key, schemas.WindowsPrefix), strings.HasPrefix(o.Key, schemas.QuarantinePrefix):
 			tables[o.Key] = getObject(t, st, o.Key)
-		case strings.HasPrefix(o.Key, store.CheckpointPrefix):
+		case strings.HasPrefix(o.Key, schemas.CheckpointPrefix):
 		default:
 			other = append(other, o.Key)
 		}

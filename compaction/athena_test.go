@@ -23,6 +23,7 @@ import (
 
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/schemas"
 )
 
 // duckAthena opens DuckDB with the events table over a store directory and the
@@ -100,7 +101,7 @@ func TestAthenaSQLInDuckDBEqualsGo(t *testing.T) {
 	if _, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	goRows, err := csv.NewReader(bytes.NewReader(readKey(t, st, compaction.CSVKey(testDay)))).ReadAll()
+	goRows, err := csv.NewReader(bytes.NewReader(readKey(t, st, schemas.ChargebackCSVKey(testDay)))).ReadAll()
 	if err != nil {
 		t.Fatal(err)
 	}

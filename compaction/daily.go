@@ -79,83 +79,9 @@ type Config struct {
 	TempDir string
 }
 
-// Input describes one object read or written.
-type Input struct {
-	Key    string `json:"key"`
-	Size   int64  `json:"size"`
-	SHA256 string `json:"sha256"`
-	Rows   int    `json:"rows"`
-}
-
-// Totals are the day's sums as written to the manifest.
-type Totals struct {
-	Invocations  int64  `json:"invocations"`
-	InputTokens  int64  `json:"input_tokens"`
-	OutputTokens int64  `json:"output_tokens"`
-	CacheRead    int64  `json:"cache_read_input_tokens"`
-	CacheWrite   int64  `json:"cache_write_input_tokens"`
-	Images       int64  `json:"image_count"`
-	Denied       int64  `json:"denied"`
-	Throttled    int64  `json:"throttled"`
-	Errors       int64  `json:"errors"`
-	InputCost    string `json:"input_cost"`
-	OutputCost   string `json:"output_cost"`
-	TotalCost    string `json:"total_cost"`
-}
-
-// Manifest explains a compaction: what was read and what came out.
-type Manifest struct {
-	Day               string  `json:"day"`
-	Revision          int     `json:"revision"`
-	Engine            string  `json:"engine"`
-	Inputs            []Input `json:"inputs"`
-	RowsRead          int     `json:"rows_read"`
-	DuplicatesDropped int     `json:"duplicates_dropped"`
-	OtherDayRows      int     `json:"other_day_rows"`
-	RequestIDs        int     `json:"request_ids"`
-	QuarantineObjects int     `json:"quarantine_objects"`
-	QuarantineRecords int     `json:"quarantine_records"`
-	PriceFile         string  `json:"price_file"`
-	PriceSHA256       string  `json:"price_sha256"`
-	Scale             int     `json:"scale"` // CSV cost places; -1: exact
-	Outputs           []Input `json:"outputs"`
-	Totals            Totals  `json:"totals"`
-	// Previous says how this revision differs from the one it replaced.
-	Previous *Change `json:"previous,omitempty"`
-}
-
-// Change says how a revision differs from the one before it.
-type Change struct {
-	Revision        int           `json:"revision"`
-	InputsAdded     []string      `json:"inputs_added,omitempty"`
-	InputsRemoved   []string      `json:"inputs_removed,omitempty"`
-	PricesChanged   bool          `json:"prices_changed,omitempty"`
-	ScaleChanged    bool          `json:"scale_changed,omitempty"`
-	RowsReadDiff    int           `json:"rows_read_diff"`
-	RequestIDsDiff  int           `json:"request_ids_diff"`
-	DuplicatesDiff  int           `json:"duplicates_diff"`
-	InvocationsDiff int64         `json:"invocations_diff"`
-	TotalCostBefore string        `json:"total_cost_before"`
-	TotalCostDiff   string        `json:"total_cost_diff"`
-	Groups          []GroupChange `json:"groups,omitempty"`
-}
-
-// GroupChange is where money moved: one chargeback row whose numbers differ
-// from the previous revision's (costs as the CSVs carry them).
-type GroupChange struct {
-	TeamID            string `json:"team_id"`
-	CostCenter        string `json:"cost_center"`
-	ModelID           string `json:"model_id"`
-	InvocationsBefore int64  `json:"invocations_before"`
-	InvocationsAfter  int64  `json:"invocations_after"`
-	TotalCostBefore   string `json:"total_cost_before"`
-	TotalCostAfter    string `json:"total_cost_after"`
-	TotalCostDiff     string `json:"total_cost_diff"`
-}
-
 // Result is what Compact did.
 type Result struct {
-	Manifest Manifest
+	Manifest schemas.Manifest
 	// Day holds the chargeback rows, totals and counts; its Daily rows only
 	// when the day was compacted in memory.
 	Day       *aggregator.DayResult
@@ -171,24 +97,6 @@ func Places(n int) *int {
 	}
 	return &n
 }
-
-// Keys of a day's outputs.
-func CSVKey(day string) string {
-	return store.Partition(store.ChargebackPrefix, day) + "chargeback-" + day + ".csv"
-}
-func ManifestKey(day string) string {
-	return store.Partition(store.ChargebackPrefix, day) + "manifest.json"
-}
-func DailyKey(day string) string {
-	return store.Partition(store.DailyPrefix, day) + "daily-" + day + ".parquet"
-}
-
-// RevisionKey returns the key of a revision's copy of name (the CSV or manifest.json).
-func RevisionKey(day string, rev int, name string) string {
-	return store.Partition(store.ChargebackPrefix, day) + fmt.Sprintf("revisions/r%d/", rev) + name
-}
-
-func csvName(day string) string { return "chargeback-" + day + ".csv" }
 
 // Compact compacts one day.
 func Compact(ctx context.Context, cfg Config) (*Result, error) {
@@ -213,7 +121,7 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 	if cfg.Scale != nil && *cfg.Scale >= 0 {
 		scale = *cfg.Scale
 	}
-	objs, err := cfg.Store.List(ctx, store.Partition(store.EventsPrefix, cfg.Day))
+	objs, err := cfg.Store.List(ctx, schemas.Partition(schemas.EventsPrefix, cfg.Day))
 	if err != nil {
 		return nil, fmt.Errorf("listing events of %s: %w", cfg.Day, err)
 	}
@@ -225,7 +133,7 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 			inputBytes += o.Size
 		}
 	}
-	m := Manifest{Day: cfg.Day, Engine: "go", PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256, Scale: scale}
+	m := schemas.Manifest{Day: cfg.Day, Engine: "go", PriceFile: cfg.Prices.Source, PriceSHA256: cfg.Prices.SHA256, Scale: scale}
 	if m.QuarantineObjects, m.QuarantineRecords, err = countQuarantine(ctx, cfg.Store, cfg.Day); err != nil {
 		return nil, err
 	}
@@ -249,11 +157,11 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := &Result{Day: day, CSVKey: CSVKey(cfg.Day), Buckets: buckets}
+	out := &Result{Day: day, CSVKey: schemas.ChargebackCSVKey(cfg.Day), Buckets: buckets}
 	m.RowsRead, m.DuplicatesDropped, m.OtherDayRows, m.RequestIDs = day.RowsRead, day.Duplicates, day.OtherDay, run.requests
 	t := day.Totals
-	m.Totals = Totals{Invocations: t.Invocations, InputTokens: t.InputTokens, OutputTokens: t.OutputTokens,
-		CacheRead: t.CacheReadTokens, CacheWrite: t.CacheWriteTokens, Images: t.ImageCount,
+	m.Totals = schemas.ManifestTotals{Invocations: t.Invocations, InputTokens: t.InputTokens, OutputTokens: t.OutputTokens,
+		CacheRead: t.CacheReadInputTokens, CacheWrite: t.CacheWriteInputTokens, Images: t.ImageCount,
 		Denied: t.Denied, Throttled: t.Throttled, Errors: t.Errors,
 		InputCost: t.Costs.Input.String(), OutputCost: t.Costs.Output.String(), TotalCost: t.Costs.Total().String()}
 
@@ -283,8 +191,8 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	csvOut := Input{Key: CSVKey(cfg.Day), Size: int64(csvBuf.Len()), SHA256: sha(csvBuf.Bytes()), Rows: len(day.Chargeback)}
-	m.Outputs = []Input{run.dailyOut, csvOut}
+	csvOut := schemas.ManifestObject{Key: schemas.ChargebackCSVKey(cfg.Day), Size: int64(csvBuf.Len()), SHA256: sha(csvBuf.Bytes()), Rows: len(day.Chargeback)}
+	m.Outputs = []schemas.ManifestObject{run.dailyOut, csvOut}
 	mj, err := json.MarshalIndent(&m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -297,11 +205,11 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 		key  string
 		body func() (io.Reader, error)
 	}{
-		{RevisionKey(cfg.Day, m.Revision, csvName(cfg.Day)), bytesBody(csvBuf.Bytes())},
-		{RevisionKey(cfg.Day, m.Revision, "manifest.json"), bytesBody(mj)},
-		{DailyKey(cfg.Day), run.dailyBody},
-		{CSVKey(cfg.Day), bytesBody(csvBuf.Bytes())},
-		{ManifestKey(cfg.Day), bytesBody(mj)},
+		{schemas.RevisionKey(cfg.Day, m.Revision, schemas.ChargebackCSVName(cfg.Day)), bytesBody(csvBuf.Bytes())},
+		{schemas.RevisionKey(cfg.Day, m.Revision, "manifest.json"), bytesBody(mj)},
+		{schemas.DailyKey(cfg.Day), run.dailyBody},
+		{schemas.ChargebackCSVKey(cfg.Day), bytesBody(csvBuf.Bytes())},
+		{schemas.ManifestKey(cfg.Day), bytesBody(mj)},
 	}
 	for _, p := range puts {
 		if err := ctx.Err(); err != nil {
@@ -347,7 +255,7 @@ type compaction struct {
 	tmp      string
 	buckets  int
 	requests int
-	dailyOut Input
+	dailyOut schemas.ManifestObject
 	dailyF   *os.File
 }
 
@@ -360,7 +268,7 @@ func (c *compaction) dailyBody() (io.Reader, error) {
 
 // compact reads the inputs, compacts them in c.buckets buckets and writes the
 // daily Parquet to a temporary file. It fills m.Inputs.
-func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Manifest) (*aggregator.DayResult, error) {
+func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *schemas.Manifest) (*aggregator.DayResult, error) {
 	comp, err := aggregator.NewCompactor(c.cfg.Day, c.cfg.Prices)
 	if err != nil {
 		return nil, err
@@ -398,7 +306,7 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Mani
 		if err != nil {
 			return nil, fmt.Errorf("reading %s: %w", o.Key, err)
 		}
-		m.Inputs = append(m.Inputs, Input{Key: o.Key, Size: int64(len(data)), SHA256: sha(data), Rows: len(rows)})
+		m.Inputs = append(m.Inputs, schemas.ManifestObject{Key: o.Key, Size: int64(len(data)), SHA256: sha(data), Rows: len(rows)})
 		data = nil
 		if spills == nil {
 			for i := range rows {
@@ -407,7 +315,8 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Mani
 			continue
 		}
 		for i := range rows {
-			spillRowOf(&row, &rows[i])
+			e := rows[i].Event()
+			row.SetEvent(&e)
 			if err := spills[aggregator.BucketOf(seed, rows[i].RequestID, c.buckets)].write(&row); err != nil {
 				return nil, fmt.Errorf("writing spill file: %w", err)
 			}
@@ -459,7 +368,7 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *Mani
 		return nil, fmt.Errorf("encoding daily parquet: %w", err)
 	}
 	c.requests = comp.Requests
-	c.dailyOut.Key, c.dailyOut.Size, c.dailyOut.SHA256 = DailyKey(c.cfg.Day), cw.n, hex.EncodeToString(h.Sum(nil))
+	c.dailyOut.Key, c.dailyOut.Size, c.dailyOut.SHA256 = schemas.DailyKey(c.cfg.Day), cw.n, hex.EncodeToString(h.Sum(nil))
 	res := comp.Result()
 	res.Daily = mem
 	return res, nil
@@ -532,7 +441,7 @@ func (c *compaction) compactBucket(comp *aggregator.Compactor, s *spillWriter, i
 	}
 	var row schemas.DailyRow
 	for r.read(&row) {
-		events = append(events, eventOf(&row))
+		events = append(events, row.Event())
 	}
 	r.remove()
 	if r.err != nil {
@@ -560,29 +469,6 @@ func (c *compaction) compactBucket(comp *aggregator.Compactor, s *spillWriter, i
 	return rr, events, nil
 }
 
-// spillRowOf copies an event row's columns into a daily row with zero costs.
-func spillRowOf(d *schemas.DailyRow, r *schemas.EventRow) {
-	*d = schemas.DailyRow{
-		SchemaVersion: r.SchemaVersion, EventID: r.EventID, RequestID: r.RequestID, Timestamp: r.Timestamp,
-		TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID, Operation: r.Operation, Status: r.Status,
-		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, LatencyMS: r.LatencyMS,
-		CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
-		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
-		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
-	}
-}
-
-func eventOf(r *schemas.DailyRow) schemas.Event {
-	return schemas.Event{
-		SchemaVersion: int(r.SchemaVersion), EventID: r.EventID, RequestID: r.RequestID,
-		Timestamp: time.UnixMilli(r.Timestamp).UTC(), TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID,
-		Operation: r.Operation, Status: r.Status, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
-		LatencyMS: r.LatencyMS, CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
-		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
-		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
-	}
-}
-
 type countWriter struct {
 	w io.Writer
 	n int64
@@ -598,7 +484,7 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // Quarantine is partitioned by arrival day, so these are the records that
 // arrived that day and could not be used.
 func countQuarantine(ctx context.Context, st store.Store, day string) (objects, records int, err error) {
-	q, err := st.List(ctx, store.Partition(store.QuarantinePrefix, day))
+	q, err := st.List(ctx, schemas.Partition(schemas.QuarantinePrefix, day))
 	if err != nil {
 		return 0, 0, fmt.Errorf("listing quarantine of %s: %w", day, err)
 	}
@@ -616,22 +502,22 @@ func countQuarantine(ctx context.Context, st store.Store, day string) (objects, 
 	return objects, records, nil
 }
 
-func readManifest(ctx context.Context, st store.Store, day string) (*Manifest, error) {
-	data, err := store.ReadAll(ctx, st, ManifestKey(day))
+func readManifest(ctx context.Context, st store.Store, day string) (*schemas.Manifest, error) {
+	data, err := store.ReadAll(ctx, st, schemas.ManifestKey(day))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	var m Manifest
+	var m schemas.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return nil, fmt.Errorf("manifest of %s is corrupt: %w", day, err)
 	}
 	return &m, nil
 }
 
-func sameInputs(a, b []Input) bool {
+func sameInputs(a, b []schemas.ManifestObject) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -644,8 +530,8 @@ func sameInputs(a, b []Input) bool {
 }
 
 // diff explains how cur differs from prev, group by group from the two CSVs.
-func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
-	c := &Change{Revision: prev.Revision, InvocationsDiff: cur.Totals.Invocations - prev.Totals.Invocations,
+func diff(prev, cur *schemas.Manifest, prevCSV, curCSV []byte) (*schemas.ManifestChange, error) {
+	c := &schemas.ManifestChange{Revision: prev.Revision, InvocationsDiff: cur.Totals.Invocations - prev.Totals.Invocations,
 		TotalCostBefore: prev.Totals.TotalCost, PricesChanged: prev.PriceSHA256 != cur.PriceSHA256, ScaleChanged: prev.Scale != cur.Scale,
 		RowsReadDiff: cur.RowsRead - prev.RowsRead, RequestIDsDiff: cur.RequestIDs - prev.RequestIDs,
 		DuplicatesDiff: cur.DuplicatesDropped - prev.DuplicatesDropped}
@@ -669,29 +555,16 @@ func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
 	after, _ := decimal.NewFromString(cur.Totals.TotalCost)
 	c.TotalCostDiff = after.Sub(before).String()
 
-	old, err := aggregator.ReadChargebackCSV(prevCSV)
+	d, err := aggregator.DiffChargeback(prevCSV, curCSV)
 	if err != nil {
-		return nil, fmt.Errorf("previous chargeback CSV of %s: %w", cur.Day, err)
+		return nil, fmt.Errorf("chargeback of %s: %w", cur.Day, err)
 	}
-	neu, err := aggregator.ReadChargebackCSV(curCSV)
-	if err != nil {
-		return nil, err
-	}
-	keys := map[aggregator.ChargebackKey]bool{}
-	for k := range old {
-		keys[k] = true
-	}
-	for k := range neu {
-		keys[k] = true
-	}
-	for k := range keys {
-		o, n := old[k], neu[k]
-		if o.Invocations == n.Invocations && o.TotalCost.Equal(n.TotalCost) {
-			continue
+	for _, rows := range [][]aggregator.RowChange{d.Added, d.Removed, d.Changed} {
+		for _, r := range rows {
+			c.Groups = append(c.Groups, schemas.ManifestGroupChange{TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID,
+				InvocationsBefore: r.InvocationsBefore, InvocationsAfter: r.InvocationsAfter,
+				TotalCostBefore: r.CostBefore.String(), TotalCostAfter: r.CostAfter.String(), TotalCostDiff: r.CostDiff().String()})
 		}
-		c.Groups = append(c.Groups, GroupChange{TeamID: k[0], CostCenter: k[1], ModelID: k[2],
-			InvocationsBefore: o.Invocations, InvocationsAfter: n.Invocations,
-			TotalCostBefore: o.TotalCost.String(), TotalCostAfter: n.TotalCost.String(), TotalCostDiff: n.TotalCost.Sub(o.TotalCost).String()})
 	}
 	sort.Slice(c.Groups, func(i, j int) bool {
 		a, b := c.Groups[i], c.Groups[j]
@@ -704,7 +577,7 @@ func diff(prev, cur *Manifest, prevCSV, curCSV []byte) (*Change, error) {
 // written under revisions/rN/ before they are committed; a day compacted by an
 // older release has only the fixed-name files, which are copied there first.
 func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]byte, error) {
-	data, err := store.ReadAll(ctx, st, RevisionKey(day, rev, csvName(day)))
+	data, err := store.ReadAll(ctx, st, schemas.RevisionKey(day, rev, schemas.ChargebackCSVName(day)))
 	if err == nil {
 		return data, nil
 	}
@@ -712,7 +585,7 @@ func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]b
 		return nil, err
 	}
 	var csvData []byte
-	for _, key := range []string{CSVKey(day), ManifestKey(day)} {
+	for _, key := range []string{schemas.ChargebackCSVKey(day), schemas.ManifestKey(day)} {
 		data, err := store.ReadAll(ctx, st, key)
 		if errors.Is(err, store.ErrNotFound) {
 			continue
@@ -724,7 +597,7 @@ func keepRevision(ctx context.Context, st store.Store, day string, rev int) ([]b
 		if name != "manifest.json" {
 			csvData = data
 		}
-		if err := st.Put(ctx, RevisionKey(day, rev, name), bytes.NewReader(data)); err != nil {
+		if err := st.Put(ctx, schemas.RevisionKey(day, rev, name), bytes.NewReader(data)); err != nil {
 			return nil, fmt.Errorf("keeping revision %d: %w", rev, err)
 		}
 	}

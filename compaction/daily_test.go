@@ -130,9 +130,9 @@ func checkTruth(t *testing.T, csvData []byte, truth *daygen.Truth, revision int)
 	}
 }
 
-func readManifest(t *testing.T, st store.Store, key string) compaction.Manifest {
+func readManifest(t *testing.T, st store.Store, key string) schemas.Manifest {
 	t.Helper()
-	var m compaction.Manifest
+	var m schemas.Manifest
 	if err := json.Unmarshal(readKey(t, st, key), &m); err != nil {
 		t.Fatal(err)
 	}
@@ -175,10 +175,10 @@ func TestGeneratedDayKnownTotals(t *testing.T) {
 	if len(m.Inputs) != 6 || m.Inputs[0].SHA256 == "" || m.Inputs[0].Size == 0 || m.PriceSHA256 != book.SHA256 {
 		t.Errorf("inputs %+v price %s", m.Inputs, m.PriceSHA256)
 	}
-	checkTruth(t, readKey(t, st, compaction.CSVKey(testDay)), truth, 1)
+	checkTruth(t, readKey(t, st, schemas.ChargebackCSVKey(testDay)), truth, 1)
 
 	// The daily file: one row per request id, sorted, readable, with a valid page index.
-	dailyPath := filepath.Join(st.Dir(), compaction.DailyKey(testDay))
+	dailyPath := filepath.Join(st.Dir(), schemas.DailyKey(testDay))
 	if err := parquetcheck.CheckFile(dailyPath); err != nil {
 		t.Fatal(err)
 	}
@@ -218,13 +218,13 @@ func TestBucketsEqualMemory(t *testing.T) {
 	if a.Buckets != 1 || b.Buckets != 7 {
 		t.Fatalf("buckets %d and %d", a.Buckets, b.Buckets)
 	}
-	for _, key := range []string{compaction.CSVKey(testDay), compaction.ManifestKey(testDay), compaction.DailyKey(testDay)} {
+	for _, key := range []string{schemas.ChargebackCSVKey(testDay), schemas.ManifestKey(testDay), schemas.DailyKey(testDay)} {
 		if !bytes.Equal(readKey(t, stA, key), readKey(t, stB, key)) {
 			t.Errorf("%s differs between memory and buckets", key)
 		}
 	}
-	checkTruth(t, readKey(t, stB, compaction.CSVKey(testDay)), truth, 1)
-	if err := parquetcheck.CheckFile(filepath.Join(dirB, compaction.DailyKey(testDay))); err != nil {
+	checkTruth(t, readKey(t, stB, schemas.ChargebackCSVKey(testDay)), truth, 1)
+	if err := parquetcheck.CheckFile(filepath.Join(dirB, schemas.DailyKey(testDay))); err != nil {
 		t.Fatal(err)
 	}
 	// Automatic choice: a tiny memory budget spills.
@@ -236,7 +236,7 @@ func TestBucketsEqualMemory(t *testing.T) {
 	if c.Buckets < 2 || !c.Unchanged || c.Manifest.Revision != 1 {
 		t.Fatalf("automatic choice: %d buckets, unchanged %v, revision %d", c.Buckets, c.Unchanged, c.Manifest.Revision)
 	}
-	if !bytes.Equal(readKey(t, stA, compaction.DailyKey(testDay)), readKey(t, stB, compaction.DailyKey(testDay))) {
+	if !bytes.Equal(readKey(t, stA, schemas.DailyKey(testDay)), readKey(t, stB, schemas.DailyKey(testDay))) {
 		t.Error("automatic buckets changed the daily file")
 	}
 }
@@ -245,7 +245,7 @@ func TestBucketsEqualMemory(t *testing.T) {
 func outputs(t *testing.T, st store.Store) map[string][]byte {
 	t.Helper()
 	out := map[string][]byte{}
-	for _, p := range []string{store.Partition(store.ChargebackPrefix, testDay), store.Partition(store.DailyPrefix, testDay)} {
+	for _, p := range []string{schemas.Partition(schemas.ChargebackPrefix, testDay), schemas.Partition(schemas.DailyPrefix, testDay)} {
 		objs, err := st.List(context.Background(), p)
 		if err != nil {
 			t.Fatal(err)
@@ -301,8 +301,8 @@ func TestLateEventsMakeRevision2(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev1CSV := readKey(t, st, compaction.CSVKey(testDay))
-	rev1Manifest := readKey(t, st, compaction.ManifestKey(testDay))
+	rev1CSV := readKey(t, st, schemas.ChargebackCSVKey(testDay))
+	rev1Manifest := readKey(t, st, schemas.ManifestKey(testDay))
 
 	late := addFiles(t, st, daygen.Config{Day: testDay, Events: 1_500, Files: 1, Seed: 5, FirstFile: 3})
 	truth.Merge(late)
@@ -314,7 +314,7 @@ func TestLateEventsMakeRevision2(t *testing.T) {
 	if m.Revision != 2 || r2.Unchanged || m.Previous == nil {
 		t.Fatalf("after late events: revision %d unchanged %v previous %v", m.Revision, r2.Unchanged, m.Previous)
 	}
-	checkTruth(t, readKey(t, st, compaction.CSVKey(testDay)), truth, 2)
+	checkTruth(t, readKey(t, st, schemas.ChargebackCSVKey(testDay)), truth, 2)
 	p := m.Previous
 	lateKey := "events/dt=" + testDay + "/" + daygen.FileName(3)
 	if p.Revision != 1 || len(p.InputsAdded) != 1 || p.InputsAdded[0] != lateKey || len(p.InputsRemoved) != 0 {
@@ -338,14 +338,14 @@ func TestLateEventsMakeRevision2(t *testing.T) {
 	}
 	t.Logf("revision 2: %d inputs added, %d requests added, %s USD moved across %d groups", len(p.InputsAdded), p.RequestIDsDiff, p.TotalCostDiff, len(p.Groups))
 	// Revision 1 stays readable under revisions/r1/.
-	if !bytes.Equal(readKey(t, st, compaction.RevisionKey(testDay, 1, "chargeback-"+testDay+".csv")), rev1CSV) ||
-		!bytes.Equal(readKey(t, st, compaction.RevisionKey(testDay, 1, "manifest.json")), rev1Manifest) {
+	if !bytes.Equal(readKey(t, st, schemas.RevisionKey(testDay, 1, "chargeback-"+testDay+".csv")), rev1CSV) ||
+		!bytes.Equal(readKey(t, st, schemas.RevisionKey(testDay, 1, "manifest.json")), rev1Manifest) {
 		t.Error("revision 1 was not kept as it was")
 	}
 	if r1.Manifest.Totals.TotalCost == m.Totals.TotalCost {
 		t.Error("late events did not change the total")
 	}
-	if err := parquetcheck.CheckFile(filepath.Join(st.Dir(), compaction.DailyKey(testDay))); err != nil {
+	if err := parquetcheck.CheckFile(filepath.Join(st.Dir(), schemas.DailyKey(testDay))); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -436,7 +436,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 		t.Fatal(err)
 	}
 	truth.Merge(addFiles(t, st, daygen.Config{Day: testDay, Events: 700, Files: 1, Seed: 7, FirstFile: 2}))
-	rev1Manifest := readKey(t, st, compaction.ManifestKey(testDay))
+	rev1Manifest := readKey(t, st, schemas.ManifestKey(testDay))
 
 	// Revision 2 written without interruption: what every killed run must end at.
 	refDir := t.TempDir()
@@ -474,7 +474,7 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 
 		st, _ := store.OpenFile(dir)
 		// The committed manifest is still revision 1, whole.
-		if got := readKey(t, st, compaction.ManifestKey(testDay)); !bytes.Equal(got, rev1Manifest) {
+		if got := readKey(t, st, schemas.ManifestKey(testDay)); !bytes.Equal(got, rev1Manifest) {
 			t.Errorf("killed in the put of %s: manifest.json is not revision 1's", key)
 		}
 		// Every visible CSV is whole and names one revision.
@@ -515,5 +515,5 @@ func TestKillMidRunLeavesLastRevision(t *testing.T) {
 		}
 		t.Logf("killed with SIGKILL halfway through %s: revision 1 stayed committed; the rerun wrote revision 2", key)
 	}
-	checkTruth(t, want[compaction.CSVKey(testDay)], truth, 2)
+	checkTruth(t, want[schemas.ChargebackCSVKey(testDay)], truth, 2)
 }

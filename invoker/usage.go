@@ -11,6 +11,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
+	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
@@ -27,45 +28,22 @@ type UsageStore interface {
 const maxUsageDays = 366
 
 // usageTotals are a team's sums over some rows of the daily table, counted as
-// the chargeback counts them: invocations, tokens, images and cost are those of
-// successful calls only; requests counts every metered call, and denied,
-// throttled and errors (client and upstream errors) split the others by status.
+// the chargeback counts them (aggregator.Counts); requests counts every
+// metered call, whatever its status.
 type usageTotals struct {
-	Invocations           int64  `json:"invocations"`
-	Requests              int64  `json:"requests"`
-	Denied                int64  `json:"denied"`
-	Throttled             int64  `json:"throttled"`
-	Errors                int64  `json:"errors"`
-	InputTokens           int64  `json:"input_tokens"`
-	OutputTokens          int64  `json:"output_tokens"`
-	CacheReadInputTokens  int64  `json:"cache_read_input_tokens"`
-	CacheWriteInputTokens int64  `json:"cache_write_input_tokens"`
-	ImageCount            int64  `json:"image_count"`
-	TotalCost             string `json:"total_cost"`
-	cost                  decimal.Decimal
+	Requests int64 `json:"requests"`
+	aggregator.Counts
+	TotalCost string `json:"total_cost"`
+	cost      decimal.Decimal
 }
 
 func (t *usageTotals) add(r *schemas.DailyRow) {
 	t.Requests++
-	switch r.Status {
-	case schemas.StatusSuccess:
-		t.Invocations++
-		t.InputTokens += r.InputTokens
-		t.OutputTokens += r.OutputTokens
-		t.CacheReadInputTokens += r.CacheReadInputTokens
-		t.CacheWriteInputTokens += r.CacheWriteInputTokens
-		t.ImageCount += r.ImageCount
-		// The daily table keeps costs as DECIMAL(18,10): exact, never floats.
-		t.cost = t.cost.Add(decimal.New(r.TotalCost, -10))
-	case schemas.StatusDenied:
-		t.Denied++
-	case schemas.StatusThrottled:
-		t.Throttled++
-	default:
-		// A failed call may carry the tokens Bedrock reported (an unreadable
-		// answer), but the chargeback bills successful calls only.
-		t.Errors++
-	}
+	e := r.Event()
+	t.Count(&e)
+	// The daily table keeps costs as DECIMAL(18,10): exact, never floats;
+	// only successful calls have a cost there.
+	t.cost = t.cost.Add(decimal.New(r.TotalCost, -10))
 }
 
 func (t *usageTotals) seal() { t.TotalCost = t.cost.String() }
@@ -165,7 +143,7 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 // dailyRows reads one day's compacted Parquet and keeps the team's rows.
 // found is false when the day has not been compacted.
 func (s *Server) dailyRows(ctx context.Context, day, team string) (rows []schemas.DailyRow, found bool, err error) {
-	objs, err := s.cfg.Store.List(ctx, store.Partition(store.DailyPrefix, day))
+	objs, err := s.cfg.Store.List(ctx, schemas.Partition(schemas.DailyPrefix, day))
 	if err != nil {
 		return nil, false, err
 	}

@@ -21,7 +21,7 @@ func writeDaily(t *testing.T, st store.Store, day string, rows []schemas.DailyRo
 	if err := parquetio.Write(&buf, rows, parquetio.Options{}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Put(context.Background(), store.Partition(store.DailyPrefix, day)+"daily-"+day+".parquet", &buf); err != nil {
+	if err := st.Put(context.Background(), schemas.Partition(schemas.DailyPrefix, day)+"daily-"+day+".parquet", &buf); err != nil {
 		t.Fatal(err)
 	}
 }

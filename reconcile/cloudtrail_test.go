@@ -59,7 +59,7 @@ func putUsage(t *testing.T, st store.Store, events []schemas.Event) {
 			if err := parquetio.Write(&buf, part, parquetio.Options{}); err != nil {
 				t.Fatal(err)
 			}
-			key := fmt.Sprintf("%spart-%d.parquet", store.Partition(store.EventsPrefix, day), i)
+			key := fmt.Sprintf("%spart-%d.parquet", schemas.Partition(schemas.EventsPrefix, day), i)
 			if err := st.Put(context.Background(), key, &buf); err != nil {
 				t.Fatal(err)
 			}
@@ -559,7 +559,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 			t.Errorf("%s: statuses = %v, want %v", name, got, want)
 		}
 	}
-	csvKey, summaryKey := Keys("2026-11-25")
+	csvKey, summaryKey := schemas.ReconciliationKeys("2026-11-25")
 	if csvKey != "reconciliation/dt=2026-11-25/reconciliation-2026-11-25.csv" || summaryKey != "reconciliation/dt=2026-11-25/summary.json" {
 		t.Fatalf("keys %s %s", csvKey, summaryKey)
 	}

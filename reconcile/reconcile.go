@@ -68,12 +68,6 @@ func (e *UnmeteredError) Error() string {
 // LookupRetention is how far back LookupEvents can see.
 const LookupRetention = 90 * 24 * time.Hour
 
-// Keys returns the keys of a day's report and summary in the store.
-func Keys(day string) (report, summary string) {
-	dir := store.Partition(store.ReconciliationPrefix, day)
-	return dir + "reconciliation-" + day + ".csv", dir + "summary.json"
-}
-
 // Run reconciles one day: it reads the usage events of the day and the
 // days either side (for calls across midnight) and CloudTrail's Bedrock
 // invocations from the day widened by Margin, writes
@@ -135,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
 		rep.Skipped[reason] += n
 	}
 
-	reportKey, summaryKey := Keys(cfg.Day)
+	reportKey, summaryKey := schemas.ReconciliationKeys(cfg.Day)
 	var csvBuf bytes.Buffer
 	if err := rep.WriteCSV(&csvBuf); err != nil {
 		return rep, fmt.Errorf("rendering %s: %w", reportKey, err)
@@ -191,7 +185,7 @@ func trailReader(ctx context.Context, cfg Config) (TrailReader, error) {
 // has no events.
 func StoreUsage(st store.Store) func(ctx context.Context, day string) ([]schemas.Event, error) {
 	return func(ctx context.Context, day string) ([]schemas.Event, error) {
-		objs, err := st.List(ctx, store.Partition(store.EventsPrefix, day))
+		objs, err := st.List(ctx, schemas.Partition(schemas.EventsPrefix, day))
 		if err != nil {
 			return nil, fmt.Errorf("listing usage events of %s: %w", day, err)
 		}

@@ -178,7 +178,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 	if c := repFiles.Counts; c["matched"] != 55 || c["unmetered"] != 1 || c["unconfirmed"] != 1 || c["mismatched"] != 1 {
 		t.Errorf("counts = %v", c)
 	}
-	csvKey, _ := Keys("2026-11-25")
+	csvKey, _ := schemas.ReconciliationKeys("2026-11-25")
 	if a, b := readKey(t, files, csvKey), readKey(t, lookup, csvKey); !bytes.Equal(a, b) {
 		t.Errorf("trail files and LookupEvents give different reports:\n%s\n---\n%s", a, b)
 	}

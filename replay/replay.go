@@ -211,11 +211,11 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, fmt.Errorf("compacting the replayed day: %w", err)
 	}
 	res.Duplicates = res.Rebuilt.Day.Duplicates
-	rebuiltCSV, err := store.ReadAll(ctx, staging, compaction.CSVKey(cfg.Day))
+	rebuiltCSV, err := store.ReadAll(ctx, staging, schemas.ChargebackCSVKey(cfg.Day))
 	if err != nil {
 		return nil, err
 	}
-	liveCSV, err := store.ReadAll(ctx, cfg.Store, compaction.CSVKey(cfg.Day))
+	liveCSV, err := store.ReadAll(ctx, cfg.Store, schemas.ChargebackCSVKey(cfg.Day))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return nil, err
 	}
@@ -264,10 +264,6 @@ func (r *dayReader) run(ctx context.Context) error {
 		return fmt.Errorf("listing shards: %w", err)
 	}
 	r.res.Shards = len(shards)
-	present := map[string]bool{}
-	for _, s := range shards {
-		present[s.ID] = true
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	type outcome struct {
@@ -285,7 +281,7 @@ func (r *dayReader) run(ctx context.Context) error {
 			if running >= parallel || firstErr != nil {
 				break
 			}
-			if started[s.ID] || !parentsFinished(s, present, finished) {
+			if started[s.ID] || !stream.ParentsRead(s, shards, func(id string) bool { return finished[id] }) {
 				continue
 			}
 			started[s.ID] = true
@@ -307,15 +303,6 @@ func (r *dayReader) run(ctx context.Context) error {
 		}
 	}
 	return firstErr
-}
-
-func parentsFinished(s stream.Shard, present, finished map[string]bool) bool {
-	for _, p := range s.Parents {
-		if present[p] && !finished[p] {
-			return false
-		}
-	}
-	return true
 }
 
 // shard reads one shard until its records arrive after r.until, it closes, or
@@ -465,9 +452,9 @@ type coverage struct {
 // and kept ones (res.KeptLive), and copies the readable kept ones, with their
 // usage_windows objects, into staging.
 func stageUncovered(ctx context.Context, live, staging store.Store, day string, res *Result) (*coverage, error) {
-	events := store.Partition(store.EventsPrefix, day)
+	events := schemas.Partition(schemas.EventsPrefix, day)
 	cov := &coverage{ids: map[string]bool{}, staged: map[string]bool{}, stale: map[string]bool{}, kept: map[string]bool{}}
-	for _, p := range []string{events, store.Partition(store.WindowsPrefix, day)} {
+	for _, p := range []string{events, schemas.Partition(schemas.WindowsPrefix, day)} {
 		objs, err := staging.List(ctx, p)
 		if err != nil {
 			return nil, fmt.Errorf("listing staged %s: %w", p, err)
@@ -564,7 +551,7 @@ func (cov *coverage) check(ctx context.Context, live store.Store, key string) ([
 
 // windowsTwin is the usage_windows object written with an events object.
 func windowsTwin(day, eventsKey string) string {
-	return store.Partition(store.WindowsPrefix, day) + strings.TrimPrefix(eventsKey, store.Partition(store.EventsPrefix, day))
+	return schemas.Partition(schemas.WindowsPrefix, day) + strings.TrimPrefix(eventsKey, schemas.Partition(schemas.EventsPrefix, day))
 }
 
 // applyDay swaps the staged day in. The raw tables first: every rebuilt object
@@ -577,7 +564,7 @@ func windowsTwin(day, eventsKey string) string {
 // from the old revision to the new one at a single Put. Last, compacted
 // objects the rebuilt day does not have are deleted; revisions stay.
 func applyDay(ctx context.Context, live, staging store.Store, day string, res *Result, cov *coverage, compact func(store.Store) (*compaction.Result, error)) error {
-	events, windows := store.Partition(store.EventsPrefix, day), store.Partition(store.WindowsPrefix, day)
+	events, windows := schemas.Partition(schemas.EventsPrefix, day), schemas.Partition(schemas.WindowsPrefix, day)
 	for _, p := range []string{events, windows} {
 		objs, err := staging.List(ctx, p)
 		if err != nil {
@@ -638,7 +625,7 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 	}
 	res.Applied = applied
 
-	compacted := []string{store.Partition(store.DailyPrefix, day), store.Partition(store.ChargebackPrefix, day)}
+	compacted := []string{schemas.Partition(schemas.DailyPrefix, day), schemas.Partition(schemas.ChargebackPrefix, day)}
 	keep := map[string]bool{}
 	for _, p := range compacted {
 		objs, err := staging.List(ctx, p)
@@ -649,7 +636,7 @@ func applyDay(ctx context.Context, live, staging store.Store, day string, res *R
 			keep[o.Key] = true
 		}
 	}
-	revisions := store.Partition(store.ChargebackPrefix, day) + "revisions/"
+	revisions := schemas.Partition(schemas.ChargebackPrefix, day) + "revisions/"
 	objs, err = live.List(ctx, revisions)
 	if err != nil {
 		return fmt.Errorf("listing %s: %w", revisions, err)
@@ -711,7 +698,7 @@ func removeStaging(ctx context.Context, st store.Store, prefix string) error {
 
 // manifestScale reads the CSV scale the day's current manifest records.
 func manifestScale(ctx context.Context, st store.Store, day string) (int, bool, error) {
-	data, err := store.ReadAll(ctx, st, compaction.ManifestKey(day))
+	data, err := store.ReadAll(ctx, st, schemas.ManifestKey(day))
 	if errors.Is(err, store.ErrNotFound) {
 		return 0, false, nil
 	}

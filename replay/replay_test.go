@@ -246,15 +246,15 @@ func TestReplayEqualsLivePath(t *testing.T) {
 	}
 
 	// The chargeback and the compacted daily Parquet are the live path's, byte for byte.
-	liveCSV := getObject(t, st, compaction.CSVKey(replayDay))
-	if got := getObject(t, staging, compaction.CSVKey(replayDay)); !bytes.Equal(got, liveCSV) {
+	liveCSV := getObject(t, st, schemas.ChargebackCSVKey(replayDay))
+	if got := getObject(t, staging, schemas.ChargebackCSVKey(replayDay)); !bytes.Equal(got, liveCSV) {
 		t.Errorf("replayed chargeback differs from the live one:\n%s\nlive:\n%s", got, liveCSV)
 	}
-	liveDaily := objects(t, st, store.Partition(store.DailyPrefix, replayDay))
+	liveDaily := objects(t, st, schemas.Partition(schemas.DailyPrefix, replayDay))
 	if len(liveDaily) == 0 {
 		t.Fatal("the live path wrote no daily Parquet")
 	}
-	sameObjects(t, "staged daily Parquet", objects(t, staging, store.Partition(store.DailyPrefix, replayDay)), liveDaily)
+	sameObjects(t, "staged daily Parquet", objects(t, staging, schemas.Partition(schemas.DailyPrefix, replayDay)), liveDaily)
 	if !res.Diff.Same() || res.Diff.RowsBefore == 0 || res.Diff.RowsAfter != res.Diff.RowsBefore || !res.Diff.Moved().IsZero() {
 		t.Errorf("diff against an identical day: %+v", res.Diff)
 	}
@@ -305,19 +305,19 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 	st := newStore(t)
 	livePath(t, src, st)
 	ctx := context.Background()
-	wantCSV := getObject(t, st, compaction.CSVKey(replayDay))
+	wantCSV := getObject(t, st, schemas.ChargebackCSVKey(replayDay))
 	neighbours := map[string]string{}
 	for _, d := range []string{replayNeighb, replayNext} {
-		for _, table := range []string{store.EventsPrefix, store.WindowsPrefix, store.DailyPrefix, store.ChargebackPrefix} {
-			for k, v := range objects(t, st, store.Partition(table, d)) {
+		for _, table := range []string{schemas.EventsPrefix, schemas.WindowsPrefix, schemas.DailyPrefix, schemas.ChargebackPrefix} {
+			for k, v := range objects(t, st, schemas.Partition(table, d)) {
 				neighbours[k] = v
 			}
 		}
 	}
-	liveEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	liveEvents := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
 	// The incident: every file of the day is lost.
-	for _, table := range []string{store.EventsPrefix, store.WindowsPrefix, store.DailyPrefix, store.ChargebackPrefix} {
-		for k := range objects(t, st, store.Partition(table, replayDay)) {
+	for _, table := range []string{schemas.EventsPrefix, schemas.WindowsPrefix, schemas.DailyPrefix, schemas.ChargebackPrefix} {
+		for k := range objects(t, st, schemas.Partition(table, replayDay)) {
 			if err := st.Delete(ctx, k); err != nil {
 				t.Fatal(err)
 			}
@@ -325,7 +325,7 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 	}
 
 	res := runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
-	if got := getObject(t, st, compaction.CSVKey(replayDay)); !bytes.Equal(got, wantCSV) {
+	if got := getObject(t, st, schemas.ChargebackCSVKey(replayDay)); !bytes.Equal(got, wantCSV) {
 		t.Errorf("chargeback after replay --apply:\n%s\nbefore the loss:\n%s", got, wantCSV)
 	}
 	if res.Diff.RowsBefore != 0 || len(res.Diff.Added) != res.Diff.RowsAfter || res.Diff.RowsAfter == 0 {
@@ -335,15 +335,15 @@ func TestReplayApplyAfterDayWasDeleted(t *testing.T) {
 		t.Errorf("applied: %+v", res.Applied)
 	}
 	// The raw events are back, with the same events (in other batches).
-	rebuilt := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
-	if len(rebuilt) == 0 || len(objects(t, st, store.Partition(store.WindowsPrefix, replayDay))) == 0 {
+	rebuilt := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
+	if len(rebuilt) == 0 || len(objects(t, st, schemas.Partition(schemas.WindowsPrefix, replayDay))) == 0 {
 		t.Fatal("events or windows of the day not restored")
 	}
 	if got, want := requestIDs(t, rebuilt), requestIDs(t, liveEvents); got != want {
 		t.Errorf("restored events hold %s, the lost ones held %s", got, want)
 	}
 	for _, k := range res.Written {
-		if _, ok := rebuilt[k]; !ok && strings.HasPrefix(k, store.EventsPrefix) {
+		if _, ok := rebuilt[k]; !ok && strings.HasPrefix(k, schemas.EventsPrefix) {
 			t.Errorf("written %s is not there", k)
 		}
 	}
@@ -401,8 +401,8 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 	st := newStore(t)
 	livePath(t, newStream(t, recs), st)
 	src := newStream(t, full)
-	oldCSV := getObject(t, st, compaction.CSVKey(replayDay))
-	oldEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	oldCSV := getObject(t, st, schemas.ChargebackCSVKey(replayDay))
+	oldEvents := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
 	before := objects(t, st, "")
 
 	res := runReplay(t, replay.Config{Source: src, Store: st})
@@ -423,7 +423,7 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 
 	// --apply: the previous revision is kept, the day replaced.
 	res = runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
-	newCSV := getObject(t, st, compaction.CSVKey(replayDay))
+	newCSV := getObject(t, st, schemas.ChargebackCSVKey(replayDay))
 	after, err := aggregator.DiffChargeback(oldCSV, newCSV)
 	if err != nil {
 		t.Fatal(err)
@@ -434,11 +434,11 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 	if res.Applied.Manifest.Revision != 2 || !strings.HasSuffix(strings.SplitN(string(newCSV), "\n", 3)[1], ",2") {
 		t.Errorf("applied revision %d; CSV:\n%s", res.Applied.Manifest.Revision, newCSV)
 	}
-	kept := getObject(t, st, store.Partition(store.ChargebackPrefix, replayDay)+"revisions/r1/chargeback-"+replayDay+".csv")
+	kept := getObject(t, st, schemas.Partition(schemas.ChargebackPrefix, replayDay)+"revisions/r1/chargeback-"+replayDay+".csv")
 	if !bytes.Equal(kept, oldCSV) {
 		t.Errorf("revision r1 is not the previous chargeback:\n%s", kept)
 	}
-	nowEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	nowEvents := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
 	for k := range oldEvents {
 		if _, ok := nowEvents[k]; ok {
 			t.Errorf("stale live object %s kept", k)
@@ -452,7 +452,7 @@ func TestReplayShowsAndAppliesMissingRecords(t *testing.T) {
 	}
 	// Neighbouring days are as the live path left them.
 	for _, d := range []string{replayNeighb, replayNext} {
-		sameObjects(t, "events of "+d, objects(t, st, store.Partition(store.EventsPrefix, d)), onlyPrefix(before, store.Partition(store.EventsPrefix, d)))
+		sameObjects(t, "events of "+d, objects(t, st, schemas.Partition(schemas.EventsPrefix, d)), onlyPrefix(before, schemas.Partition(schemas.EventsPrefix, d)))
 	}
 	// A second apply of the same stream changes nothing more: same inputs, same revision.
 	res = runReplay(t, replay.Config{Source: src, Store: st, Apply: true})
@@ -510,13 +510,13 @@ func TestReplayReadsOnlyTheMarginAroundTheDay(t *testing.T) {
 		if res.Records != c.records || res.DayEvents != c.dayEvents || res.OtherDays != c.other {
 			t.Errorf("margin %s: %d records, %d of the day, %d of others; want %d, %d, %d", c.margin, res.Records, res.DayEvents, res.OtherDays, c.records, c.dayEvents, c.other)
 		}
-		csv := string(getObject(t, st, compaction.CSVKey(replayDay)))
+		csv := string(getObject(t, st, schemas.ChargebackCSVKey(replayDay)))
 		row := strings.Split(strings.Split(csv, "\n")[1], ",")
 		if row[1] != "team-a" || row[4] != c.invocations || row[5] != c.inputTokens {
 			t.Errorf("margin %s: chargeback row %q; want %s invocations, %s input tokens", c.margin, row, c.invocations, c.inputTokens)
 		}
-		if len(objects(t, st, store.EventsPrefix)) != len(objects(t, st, store.Partition(store.EventsPrefix, replayDay))) {
-			t.Errorf("margin %s: events of other days written: %v", c.margin, keysOf(objects(t, st, store.EventsPrefix)))
+		if len(objects(t, st, schemas.EventsPrefix)) != len(objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))) {
+			t.Errorf("margin %s: events of other days written: %v", c.margin, keysOf(objects(t, st, schemas.EventsPrefix)))
 		}
 	}
 }
@@ -607,13 +607,13 @@ func TestReplayKinesisEqualsLivePath(t *testing.T) {
 	if _, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: day, Prices: pricing.Default(), Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	liveCSV := getObject(t, st, compaction.CSVKey(day))
+	liveCSV := getObject(t, st, schemas.ChargebackCSVKey(day))
 
 	res, err := replay.Run(ctx, replay.Config{Source: src, Store: st, Day: day, Prices: pricing.Default(), KeepStaging: true, Run: "kinesis", Poll: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := getObject(t, store.WithPrefix(st, res.Staging), compaction.CSVKey(day)); !bytes.Equal(got, liveCSV) {
+	if got := getObject(t, store.WithPrefix(st, res.Staging), schemas.ChargebackCSVKey(day)); !bytes.Equal(got, liveCSV) {
 		t.Errorf("replayed chargeback:\n%s\nlive:\n%s", got, liveCSV)
 	}
 	if res.Records != len(entries) || res.OtherDays != 12 || res.DayEvents != len(entries)-12 || res.Duplicates != 8 || !res.Diff.Same() {
@@ -635,9 +635,9 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 	src := newStream(t, recs)
 	st := newStore(t)
 	livePath(t, src, st)
-	liveCSV := getObject(t, st, compaction.CSVKey(replayDay))
-	liveEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
-	liveWindows := objects(t, st, store.Partition(store.WindowsPrefix, replayDay))
+	liveCSV := getObject(t, st, schemas.ChargebackCSVKey(replayDay))
+	liveEvents := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
+	liveWindows := objects(t, st, schemas.Partition(schemas.WindowsPrefix, replayDay))
 	held := ""
 	for k, v := range liveEvents {
 		ids, err := readEventRows([]byte(v))
@@ -653,7 +653,7 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 	if held == "" || len(liveEvents) < 2 {
 		t.Fatalf("the live path wrote %d events objects, none with the held-back event", len(liveEvents))
 	}
-	heldWindows := store.Partition(store.WindowsPrefix, replayDay) + strings.TrimPrefix(held, store.Partition(store.EventsPrefix, replayDay))
+	heldWindows := schemas.Partition(schemas.WindowsPrefix, replayDay) + strings.TrimPrefix(held, schemas.Partition(schemas.EventsPrefix, replayDay))
 	if _, ok := liveWindows[heldWindows]; !ok {
 		t.Fatalf("no windows object %s beside %s", heldWindows, held)
 	}
@@ -677,18 +677,18 @@ func TestReplayApplyKeepsLiveEventsItDidNotRead(t *testing.T) {
 
 	res = runReplay(t, replay.Config{Source: src, Store: st, BatchRecords: 60, Apply: true})
 	checkKept("apply", res)
-	after, err := aggregator.DiffChargeback(liveCSV, getObject(t, st, compaction.CSVKey(replayDay)))
+	after, err := aggregator.DiffChargeback(liveCSV, getObject(t, st, schemas.ChargebackCSVKey(replayDay)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !after.Same() || after.RowsAfter == 0 {
 		t.Errorf("live chargeback changed by apply: added %+v removed %+v changed %+v", after.Added, after.Removed, after.Changed)
 	}
-	nowEvents := objects(t, st, store.Partition(store.EventsPrefix, replayDay))
+	nowEvents := objects(t, st, schemas.Partition(schemas.EventsPrefix, replayDay))
 	if nowEvents[held] != liveEvents[held] {
 		t.Errorf("the live object holding the held-back event is gone or changed: %s", held)
 	}
-	if got := objects(t, st, store.Partition(store.WindowsPrefix, replayDay))[heldWindows]; got != liveWindows[heldWindows] {
+	if got := objects(t, st, schemas.Partition(schemas.WindowsPrefix, replayDay))[heldWindows]; got != liveWindows[heldWindows] {
 		t.Errorf("its windows object %s is gone or changed", heldWindows)
 	}
 	// Every other live object was covered by the rebuilt day and replaced.
@@ -726,7 +726,7 @@ func TestReplayApplyRefusesUnreadableLiveObject(t *testing.T) {
 	src := newStream(t, dayUsage(60))
 	st := newStore(t)
 	livePath(t, src, st)
-	bad := store.Partition(store.EventsPrefix, replayDay) + "torn.parquet"
+	bad := schemas.Partition(schemas.EventsPrefix, replayDay) + "torn.parquet"
 	if err := st.Put(context.Background(), bad, strings.NewReader("not parquet")); err != nil {
 		t.Fatal(err)
 	}

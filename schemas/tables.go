@@ -122,16 +122,34 @@ type DailyRow struct {
 // NewDailyRow converts an event and its costs to a daily row. Costs are rounded
 // half-up to MoneyScale places (they are exact at that scale for published prices).
 func NewDailyRow(e *Event, c Costs) DailyRow {
-	r := NewEventRow(e)
-	return DailyRow{
-		SchemaVersion: r.SchemaVersion, EventID: r.EventID, RequestID: r.RequestID, Timestamp: r.Timestamp,
-		TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID, Operation: r.Operation, Status: r.Status,
-		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, LatencyMS: r.LatencyMS,
-		CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
+	var r DailyRow
+	r.SetEvent(e)
+	r.InputCost, r.OutputCost, r.CacheReadCost = ScaledMoney(c.Input), ScaledMoney(c.Output), ScaledMoney(c.CacheRead)
+	r.CacheWriteCost, r.ImageCost, r.TotalCost = ScaledMoney(c.CacheWrite), ScaledMoney(c.Image), ScaledMoney(c.Total())
+	return r
+}
+
+// SetEvent sets every event column of r from e and zeroes the costs.
+func (r *DailyRow) SetEvent(e *Event) {
+	*r = DailyRow{
+		SchemaVersion: int32(e.SchemaVersion), EventID: e.EventID, RequestID: e.RequestID, Timestamp: e.Timestamp.UnixMilli(),
+		TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID, Operation: e.Operation, Status: e.Status,
+		InputTokens: e.InputTokens, OutputTokens: e.OutputTokens, LatencyMS: e.LatencyMS,
+		CacheReadInputTokens: e.CacheReadInputTokens, CacheWriteInputTokens: e.CacheWriteInputTokens,
+		ImageCount: e.ImageCount, ImageHeight: e.ImageHeight, ImageWidth: e.ImageWidth, ImageSteps: e.ImageSteps,
+		ImageQuality: e.ImageQuality, APIKeyID: e.APIKeyID, Region: e.Region, PricingTier: e.PricingTier,
+	}
+}
+
+// Event returns the event a daily row was made from (its costs left out).
+func (r *DailyRow) Event() Event {
+	return Event{
+		SchemaVersion: int(r.SchemaVersion), EventID: r.EventID, RequestID: r.RequestID,
+		Timestamp: time.UnixMilli(r.Timestamp).UTC(), TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID,
+		Operation: r.Operation, Status: r.Status, InputTokens: r.InputTokens, OutputTokens: r.OutputTokens,
+		LatencyMS: r.LatencyMS, CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
 		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
 		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
-		InputCost: ScaledMoney(c.Input), OutputCost: ScaledMoney(c.Output), CacheReadCost: ScaledMoney(c.CacheRead),
-		CacheWriteCost: ScaledMoney(c.CacheWrite), ImageCost: ScaledMoney(c.Image), TotalCost: ScaledMoney(c.Total()),
 	}
 }
 

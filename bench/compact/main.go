@@ -33,6 +33,7 @@ import (
 	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/schemas"
 )
 
 const day = "2026-03-14"
@@ -208,7 +209,7 @@ func runDuck(storeDir, prices string) {
 }
 
 func compareOutputs(storeDir, prices string) error {
-	f, err := os.ReadFile(filepath.Join(storeDir, compaction.CSVKey(day)))
+	f, err := os.ReadFile(filepath.Join(storeDir, schemas.ChargebackCSVKey(day)))
 	if err != nil {
 		return err
 	}

@@ -13,9 +13,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shopspring/decimal"
+
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/schemas"
-	"github.com/shopspring/decimal"
 )
 
 // Config describes a generated day.

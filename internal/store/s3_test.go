@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/meter-dev/meter/internal/testenv"
+	"github.com/meter-dev/meter/schemas"
 )
 
 func TestS3StoreContract(t *testing.T) {
@@ -151,7 +152,7 @@ func TestS3StoreListPaginates(t *testing.T) {
 	var want []string
 	for _, day := range []string{"2026-11-24", "2026-11-25", "2026-11-26"} {
 		for _, part := range []string{"part-1.parquet", "part-0.parquet"} {
-			k := Partition(EventsPrefix, day) + part
+			k := schemas.Partition(schemas.EventsPrefix, day) + part
 			put(t, s, k, day)
 			want = append(want, k+":10")
 		}

@@ -37,20 +37,6 @@ type Getter interface {
 	Get(ctx context.Context, key string) (io.ReadCloser, error)
 }
 
-// Key layout (Hive-style partitions, for Athena).
-const (
-	EventsPrefix         = "events/"
-	WindowsPrefix        = "usage_windows/"
-	DailyPrefix          = "daily/"
-	ChargebackPrefix     = "chargeback/"
-	ReconciliationPrefix = "reconciliation/"
-	QuarantinePrefix     = "quarantine/"
-	CheckpointPrefix     = "_checkpoints/"
-)
-
-// Partition returns the dt partition folder of a table for a day, e.g. "events/dt=2026-11-25/".
-func Partition(tablePrefix, day string) string { return tablePrefix + "dt=" + day + "/" }
-
 // ReadAll reads the object at key whole. The error names the key and wraps
 // ErrNotFound when the object does not exist.
 func ReadAll(ctx context.Context, st Getter, key string) ([]byte, error) {

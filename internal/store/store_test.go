@@ -10,6 +10,8 @@ import (
 	"io"
 	"strings"
 	"testing"
+
+	"github.com/meter-dev/meter/schemas"
 )
 
 const chargebackCSV = `day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost
@@ -53,7 +55,7 @@ func keys(t *testing.T, s Store, prefix string) string {
 // testStoreContract checks what every Store promises, on an empty store.
 func testStoreContract(t *testing.T, s Store) {
 	ctx := t.Context()
-	day := Partition(ChargebackPrefix, "2026-11-25")
+	day := schemas.Partition(schemas.ChargebackPrefix, "2026-11-25")
 	put(t, s, day+"chargeback-2026-11-25.csv", chargebackCSV)
 	if got := get(t, s, day+"chargeback-2026-11-25.csv"); got != chargebackCSV {
 		t.Fatalf("read back %q", got)
@@ -74,9 +76,9 @@ func testStoreContract(t *testing.T, s Store) {
 	}
 
 	// List: recursive, sorted by key, filtered by a plain string prefix.
-	put(t, s, Partition(EventsPrefix, "2026-11-25")+"part-b.parquet", "bb")
-	put(t, s, Partition(EventsPrefix, "2026-11-25")+"part-a.parquet", "a")
-	put(t, s, Partition(EventsPrefix, "2026-11-26")+"part-a.parquet", "ccc")
+	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-25")+"part-b.parquet", "bb")
+	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-25")+"part-a.parquet", "a")
+	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-26")+"part-a.parquet", "ccc")
 	put(t, s, "events-old/x", "dddd")
 	put(t, s, "_checkpoints/aggregator/shardId-000000000000", "00000000000000000042")
 	for _, c := range []struct{ prefix, want string }{

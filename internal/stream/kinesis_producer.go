@@ -133,7 +133,9 @@ func (p *KinesisProducer) putBatch(ctx context.Context, batch []Entry) ([]Entry,
 			in.Records[i] = types.PutRecordsRequestEntry{Data: e.Data, PartitionKey: aws.String(e.PartitionKey)}
 		}
 		callCtx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
-		out, err := p.client.PutRecords(callCtx, in)
+		// This loop is the only retry policy of PutRecords: it alone sees
+		// per-record failures, so the SDK's retryer is off for the call.
+		out, err := p.client.PutRecords(callCtx, in, noSDKRetries)
 		cancel()
 		if err != nil {
 			lastErr = err
@@ -248,3 +250,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 		return ctx.Err()
 	}
 }
+
+// noSDKRetries turns the SDK's retryer off for one call whose caller retries
+// itself, so that one policy (and one backoff) governs each call.
+func noSDKRetries(o *kinesis.Options) { o.Retryer = aws.NopRetryer{} }

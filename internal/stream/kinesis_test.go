@@ -171,67 +171,6 @@ func TestKinesisProducerRoundTrip5000(t *testing.T) {
 	checkKinesisExactlyOnce(t, all, want)
 }
 
-func TestKinesisBatcherDeliversEverything(t *testing.T) {
-	_, c := startKinesis(t, "usage", 2)
-	ctx := kinesisCtx(t, time.Minute)
-	var failures int
-	b := NewBatcher(NewKinesisProducer(c, "usage", KinesisProducerOptions{}), BatcherOptions{
-		MaxRecords: 200, MaxDelay: 20 * time.Millisecond, MaxPending: 300,
-		OnFailure: func(e []Entry, err error) { failures += len(e) },
-	})
-	want := kinesisEntries("req", 2000)
-	errc := make(chan error, 8)
-	for g := 0; g < 8; g++ {
-		go func() {
-			for i := g; i < len(want); i += 8 {
-				if err := b.Add(ctx, want[i]); err != nil {
-					errc <- err
-					return
-				}
-			}
-			errc <- nil
-		}()
-	}
-	for g := 0; g < 8; g++ {
-		if err := <-errc; err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Close(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if failures != 0 {
-		t.Fatalf("%d entries handed to OnFailure", failures)
-	}
-	if err := b.Add(ctx, want[0]); !errors.Is(err, ErrBatcherClosed) {
-		t.Fatalf("Add after Close = %v, want ErrBatcherClosed", err)
-	}
-
-	src := openKinesisSource(t, ctx, c, "usage")
-	shards, _ := src.Shards(ctx)
-	var all []Record
-	for _, sh := range shards {
-		it, err := src.Open(ctx, sh.ID, Start{Kind: TrimHorizon})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for idle := 0; idle < 3; {
-			batch, err := it.Next(ctx, 1000)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(batch) == 0 {
-				idle++
-			}
-			all = append(all, batch...)
-		}
-	}
-	checkKinesisExactlyOnce(t, all, want)
-}
-
 // TestKinesisProducerOutage stops Kinesis under a producer: Put must give up by
 // its deadline and name every entry, then succeed once Kinesis is back.
 func TestKinesisProducerOutage(t *testing.T) {

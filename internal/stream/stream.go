@@ -6,6 +6,7 @@ package stream
 import (
 	"context"
 	"errors"
+	"slices"
 	"time"
 )
 
@@ -91,3 +92,17 @@ func CaughtUp(it Iterator) bool {
 
 // ErrShardClosed reports that a closed shard (after a split or merge) has been read to its end.
 var ErrShardClosed = errors.New("shard closed and fully read")
+
+// ParentsRead says whether shard s may be read yet: every parent of s still
+// listed has been read to its end (read reports that of a shard id). A parent
+// no longer listed has expired from the stream and holds no records. Every
+// reader takes shards in this order, so that a request's records after a
+// reshard follow the ones before it.
+func ParentsRead(s Shard, listed []Shard, read func(id string) bool) bool {
+	for _, p := range s.Parents {
+		if slices.ContainsFunc(listed, func(l Shard) bool { return l.ID == p }) && !read(p) {
+			return false
+		}
+	}
+	return true
+}

@@ -15,8 +15,8 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
-	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/schemas"
 )
 
 const scheduled = `{
@@ -57,10 +57,10 @@ func TestScheduledEventCompactsYesterday(t *testing.T) {
 	}
 	tot := truth.Total()
 	if out.Day != day || out.Revision != 1 || out.RowsRead != truth.RowsRead || out.Duplicates != truth.Duplicates ||
-		out.Invocations != tot.Invocations || out.TotalCost != tot.TotalCost().String() || out.CSVKey != compaction.CSVKey(day) {
+		out.Invocations != tot.Invocations || out.TotalCost != tot.TotalCost().String() || out.CSVKey != schemas.ChargebackCSVKey(day) {
 		t.Fatalf("output %+v; truth %d rows, %d duplicates, %d invocations, %s", out, truth.RowsRead, truth.Duplicates, tot.Invocations, tot.TotalCost())
 	}
-	if _, err := os.Stat(filepath.Join(dir, compaction.ManifestKey(day))); err != nil {
+	if _, err := os.Stat(filepath.Join(dir, schemas.ManifestKey(day))); err != nil {
 		t.Fatal(err)
 	}
 	// The same schedule firing again changes nothing.

@@ -53,7 +53,7 @@ type Config struct {
 type Result struct {
 	Sent       map[Key]*Tally // what the invoke API answered, per team and model
 	Chargeback []aggregator.ChargebackRow
-	Reconcile  aggregator.Summary
+	Reconcile  schemas.ReconciliationSummary
 	Day        string
 	StoreDir   string
 }
@@ -223,7 +223,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	printTable(cfg.Out, comp.Day.Chargeback)
 	fmt.Fprintf(cfg.Out, "\nReconciliation against CloudTrail (%s):\n%s", day, rep.Human())
 	fmt.Fprintf(cfg.Out, "\nParquet for Athena:   %s/{events,usage_windows,daily}/dt=%s/\n", dirs["store"], day)
-	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], compaction.CSVKey(day))
+	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], schemas.ChargebackCSVKey(day))
 	fmt.Fprintf(cfg.Out, "Reconciliation:       %s/reconciliation/dt=%s/\n", dirs["store"], day)
 
 	problems := verify(sent, comp.Day.Chargeback, rep)
