@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,10 +25,34 @@ import (
 // (shard and sequence range) and the same bytes. A retried invocation stages
 // under the same key, so it replaces rather than duplicates.
 type WindowHandler struct {
+	cfg WindowConfig
+}
+
+// WindowConfig wires a WindowHandler.
+type WindowConfig struct {
 	Store      store.Store
 	Aggregator aggregator.Config
 	Parquet    parquetio.Options
-	Now        func() time.Time
+	Now        func() time.Time // default time.Now
+}
+
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *WindowConfig) Validate() error {
+	if cfg.Store == nil {
+		return errors.New("collector: no store to write (WindowConfig.Store)")
+	}
+	return nil
+}
+
+// NewWindowHandler returns the handler of a valid cfg.
+func NewWindowHandler(cfg WindowConfig) (*WindowHandler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &WindowHandler{cfg: cfg}, nil
 }
 
 // State keys carried between the invocations of one window.
@@ -46,10 +71,7 @@ type stagedRecord struct {
 
 // Handle processes one invocation.
 func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowEvent) (events.KinesisTimeWindowEventResponse, error) {
-	now := time.Now
-	if h.Now != nil {
-		now = h.Now
-	}
+	now := h.cfg.Now
 	state := map[string]string{}
 	for k, v := range ev.State {
 		state[k] = v
@@ -76,7 +98,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 		for _, r := range recs {
 			enc.Encode(r)
 		}
-		if err := h.Store.Put(ctx, key, &buf); err != nil {
+		if err := h.cfg.Store.Put(ctx, key, &buf); err != nil {
 			// Nothing of this batch is staged: have Lambda retry it from its first record.
 			resp.BatchItemFailures = []events.KinesisBatchItemFailure{{ItemIdentifier: first}}
 			resp.State = ev.State
@@ -95,10 +117,10 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 		resp.State = state
 		return resp, nil
 	}
-	agg := aggregator.New(h.Aggregator)
+	agg := aggregator.New(h.cfg.Aggregator)
 	at := now()
 	for _, key := range staged {
-		data, err := store.ReadAll(ctx, h.Store, key)
+		data, err := store.ReadAll(ctx, h.cfg.Store, key)
 		if err != nil {
 			return resp, fmt.Errorf("staged records: %w", err)
 		}
@@ -116,13 +138,13 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 	if err != nil {
 		arrived = at
 	}
-	if _, err := WriteBatch(ctx, h.Store, agg.Flush(), name, h.Parquet, arrived); err != nil {
+	if _, err := WriteBatch(ctx, h.cfg.Store, agg.Flush(), name, h.cfg.Parquet, arrived); err != nil {
 		// Returning the error makes Lambda retry the window's final invocation;
 		// the staged records stay until it succeeds.
 		return resp, err
 	}
 	for _, key := range staged {
-		h.Store.Delete(ctx, key)
+		h.cfg.Store.Delete(ctx, key)
 	}
 	resp.State = map[string]string{}
 	return resp, nil

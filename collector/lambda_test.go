@@ -67,7 +67,7 @@ func writeLambdaFixtures(t *testing.T) {
 		}
 	}
 	add("malformed/batch.jsonl:3", []byte(`{"schema_version":1,"request_id":"req-x",`))
-	h := &collector.WindowHandler{Store: mustFileStore(t, t.TempDir()), Now: runNow}
+	h := mustWindowHandler(t, collector.WindowConfig{Store: mustFileStore(t, t.TempDir()), Now: runNow})
 	state := map[string]string{}
 	for i, part := range [][]stream.Record{recs[:4], recs[4:8], recs[8:]} {
 		ev := events.KinesisTimeWindowEvent{}
@@ -208,7 +208,7 @@ func TestWindowHandlerWritesWhatTheConsumerWrites(t *testing.T) {
 	evs := loadLambdaFixtures(t)
 	ctx := context.Background()
 	st := mustFileStore(t, t.TempDir())
-	h := &collector.WindowHandler{Store: st, Now: runNow}
+	h := mustWindowHandler(t, collector.WindowConfig{Store: st, Now: runNow})
 
 	var all []stream.Record
 	state := map[string]string{}
@@ -314,14 +314,14 @@ func TestWindowHandlerReportsBatchItemFailure(t *testing.T) {
 	evs := loadLambdaFixtures(t)
 	ctx := context.Background()
 	st := mustFileStore(t, t.TempDir())
-	ok := &collector.WindowHandler{Store: st, Now: runNow}
+	ok := mustWindowHandler(t, collector.WindowConfig{Store: st, Now: runNow})
 	resp, err := ok.Handle(ctx, evs[0])
 	if err != nil {
 		t.Fatal(err)
 	}
 	second := evs[1]
 	second.State = resp.State
-	failing := &collector.WindowHandler{Store: stagingFailStore{st}, Now: runNow}
+	failing := mustWindowHandler(t, collector.WindowConfig{Store: stagingFailStore{st}, Now: runNow})
 	fail, err := failing.Handle(ctx, second)
 	if err != nil {
 		t.Fatal(err)
@@ -346,7 +346,7 @@ func TestWindowHandlerReportsBatchItemFailure(t *testing.T) {
 	}
 	// The same outputs as a window that never failed.
 	clean := mustFileStore(t, t.TempDir())
-	h := &collector.WindowHandler{Store: clean, Now: runNow}
+	h := mustWindowHandler(t, collector.WindowConfig{Store: clean, Now: runNow})
 	state := map[string]string{}
 	for _, ev := range evs {
 		ev.State = state
@@ -360,4 +360,13 @@ func TestWindowHandlerReportsBatchItemFailure(t *testing.T) {
 	if !maps.EqualFunc(out, want, bytes.Equal) {
 		t.Errorf("a window with a retried batch wrote other outputs than one without")
 	}
+}
+
+func mustWindowHandler(t testing.TB, cfg collector.WindowConfig) *collector.WindowHandler {
+	t.Helper()
+	h, err := collector.NewWindowHandler(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h
 }

@@ -79,6 +79,18 @@ type Config struct {
 	TempDir string
 }
 
+// OpenDayError refuses a day still open for late events (Config.Force
+// compacts it anyway).
+type OpenDayError struct {
+	Day   string
+	Until time.Time
+	Grace time.Duration
+}
+
+func (e *OpenDayError) Error() string {
+	return fmt.Sprintf("day %s is open for late events until %s (grace %s)", e.Day, e.Until.Format(time.RFC3339), e.Grace)
+}
+
 // Result is what Compact did.
 type Result struct {
 	Manifest schemas.Manifest
@@ -98,24 +110,38 @@ func Places(n int) *int {
 	return &n
 }
 
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *Config) Validate() error {
+	if _, err := time.Parse(schemas.DayLayout, cfg.Day); err != nil {
+		return fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
+	}
+	switch {
+	case cfg.Store == nil:
+		return errors.New("compaction: no store (Config.Store)")
+	case cfg.Prices == nil:
+		return errors.New("compaction: no price book (Config.Prices)")
+	case cfg.Grace < 0:
+		return fmt.Errorf("compaction: grace %s is negative", cfg.Grace)
+	case cfg.Buckets < 0:
+		return fmt.Errorf("compaction: %d buckets", cfg.Buckets)
+	}
+	return nil
+}
+
 // Compact compacts one day.
 func Compact(ctx context.Context, cfg Config) (*Result, error) {
-	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
-	if err != nil {
-		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
+	dayStart, _ := time.Parse(schemas.DayLayout, cfg.Day)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
-	if cfg.Prices == nil {
-		return nil, errors.New("no price book")
-	}
 	if open := dayStart.Add(24*time.Hour + cfg.Grace); !cfg.Force && cfg.Now().Before(open) {
-		return nil, fmt.Errorf("day %s is open for late events until %s (grace %s); use --force to compact it now",
-			cfg.Day, open.Format(time.RFC3339), cfg.Grace)
+		return nil, &OpenDayError{Day: cfg.Day, Until: open, Grace: cfg.Grace}
 	}
 	scale := -1
 	if cfg.Scale != nil && *cfg.Scale >= 0 {

@@ -75,17 +75,27 @@ type pending struct {
 // ErrEmitterClosed is returned by Emit after Close.
 var ErrEmitterClosed = errors.New("usage emitter closed")
 
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *EmitterConfig) Validate() error {
+	switch {
+	case cfg.Producer == nil:
+		return errors.New("emitter: no stream producer")
+	case cfg.Spill == nil && cfg.SpillDir == "":
+		return errors.New("emitter: no spill store or directory")
+	case cfg.PutTimeout < 0 || cfg.RedriveInterval < 0 || cfg.MaxBatch < 0:
+		return errors.New("emitter: PutTimeout, RedriveInterval and MaxBatch cannot be negative")
+	}
+	return nil
+}
+
 // NewEmitter starts an emitter and its re-driver. Spill files left by an
 // earlier process are re-driven too.
 func NewEmitter(cfg EmitterConfig) (*Emitter, error) {
-	if cfg.Producer == nil {
-		return nil, errors.New("emitter: no stream producer")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	spill := cfg.Spill
 	if spill == nil {
-		if cfg.SpillDir == "" {
-			return nil, errors.New("emitter: no spill directory")
-		}
 		fs, err := store.OpenFile(cfg.SpillDir)
 		if err != nil {
 			return nil, fmt.Errorf("emitter: spill directory: %w", err)

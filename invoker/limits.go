@@ -23,8 +23,9 @@ import (
 // as long as no call uses more than its reservation, and the first call of a
 // period does not hold back the others while it runs.
 //
-// MemoryLimits is the single-process implementation; a shared backend
-// (dynamodb://TABLE) implements the same two methods for a fleet of invokers.
+// MemoryLimits is the only implementation: it holds per process. Limits that
+// hold across a fleet of invokers need a shared store behind these same two
+// methods; none is built yet (meter serve refuses --limits dynamodb://).
 type Limits interface {
 	// Admit admits one call of team at now or returns a *LimitError (or a
 	// backend error). est is what the call is expected to use (tokens, and

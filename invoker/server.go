@@ -103,17 +103,24 @@ type Server struct {
 	stop chan struct{}
 }
 
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *Config) Validate() error {
+	switch {
+	case cfg.Tenants == nil:
+		return errors.New("invoker: no tenant registry")
+	case cfg.Bedrock == nil:
+		return errors.New("invoker: no Bedrock client")
+	case cfg.Usage == nil:
+		return errors.New("invoker: no usage sink")
+	}
+	return nil
+}
+
 // New validates cfg, fills in defaults and starts reloading the tenants file.
 // Call Close to stop reloading.
 func New(cfg Config) (*Server, error) {
-	if cfg.Tenants == nil {
-		return nil, errors.New("invoker: no tenant registry")
-	}
-	if cfg.Bedrock == nil {
-		return nil, errors.New("invoker: no Bedrock client")
-	}
-	if cfg.Usage == nil {
-		return nil, errors.New("invoker: no usage sink")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Limits == nil {
 		cfg.Limits = NewMemoryLimits()

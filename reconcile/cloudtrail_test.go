@@ -529,7 +529,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	putUsage(t, files, ctUsage())
 	repFiles, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailRoot,
-		Now: now,
+		Now: func() time.Time { return now },
 	})
 	var unmetered *UnmeteredError
 	if !errors.As(err, &unmetered) || unmetered.Unmetered != 1 || unmetered.Threshold != 0 {
@@ -540,7 +540,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	putUsage(t, lookup, ctUsage())
 	repLookup, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: client, LookupCallsPerSecond: 100,
-		Now: now, Threshold: 1,
+		Now: func() time.Time { return now }, Threshold: 1,
 	})
 	if err != nil {
 		t.Fatalf("threshold 1: %v", err)
@@ -592,7 +592,7 @@ func TestReconcileSourcesAgree(t *testing.T) {
 	putUsage(t, env, ctUsage())
 	if _, err := Run(ctx, Config{
 		Day: "2026-11-25", Store: env, CloudTrail: "lookup", LookupCallsPerSecond: 100,
-		Now: now, Threshold: -1,
+		Now: func() time.Time { return now }, Threshold: -1,
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -614,7 +614,7 @@ func TestRunReconcileBadInput(t *testing.T) {
 		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
 		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
 		{Config{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
-		{Config{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: ctTime("2026-11-25T00:00:00Z")}, "only the last 90 days"},
+		{Config{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: func() time.Time { return ctTime("2026-11-25T00:00:00Z") }}, "only the last 90 days"},
 	} {
 		_, err := Run(ctx, tc.cfg)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -6,6 +6,7 @@ package reconcile
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -43,8 +44,8 @@ type Config struct {
 	// Threshold is the number of unmetered calls tolerated before Run
 	// returns an *UnmeteredError; negative disables the check.
 	Threshold int
-	// Now is the time of the run; zero means time.Now().
-	Now time.Time
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
 	// DeliveryAllowance and TimeTolerance: see aggregator.ReconcileOptions.
 	DeliveryAllowance time.Duration
 	TimeTolerance     time.Duration
@@ -68,6 +69,23 @@ func (e *UnmeteredError) Error() string {
 // LookupRetention is how far back LookupEvents can see.
 const LookupRetention = 90 * 24 * time.Hour
 
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *Config) Validate() error {
+	if _, err := time.Parse(schemas.DayLayout, cfg.Day); err != nil {
+		return fmt.Errorf("day %q: want YYYY-MM-DD", cfg.Day)
+	}
+	if cfg.Store == nil {
+		return errors.New("reconcile: no store (Config.Store)")
+	}
+	if _, err := ParseCloudTrailURI(cfg.CloudTrail); err != nil {
+		return err
+	}
+	if cfg.LookupCallsPerSecond < 0 || cfg.Margin < 0 || cfg.DeliveryAllowance < 0 || cfg.TimeTolerance < 0 {
+		return errors.New("reconcile: LookupCallsPerSecond, Margin, DeliveryAllowance and TimeTolerance cannot be negative")
+	}
+	return nil
+}
+
 // Run reconciles one day: it reads the usage events of the day and the
 // days either side (for calls across midnight) and CloudTrail's Bedrock
 // invocations from the day widened by Margin, writes
@@ -75,25 +93,24 @@ const LookupRetention = 90 * 24 * time.Hour
 // report. With more unmetered calls than Threshold it returns the report and an
 // *UnmeteredError.
 func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
-	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
-	if err != nil {
-		return aggregator.Report{}, fmt.Errorf("--day %q: want YYYY-MM-DD", cfg.Day)
+	if err := cfg.Validate(); err != nil {
+		return aggregator.Report{}, err
 	}
-	if cfg.Store == nil {
-		return aggregator.Report{}, fmt.Errorf("reconcile: a store is required")
-	}
+	dayStart, _ := time.Parse(schemas.DayLayout, cfg.Day)
 	if cfg.LoadUsage == nil {
 		cfg.LoadUsage = StoreUsage(cfg.Store)
 	}
-	if cfg.Now.IsZero() {
-		cfg.Now = time.Now()
+	clock := cfg.Now
+	if clock == nil {
+		clock = time.Now
 	}
+	now := clock()
 	if cfg.Margin <= 0 {
 		cfg.Margin = time.Hour
 	}
 	from, to := dayStart.Add(-cfg.Margin), dayStart.Add(24*time.Hour+cfg.Margin)
-	if cfg.CloudTrail == TrailKindLookup && from.Before(cfg.Now.Add(-LookupRetention)) {
-		return aggregator.Report{}, fmt.Errorf("--day %s: LookupEvents keeps only the last 90 days; read the trail files (s3://BUCKET/PREFIX) instead", cfg.Day)
+	if cfg.CloudTrail == TrailKindLookup && from.Before(now.Add(-LookupRetention)) {
+		return aggregator.Report{}, fmt.Errorf("day %s: LookupEvents keeps only the last 90 days; read the trail files (s3://BUCKET/PREFIX) instead", cfg.Day)
 	}
 	reader, err := trailReader(ctx, cfg)
 	if err != nil {
@@ -120,7 +137,7 @@ func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
 	}
 
 	rep, err := aggregator.Reconcile(usage, records, aggregator.ReconcileOptions{
-		Day: cfg.Day, Now: cfg.Now, DeliveryAllowance: cfg.DeliveryAllowance, TimeTolerance: cfg.TimeTolerance,
+		Day: cfg.Day, Now: now, DeliveryAllowance: cfg.DeliveryAllowance, TimeTolerance: cfg.TimeTolerance,
 	})
 	if err != nil {
 		return aggregator.Report{}, err

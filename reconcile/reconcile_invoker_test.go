@@ -157,7 +157,7 @@ func TestReconcileFindsExactlyTheLostEvents(t *testing.T) {
 	}
 	day := time.Now().UTC().Format("2006-01-02")
 	rep, err := Run(context.Background(), Config{Day: day, Store: st, CloudTrail: "file://" + trailDir,
-		Threshold: -1, Now: time.Now().Add(2 * time.Hour)})
+		Threshold: -1, Now: func() time.Time { return time.Now().Add(2 * time.Hour) }})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 	now := ctTime("2026-11-27T09:00:00Z")
 	files := openTrailStore(t, t.TempDir())
 	putUsage(t, files, usage)
-	repFiles, err := Run(ctx, Config{Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailDir, Now: now, Threshold: 1})
+	repFiles, err := Run(ctx, Config{Day: "2026-11-25", Store: files, CloudTrail: "file://" + trailDir, Now: func() time.Time { return now }, Threshold: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -156,7 +156,7 @@ func TestReconcileAgainstLocalBedrock(t *testing.T) {
 		RetryMaxAttempts: 1, // a ThrottlingException fails the test instead of being retried
 	})
 	start := time.Now()
-	repLookup, err := Run(ctx, Config{Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: ct, Now: now, Threshold: 1})
+	repLookup, err := Run(ctx, Config{Day: "2026-11-25", Store: lookup, CloudTrail: "lookup", Lookup: ct, Now: func() time.Time { return now }, Threshold: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -141,16 +141,33 @@ type KeptObject struct {
 	Unreadable bool
 }
 
+// Validate reports the first thing wrong with cfg; zero values take defaults.
+func (cfg *Config) Validate() error {
+	if _, err := time.Parse(schemas.DayLayout, cfg.Day); err != nil {
+		return fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
+	}
+	switch {
+	case cfg.Source == nil:
+		return errors.New("replay: no stream to read (Config.Source)")
+	case cfg.Store == nil:
+		return errors.New("replay: no store (Config.Store)")
+	case cfg.Prices == nil:
+		return errors.New("replay: no price book (Config.Prices)")
+	case strings.ContainsAny(cfg.Run, "/\\") || cfg.Run == "." || cfg.Run == "..":
+		return fmt.Errorf("bad replay run name %q", cfg.Run)
+	case cfg.Parallel < 0 || cfg.BatchRecords < 0 || cfg.IdleReads < 0 || cfg.Poll < 0:
+		return errors.New("replay: Parallel, BatchRecords, IdleReads and Poll cannot be negative")
+	}
+	return nil
+}
+
 // Run rebuilds cfg.Day from the stream into a staging prefix, compacts it,
 // compares it with the live day and, with cfg.Apply, swaps it in.
 func Run(ctx context.Context, cfg Config) (res *Result, err error) {
-	dayStart, err := time.Parse(schemas.DayLayout, cfg.Day)
-	if err != nil {
-		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", cfg.Day)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
-	if cfg.Prices == nil {
-		return nil, errors.New("replay: no price book")
-	}
+	dayStart, _ := time.Parse(schemas.DayLayout, cfg.Day)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -165,9 +182,6 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 	}
 	if cfg.Run == "" {
 		cfg.Run = cfg.Now().UTC().Format("20060102T150405.000Z")
-	}
-	if strings.ContainsAny(cfg.Run, "/\\") || cfg.Run == "." || cfg.Run == ".." {
-		return nil, fmt.Errorf("bad replay run name %q", cfg.Run)
 	}
 	res = &Result{Day: cfg.Day, From: dayStart.Add(-cfg.Margin), Until: dayStart.Add(24*time.Hour + cfg.Margin),
 		Staging: Prefix + cfg.Day + "/" + cfg.Run + "/", Kept: cfg.KeepStaging}

@@ -287,6 +287,10 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace})
+	var open *compaction.OpenDayError
+	if errors.As(err, &open) {
+		return fmt.Errorf("%w; use --force to compact it now", err)
+	}
 	if err != nil {
 		return err
 	}

@@ -10,10 +10,9 @@ import (
 	"io"
 	"strings"
 	"testing"
-
-	"github.com/meter-dev/meter/schemas"
 )
 
+// chargebackCSV is the report storetest.Run writes, as it must read back.
 const chargebackCSV = `day,team_id,cost_center,model_id,invocations,input_tokens,output_tokens,input_cost,output_cost,total_cost
 2026-11-25,search,CC-1042,anthropic.claude-3-haiku-20240307-v1:0,1200,480000,96000,0.12,0.12,0.24
 `
@@ -52,84 +51,19 @@ func keys(t *testing.T, s Store, prefix string) string {
 	return strings.Join(out, " ")
 }
 
-// testStoreContract checks what every Store promises, on an empty store.
+// RunStoreContract is storetest.Run, the contract every Store keeps. This
+// package's tests cannot import storetest (it imports store: an import
+// cycle), so contract_test.go, in package store_test, sets it.
+var RunStoreContract func(t *testing.T, s Store)
+
+// testStoreContract checks what every Store promises, on an empty store; see
+// storetest.Run for what it leaves there.
 func testStoreContract(t *testing.T, s Store) {
-	ctx := t.Context()
-	day := schemas.Partition(schemas.ChargebackPrefix, "2026-11-25")
-	put(t, s, day+"chargeback-2026-11-25.csv", chargebackCSV)
-	if got := get(t, s, day+"chargeback-2026-11-25.csv"); got != chargebackCSV {
-		t.Fatalf("read back %q", got)
+	t.Helper()
+	if RunStoreContract == nil {
+		t.Fatal("RunStoreContract is unset: contract_test.go (package store_test) sets it to storetest.Run")
 	}
-
-	// Overwrite replaces the whole object.
-	put(t, s, day+"manifest.json", `{"rows":1,"price_version":"2026-11-01","inputs":["daily/dt=2026-11-25/part-0.parquet"]}`)
-	put(t, s, day+"manifest.json", `{"rows":2}`)
-	if got := get(t, s, day+"manifest.json"); got != `{"rows":2}` {
-		t.Fatalf("after overwrite: %q", got)
-	}
-
-	// Missing keys wrap ErrNotFound.
-	for _, k := range []string{"chargeback/dt=2026-11-26/chargeback-2026-11-26.csv", "chargeback", "nope"} {
-		if _, err := s.Get(ctx, k); !errors.Is(err, ErrNotFound) {
-			t.Errorf("Get(%s) = %v, want ErrNotFound", k, err)
-		}
-	}
-
-	// List: recursive, sorted by key, filtered by a plain string prefix.
-	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-25")+"part-b.parquet", "bb")
-	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-25")+"part-a.parquet", "a")
-	put(t, s, schemas.Partition(schemas.EventsPrefix, "2026-11-26")+"part-a.parquet", "ccc")
-	put(t, s, "events-old/x", "dddd")
-	put(t, s, "_checkpoints/aggregator/shardId-000000000000", "00000000000000000042")
-	for _, c := range []struct{ prefix, want string }{
-		{"events/dt=2026-11-25/", "events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2"},
-		{"events/dt=2026-11-2", "events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
-		{"events", "events-old/x:4 events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
-		{"events/dt=2026-11-25/part-b", "events/dt=2026-11-25/part-b.parquet:2"},
-		{"daily/", ""},
-		{"nothing/here/", ""},
-		{"", "_checkpoints/aggregator/shardId-000000000000:20 chargeback/dt=2026-11-25/chargeback-2026-11-25.csv:" + fmt.Sprint(len(chargebackCSV)) +
-			" chargeback/dt=2026-11-25/manifest.json:10 events-old/x:4 events/dt=2026-11-25/part-a.parquet:1 events/dt=2026-11-25/part-b.parquet:2 events/dt=2026-11-26/part-a.parquet:3"},
-	} {
-		if got := keys(t, s, c.prefix); got != c.want {
-			t.Errorf("List(%q)\n got %s\nwant %s", c.prefix, got, c.want)
-		}
-	}
-
-	// Delete: the object goes; a missing key is not an error.
-	if err := s.Delete(ctx, "events/dt=2026-11-25/part-a.parquet"); err != nil {
-		t.Fatalf("Delete: %v", err)
-	}
-	if err := s.Delete(ctx, "events/dt=2026-11-25/part-a.parquet"); err != nil {
-		t.Errorf("Delete of a missing key: %v", err)
-	}
-	if err := s.Delete(ctx, "events/dt=2026-11-24/never.parquet"); err != nil {
-		t.Errorf("Delete of a never-written key: %v", err)
-	}
-	if _, err := s.Get(ctx, "events/dt=2026-11-25/part-a.parquet"); !errors.Is(err, ErrNotFound) {
-		t.Errorf("Get after Delete = %v, want ErrNotFound", err)
-	}
-	if got := keys(t, s, "events/dt=2026-11-25/"); got != "events/dt=2026-11-25/part-b.parquet:2" {
-		t.Errorf("List after Delete: %s", got)
-	}
-
-	// Empty objects are objects.
-	put(t, s, "quarantine/dt=2026-11-25/empty", "")
-	if got := keys(t, s, "quarantine/"); got != "quarantine/dt=2026-11-25/empty:0" {
-		t.Errorf("empty object listed as %q", got)
-	}
-
-	// A body that fails part way leaves the old object whole.
-	err := s.Put(ctx, day+"manifest.json", io.MultiReader(strings.NewReader(`{"rows":3,`), failingReader{}))
-	if err == nil {
-		t.Fatalf("Put with a failing body: no error")
-	}
-	if got := get(t, s, day+"manifest.json"); got != `{"rows":2}` {
-		t.Errorf("after a failed Put: %q", got)
-	}
-	if got := keys(t, s, day); !strings.Contains(got, "manifest.json:10") || strings.Count(got, " ") != 1 {
-		t.Errorf("after a failed Put, List(%s) = %s", day, got)
-	}
+	RunStoreContract(t, s)
 }
 
 var errBody = errors.New("body broke")

@@ -159,6 +159,7 @@ type kinesisIterator struct {
 	// Kinesis hands them out while it is still behind.
 	answered bool
 	behind   int64
+	full     bool // the last page was as large as asked: more may follow at once
 }
 
 var _ CaughtUpper = (*kinesisIterator)(nil)
@@ -170,7 +171,7 @@ func (it *kinesisIterator) CaughtUp() bool {
 	if len(it.buf) > 0 {
 		return false
 	}
-	return it.closed || (it.answered && it.behind == 0)
+	return it.closed || (it.answered && it.behind == 0 && !it.full)
 }
 
 func (it *kinesisIterator) acquire(ctx context.Context, from Start) error {
@@ -206,7 +207,8 @@ func (it *kinesisIterator) acquire(ctx context.Context, from Start) error {
 		var invalid *types.InvalidArgumentException
 		switch {
 		case err == nil:
-			return nil
+			// Kinesis takes the time to the millisecond: records of the same
+			// millisecond before it are dropped below.
 		case stalled:
 			if err := it.getIterator(ctx, types.ShardIteratorTypeTrimHorizon, nil, nil); err != nil {
 				return err
@@ -323,6 +325,7 @@ func (it *kinesisIterator) fetch(ctx context.Context, max int) (int, error) {
 		}
 		it.throttled = 0
 		it.answered, it.behind = true, aws.ToInt64(out.MillisBehindLatest)
+		it.full = len(out.Records) >= max
 		it.iter = out.NextShardIterator
 		if it.iter == nil || *it.iter == "" {
 			it.iter, it.closed = nil, true

@@ -130,7 +130,11 @@ func (p *KinesisProducer) putBatch(ctx context.Context, batch []Entry) ([]Entry,
 		}
 		in := &kinesis.PutRecordsInput{StreamName: aws.String(p.stream), Records: make([]types.PutRecordsRequestEntry, len(pending))}
 		for i, e := range pending {
-			in.Records[i] = types.PutRecordsRequestEntry{Data: e.Data, PartitionKey: aws.String(e.PartitionKey)}
+			data := e.Data
+			if data == nil {
+				data = []byte{} // Kinesis takes an empty record; the SDK refuses a missing one
+			}
+			in.Records[i] = types.PutRecordsRequestEntry{Data: data, PartitionKey: aws.String(e.PartitionKey)}
 		}
 		callCtx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 		// This loop is the only retry policy of PutRecords: it alone sees

@@ -213,7 +213,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	step("compacted %s: %d rows read, %d duplicates dropped, revision %d", day, comp.Manifest.RowsRead, comp.Manifest.DuplicatesDropped, comp.Manifest.Revision)
 	rep, err := reconcile.Run(ctx, reconcile.Config{Day: day, Store: st, CloudTrail: "file://" + dirs["cloudtrail"],
-		Threshold: -1, Now: cfg.Now(), DeliveryAllowance: time.Millisecond})
+		Threshold: -1, Now: cfg.Now, DeliveryAllowance: time.Millisecond})
 	if err != nil {
 		return nil, fmt.Errorf("reconciling: %w", err)
 	}
