@@ -74,11 +74,15 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		// Without --until-idle the consumer never exits by itself: every run
 		// ends in a kill. It comes at a random point after the run has moved a
 		// checkpoint, so that the runs together cover the whole stream.
-		from := progress(storeDir)
-		for moved := false; !moved; {
+		// A run that moves nothing for a while has read the whole stream:
+		// it is the last one killed.
+		from, idle, drained := progress(storeDir), time.After(10*time.Second), false
+		for moved := false; !moved && !drained; {
 			select {
 			case err := <-exited:
 				t.Fatalf("meter aggregate exited by itself: %v\n%s", err, stderr.String())
+			case <-idle:
+				drained = true
 			case <-time.After(5 * time.Millisecond):
 				moved = progress(storeDir) != from
 			}
@@ -97,6 +101,9 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 			t.Fatalf("meter aggregate ended with %v, not by the kill\n%s", err, stderr.String())
 		}
 		kills++
+		if drained {
+			break
+		}
 	}
 	killed := time.Since(start)
 	before, share := progress(storeDir), readShare(streamDir, storeDir)

@@ -1,7 +1,7 @@
 package collector_test
 
 // The Lambda handler over Kinesis tumbling-window events shaped exactly as
-// Lambda sends them (testdata/lambda/, modelled on AWS's documented
+// Lambda sends them (testdata/lambda/ at the top of the repository, modelled on AWS's documented
 // KinesisTimeWindowEvent sample); no server. Regenerate the fixtures with
 // go test ./collector -run TestWindowHandler -update.
 
@@ -31,7 +31,7 @@ import (
 	"github.com/meter-dev/meter/schemas"
 )
 
-var update = flag.Bool("update", false, "rewrite the golden files under testdata/")
+var update = flag.Bool("update", false, "rewrite the golden files under ../testdata/lambda/")
 
 const (
 	lambdaShard  = "shardId-000000000006"
@@ -86,7 +86,7 @@ func writeLambdaFixtures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(filepath.Join("testdata", "lambda", lambdaFixtures[i]), append(data, '\n'), 0o644); err != nil {
+		if err := os.WriteFile(filepath.Join("..", "testdata", "lambda", lambdaFixtures[i]), append(data, '\n'), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		resp, err := h.Handle(context.Background(), ev)
@@ -109,14 +109,14 @@ func mustFileStore(t testing.TB, dir string) *store.FileStore {
 func loadLambdaFixtures(t *testing.T) []events.KinesisTimeWindowEvent {
 	t.Helper()
 	if *update {
-		if err := os.MkdirAll(filepath.Join("testdata", "lambda"), 0o755); err != nil {
+		if err := os.MkdirAll(filepath.Join("..", "testdata", "lambda"), 0o755); err != nil {
 			t.Fatal(err)
 		}
 		writeLambdaFixtures(t)
 	}
 	var out []events.KinesisTimeWindowEvent
 	for _, name := range lambdaFixtures {
-		data, err := os.ReadFile(filepath.Join("testdata", "lambda", name))
+		data, err := os.ReadFile(filepath.Join("..", "testdata", "lambda", name))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -609,11 +609,11 @@ func TestRunReconcileBadInput(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Day: "2026-13-01", Store: s, CloudTrail: "lookup"}, `--day "2026-13-01"`},
+		{Config{Day: "2026-13-01", Store: s, CloudTrail: "lookup"}, `day "2026-13-01": want YYYY-MM-DD`},
 		{Config{Day: "2026-11-25", Store: s, CloudTrail: "ftp://x"}, `want lookup, s3://BUCKET/PREFIX or file://DIR`},
 		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + missing}, "is not a directory"},
 		{Config{Day: "2026-11-25", Store: s, CloudTrail: "file://" + t.TempDir()}, "no trail files for 2026-11-24 to 2026-11-26"},
-		{Config{Day: "2026-11-25", CloudTrail: "lookup"}, "a store is required"},
+		{Config{Day: "2026-11-25", CloudTrail: "lookup"}, "no store"},
 		{Config{Day: "2026-08-01", Store: s, CloudTrail: "lookup", Now: func() time.Time { return ctTime("2026-11-25T00:00:00Z") }}, "only the last 90 days"},
 	} {
 		_, err := Run(ctx, tc.cfg)

@@ -3,7 +3,7 @@ package main
 // Integration tests start real servers on 127.0.0.1: the local Bedrock Runtime
 // server (internal/bedrocklocal), reached by the real SDK client the function
 // builds from its environment. The Lambda handler is invoked directly with
-// event JSON shaped like AWS's samples (testdata/lambda); usage goes to the
+// event JSON shaped like AWS's samples (testdata/lambda at the top of the repository); usage goes to the
 // embedded file stream, or, with Kinesis unreachable, to the spill.
 
 import (
@@ -74,7 +74,7 @@ func newLambdaEnv(t *testing.T, env map[string]string) *lambdaEnv {
 // invoke sends a testdata event to the handler, as the Lambda runtime does.
 func (e *lambdaEnv) invoke(t *testing.T, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "lambda", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "lambda", name))
 	if err != nil {
 		t.Fatal(err)
 	}
