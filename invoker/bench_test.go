@@ -11,6 +11,7 @@ import (
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -28,12 +29,12 @@ func BenchmarkInvokeHandler(b *testing.B) {
 	}
 	model := httptest.NewServer(bl)
 	defer model.Close()
-	tenants := filepath.Join(b.TempDir(), "tenants.yaml")
-	key, err := invoker.AddTeam(tenants, invoker.TeamSpec{ID: "a", AllowedModels: []string{"anthropic.*"}})
+	tenantsPath := filepath.Join(b.TempDir(), "tenants.yaml")
+	key, err := tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: "a", AllowedModels: []string{"anthropic.*"}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	reg, err := invoker.OpenRegistry(tenants)
+	reg, err := tenants.OpenRegistry(tenantsPath)
 	if err != nil {
 		b.Fatal(err)
 	}

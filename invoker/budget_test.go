@@ -12,7 +12,7 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -20,7 +20,7 @@ import (
 const opus = "anthropic.claude-3-opus-20240229-v1:0"
 
 func TestBudgetRefusesModelsWithoutAPrice(t *testing.T) {
-	e := newEnv(t, envOpts{teams: []invoker.TeamSpec{
+	e := newEnv(t, envOpts{teams: []tenants.TeamSpec{
 		{ID: "capped", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*", "amazon.titan-image-*"}, MonthlyBudgetUSD: "10"},
 		{ID: "open", AllowedModels: []string{"anthropic.*"}},
 	}})
@@ -79,8 +79,8 @@ func TestBudgetRefusesModelsWithoutAPrice(t *testing.T) {
 func TestFirstCallOfThePeriodDoesNotBlockTheTeam(t *testing.T) {
 	var g gate
 	e := newEnv(t, envOpts{
-		teams: []invoker.TeamSpec{
-			{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &invoker.Quotas{DailyTokens: 1_000_000}},
+		teams: []tenants.TeamSpec{
+			{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyTokens: 1_000_000}},
 			{ID: "budget", AllowedModels: []string{"anthropic.*"}, MonthlyBudgetUSD: "100"},
 		},
 		onModelCall: g.hold,
@@ -143,7 +143,7 @@ func TestCallAcrossMidnightCountsInTheNewDay(t *testing.T) {
 	clock := time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	e := newEnv(t, envOpts{
-		teams: []invoker.TeamSpec{{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &invoker.Quotas{DailyTokens: 1}}},
+		teams: []tenants.TeamSpec{{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyTokens: 1}}},
 		now:   now,
 		onModelCall: func(*http.Request) { // midnight passes while the model thinks
 			mu.Lock()
@@ -168,7 +168,7 @@ func TestCallAcrossMidnightCountsInTheNewDay(t *testing.T) {
 // whose event carries something that price lacks (cache tokens here) still
 // counts against the budget, at its reservation, never as free.
 func TestUnpricedDetailCountsTheReservation(t *testing.T) {
-	e := newEnv(t, envOpts{teams: []invoker.TeamSpec{{ID: "capped", AllowedModels: []string{"anthropic.*"}, MonthlyBudgetUSD: "10"}}})
+	e := newEnv(t, envOpts{teams: []tenants.TeamSpec{{ID: "capped", AllowedModels: []string{"anthropic.*"}, MonthlyBudgetUSD: "10"}}})
 	body := mustJSON(map[string]any{
 		"system":   []any{map[string]any{"text": strings.Repeat("You answer in one paragraph. ", 50)}, map[string]any{"cachePoint": map[string]any{"type": "default"}}},
 		"messages": []any{map[string]any{"role": "user", "content": []any{map[string]any{"text": "Explain tides to a child"}}}},

@@ -13,6 +13,8 @@ import (
 
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -46,7 +48,7 @@ func TestEmitterSpillsAndRedrivesExactlyOncePerRequest(t *testing.T) {
 	defer fs.Close()
 	fl := &flakyStream{FileStream: fs}
 	spill := filepath.Join(dir, "spill")
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: fl, SpillDir: spill, RedriveInterval: time.Hour})
+	em, err := emitter.New(emitter.Config{Producer: fl, SpillDir: spill, RedriveInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +151,7 @@ func TestEmitterRedrivesSpillLeftByEarlierProcess(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer fs.Close()
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: fs, SpillDir: spill, RedriveInterval: 10 * time.Millisecond})
+	em, err := emitter.New(emitter.Config{Producer: fs, SpillDir: spill, RedriveInterval: 10 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,12 +176,12 @@ func TestServedCallWaitsForDurableUsage(t *testing.T) {
 	fl := &flakyStream{FileStream: e.fs}
 	fl.down.Store(true)
 	spill := filepath.Join(e.dir, "spill2")
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: fl, SpillDir: spill, RedriveInterval: time.Hour})
+	em, err := emitter.New(emitter.Config{Producer: fl, SpillDir: spill, RedriveInterval: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer em.Close()
-	reg, _ := invoker.OpenRegistry(e.tenants)
+	reg, _ := tenants.OpenRegistry(e.tenants)
 	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: e.bedrock, Usage: em})
 	if err != nil {
 		t.Fatal(err)

@@ -28,6 +28,9 @@ import (
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/limits"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -89,16 +92,16 @@ type env struct {
 	models   *modelServer
 	bedrock  *bedrockruntime.Client
 	fs       *stream.FileStream
-	emitter  *invoker.Emitter
+	emitter  *emitter.Emitter
 	srv      *invoker.Server
 	api      *httptest.Server
 	keys     map[string]string // team -> plaintext key
-	limits   *invoker.MemoryLimits
+	limits   *limits.Memory
 	readFrom map[string]int // events already read, per shard
 }
 
 type envOpts struct {
-	teams       []invoker.TeamSpec
+	teams       []tenants.TeamSpec
 	model       bedrocklocal.Config
 	callTimeout time.Duration
 	// now is the invoker's clock (default time.Now); onModelCall runs in the
@@ -112,7 +115,7 @@ func newEnv(t *testing.T, o envOpts) *env {
 	e := &env{t: t, dir: t.TempDir(), keys: map[string]string{}, readFrom: map[string]int{}}
 	e.tenants = filepath.Join(e.dir, "tenants.yaml")
 	for _, spec := range o.teams {
-		key, err := invoker.AddTeam(e.tenants, spec)
+		key, err := tenants.AddTeam(e.tenants, spec)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -125,15 +128,15 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.emitter, err = invoker.NewEmitter(invoker.EmitterConfig{Producer: e.fs, SpillDir: filepath.Join(e.dir, "spill")})
+	e.emitter, err = emitter.New(emitter.Config{Producer: e.fs, SpillDir: filepath.Join(e.dir, "spill")})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := invoker.OpenRegistry(e.tenants)
+	reg, err := tenants.OpenRegistry(e.tenants)
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.limits = invoker.NewMemoryLimits()
+	e.limits = limits.NewMemory()
 	e.srv, err = invoker.New(invoker.Config{
 		Tenants: reg, Bedrock: e.bedrock, Usage: e.emitter, Prices: pricing.Default(), Limits: e.limits,
 		ReloadInterval: 20 * time.Millisecond, CallTimeout: o.callTimeout, MaxBodyBytes: 64 << 10, Now: o.now,
@@ -303,7 +306,7 @@ var (
 // newServer builds a server like newEnv's, answering /usage from st.
 func (e *env) newServer(t *testing.T, st invoker.UsageStore) *invoker.Server {
 	t.Helper()
-	reg, err := invoker.OpenRegistry(e.tenants)
+	reg, err := tenants.OpenRegistry(e.tenants)
 	if err != nil {
 		t.Fatal(err)
 	}

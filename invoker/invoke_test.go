@@ -17,16 +17,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
 
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
 const haiku = "anthropic.claude-3-haiku-20240307-v1:0"
 
-var seedTeams = []invoker.TeamSpec{
+var seedTeams = []tenants.TeamSpec{
 	{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*", "amazon.titan-embed-*", "us.anthropic.*"}},
 	{ID: "ads", CostCenter: "CC-200", AllowedModels: []string{"meta.*"}},
 	{ID: "platform", CostCenter: "CC-900", AllowedModels: []string{"*"}, ActFor: []string{"search"}},
-	{ID: "burst", AllowedModels: []string{"anthropic.*"}, RateLimit: &invoker.RateLimit{RPS: 0.5, Burst: 2}},
+	{ID: "burst", AllowedModels: []string{"anthropic.*"}, RateLimit: &tenants.RateLimit{RPS: 0.5, Burst: 2}},
 }
 
 // checkMetered asserts the event of a served call: the contract's fields, and
@@ -145,7 +146,7 @@ func TestSeedRequestFlow(t *testing.T) {
 		ev := e.oneEvent(t)
 		checkMetered(t, e, r, ev, "search", "CC-100", haiku, "InvokeModel")
 		var platformKey string
-		teams, _ := invoker.ListTeams(e.tenants)
+		teams, _ := tenants.ListTeams(e.tenants)
 		for _, tm := range teams {
 			if tm.ID == "platform" {
 				platformKey = tm.Keys[0].ID
@@ -264,7 +265,7 @@ func TestSeedRequestFlow(t *testing.T) {
 // TestFamilies invokes one model of every family through /invoke_model and
 // checks the metered tokens (and image settings) against the model server.
 func TestFamilies(t *testing.T) {
-	e := newEnv(t, envOpts{teams: []invoker.TeamSpec{{ID: "lab", CostCenter: "R&D", AllowedModels: []string{"*"}}}})
+	e := newEnv(t, envOpts{teams: []tenants.TeamSpec{{ID: "lab", CostCenter: "R&D", AllowedModels: []string{"*"}}}})
 	cases := []struct {
 		model, params string
 		in            int64 // the model server counts every word sent, wrappers included
@@ -454,11 +455,11 @@ func (e *env) stream(model string) *http.Response {
 func TestRegistryReloadAndKeyLifecycle(t *testing.T) {
 	e := newEnv(t, envOpts{teams: seedTeams})
 	body := `{"inputs": "hi"}`
-	key, err := invoker.AddTeam(e.tenants, invoker.TeamSpec{ID: "late", CostCenter: "CC-7", AllowedModels: []string{haiku}})
+	key, err := tenants.AddTeam(e.tenants, tenants.TeamSpec{ID: "late", CostCenter: "CC-7", AllowedModels: []string{haiku}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := invoker.AddTeam(e.tenants, invoker.TeamSpec{ID: "late"}); err == nil {
+	if _, err := tenants.AddTeam(e.tenants, tenants.TeamSpec{ID: "late"}); err == nil {
 		t.Fatal("duplicate team accepted")
 	}
 	e.keys["late"] = key
@@ -468,7 +469,7 @@ func TestRegistryReloadAndKeyLifecycle(t *testing.T) {
 		t.Fatalf("event %+v", ev[len(ev)-1])
 	}
 
-	newKey, err := invoker.RotateKey(e.tenants, "late", false)
+	newKey, err := tenants.RotateKey(e.tenants, "late", false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -479,14 +480,14 @@ func TestRegistryReloadAndKeyLifecycle(t *testing.T) {
 	if r := e.invoke("late", haiku, nil, body); r.status != 200 {
 		t.Fatalf("old key stops only when revoked: %d", r.status)
 	}
-	teams, _ := invoker.ListTeams(e.tenants)
+	teams, _ := tenants.ListTeams(e.tenants)
 	var oldID string
 	for _, tm := range teams {
 		if tm.ID == "late" {
 			oldID = tm.Keys[0].ID
 		}
 	}
-	if err := invoker.RevokeKey(e.tenants, "late", oldID); err != nil {
+	if err := tenants.RevokeKey(e.tenants, "late", oldID); err != nil {
 		t.Fatal(err)
 	}
 	waitStatus(t, e, "late", 401, body)
@@ -558,7 +559,7 @@ func (panicky) InvokeModel(context.Context, *bedrockruntime.InvokeModelInput, ..
 
 func TestPanicBecomesJSON500(t *testing.T) {
 	e := newEnv(t, envOpts{teams: seedTeams})
-	reg, _ := invoker.OpenRegistry(e.tenants)
+	reg, _ := tenants.OpenRegistry(e.tenants)
 	srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: panicky{}, Usage: e.emitter})
 	if err != nil {
 		t.Fatal(err)

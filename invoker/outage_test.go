@@ -24,6 +24,8 @@ import (
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -159,8 +161,8 @@ func TestNoUsageLostWhileKinesisIsDown(t *testing.T) {
 	k.CreateStream(t, streamName, 2)
 
 	dir := t.TempDir()
-	tenants := filepath.Join(dir, "tenants.yaml")
-	key, err := invoker.AddTeam(tenants, invoker.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
+	tenantsPath := filepath.Join(dir, "tenants.yaml")
+	key, err := tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,13 +177,13 @@ func TestNoUsageLostWhileKinesisIsDown(t *testing.T) {
 	prod := &gatedProducer{inner: stream.NewKinesisProducer(k.Client(), streamName,
 		stream.KinesisProducerOptions{BaseBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond, CallTimeout: time.Second}),
 		acked: map[string]bool{}}
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: prod, SpillDir: filepath.Join(dir, "spill"),
+	em, err := emitter.New(emitter.Config{Producer: prod, SpillDir: filepath.Join(dir, "spill"),
 		PutTimeout: time.Second, RedriveInterval: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer em.Close()
-	reg, err := invoker.OpenRegistry(tenants)
+	reg, err := tenants.OpenRegistry(tenantsPath)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -38,6 +38,8 @@ import (
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/shopspring/decimal"
 
+	"github.com/meter-dev/meter/invoker/limits"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -49,7 +51,7 @@ type BedrockClient interface {
 	ConverseStream(ctx context.Context, in *bedrockruntime.ConverseStreamInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.ConverseStreamOutput, error)
 }
 
-// UsageSink records usage events; *Emitter implements it. Emit returns only
+// UsageSink records usage events; *emitter.Emitter implements it. Emit returns only
 // when the event is durable.
 type UsageSink interface {
 	Emit(ctx context.Context, e *schemas.Event) error
@@ -62,14 +64,14 @@ type PriceBook interface {
 
 // Config wires a Server.
 type Config struct {
-	Tenants *Registry     // required
-	Bedrock BedrockClient // required; see NewBedrockClient
-	Usage   UsageSink     // required; see NewEmitter
+	Tenants *tenants.Registry // required
+	Bedrock BedrockClient     // required; see NewBedrockClient
+	Usage   UsageSink         // required; see emitter.New
 	// Prices prices successful calls for the monthly budget. A team with a
 	// budget may call only models with a price in force: other calls (all of
 	// them without a price book) are refused with 503 budget_unenforceable.
 	Prices PriceBook
-	Limits Limits           // default NewMemoryLimits()
+	Limits limits.Limits    // default limits.NewMemory()
 	Now    func() time.Time // default time.Now
 	// DefaultReservationTokens is what a call is assumed to use, against the
 	// daily token quota and (priced for its model) the monthly budget, while no
@@ -123,7 +125,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	if cfg.Limits == nil {
-		cfg.Limits = NewMemoryLimits()
+		cfg.Limits = limits.NewMemory()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -162,7 +164,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no route " + r.URL.Path})
 	})
-	if cfg.ReloadInterval > 0 && cfg.Tenants.path != "" {
+	if cfg.ReloadInterval > 0 && cfg.Tenants.Path() != "" {
 		go cfg.Tenants.Watch(s.stop, cfg.ReloadInterval, log)
 	}
 	return s, nil
@@ -248,11 +250,11 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 type call struct {
 	op        string
 	modelID   string
-	principal *Principal
-	team      *Team
+	principal *tenants.Principal
+	team      *tenants.Team
 	requestID string // Bedrock's, once known
 	latency   time.Duration
-	ticket    *Ticket
+	ticket    *limits.Ticket
 	image     *imageSettings // an image model's requested size, steps and quality
 }
 
@@ -273,7 +275,7 @@ func (s *Server) event(c *call, status string) *schemas.Event {
 // fail meters a failed call (when it names a team and a model) and answers it.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiError) {
 	if c.ticket != nil {
-		s.cfg.Limits.Settle(r.Context(), c.ticket, Usage{})
+		s.cfg.Limits.Settle(r.Context(), c.ticket, limits.Usage{})
 		c.ticket = nil
 	}
 	if e.eventStatus != "" && c != nil && c.team != nil && c.modelID != "" {
@@ -291,7 +293,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiErr
 // so a panic cannot leave a team's limits blocked.
 func (s *Server) release(r *http.Request, c *call) {
 	if c.ticket != nil {
-		s.cfg.Limits.Settle(context.WithoutCancel(r.Context()), c.ticket, Usage{})
+		s.cfg.Limits.Settle(context.WithoutCancel(r.Context()), c.ticket, limits.Usage{})
 		c.ticket = nil
 	}
 }
@@ -353,7 +355,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]by
 // 503 budget_unenforceable, since only an operator adding a price can lift it.
 func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 	now := s.cfg.Now()
-	est := Usage{Tokens: s.cfg.DefaultReservationTokens}
+	est := limits.Usage{Tokens: s.cfg.DefaultReservationTokens}
 	if c.team.MonthlyBudgetUSD != nil {
 		cost, err := s.estimate(c, now, s.cfg.DefaultReservationTokens)
 		if err != nil {
@@ -365,7 +367,7 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 	}
 	t, err := s.cfg.Limits.Admit(r.Context(), c.team, now, est)
 	if err != nil {
-		var le *LimitError
+		var le *limits.Error
 		if errors.As(err, &le) {
 			s.fail(w, r, c, &apiError{status: http.StatusTooManyRequests, code: le.Reason, msg: le.Message, retryAfter: le.RetryAfter, eventStatus: schemas.StatusThrottled})
 		} else {
@@ -415,14 +417,14 @@ func (s *Server) settle(ctx context.Context, c *call, ev *schemas.Event) {
 	if c.ticket == nil {
 		return
 	}
-	u := Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero, At: ev.Timestamp}
+	u := limits.Usage{Tokens: ev.InputTokens + ev.OutputTokens + ev.CacheReadInputTokens + ev.CacheWriteInputTokens, Cost: decimal.Zero, At: ev.Timestamp}
 	if s.cfg.Prices != nil && ev.Status == schemas.StatusSuccess {
 		costs, err := s.cfg.Prices.Cost(ev)
 		switch {
 		case err == nil:
 			u.Cost = costs.Total()
 		case c.team.MonthlyBudgetUSD != nil:
-			u.Cost = c.ticket.cost
+			u.Cost = c.ticket.Reserved()
 			s.log.Error("pricing a call for the budget; counting its reservation", "team_id", c.team.ID, "model_id", ev.ModelID,
 				"request_id", ev.RequestID, "reserved_usd", u.Cost.String(), "err", err)
 		default:

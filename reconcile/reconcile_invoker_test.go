@@ -30,6 +30,8 @@ import (
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 // lossyStream loses every n-th event between the invoker and the stream, as a
@@ -80,12 +82,12 @@ func TestReconcileFindsExactlyTheLostEvents(t *testing.T) {
 	modelSrv := httptest.NewServer(model)
 	defer modelSrv.Close()
 
-	tenants := filepath.Join(dir, "tenants.yaml")
-	key, err := invoker.AddTeam(tenants, invoker.TeamSpec{ID: "search", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*", "amazon.*"}})
+	tenantsPath := filepath.Join(dir, "tenants.yaml")
+	key, err := tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: "search", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*", "amazon.*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := invoker.OpenRegistry(tenants)
+	reg, err := tenants.OpenRegistry(tenantsPath)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +97,7 @@ func TestReconcileFindsExactlyTheLostEvents(t *testing.T) {
 	}
 	defer fs.Close()
 	lossy := &lossyStream{next: fs, n: 7}
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: lossy, SpillDir: filepath.Join(dir, "spill")})
+	em, err := emitter.New(emitter.Config{Producer: lossy, SpillDir: filepath.Join(dir, "spill")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,11 +15,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
-	tenants := fs.String("tenants", "", "tenant registry YAML (see meter team add)")
+	tenantsPath := fs.String("tenants", "", "tenant registry YAML (see meter team add)")
 	streamURI := fs.String("stream", "", "usage stream: file://DIR or kinesis://NAME")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
 	limits := fs.String("limits", "memory", "where rate limits, quotas and budgets are counted: memory")
@@ -30,7 +32,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	if err := need("tenants", *tenants, "stream", *streamURI); err != nil {
+	if err := need("tenants", *tenantsPath, "stream", *streamURI); err != nil {
 		return err
 	}
 	if *limits != "memory" {
@@ -39,12 +41,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return usagef("--limits %q: want memory", *limits)
 	}
-	if _, err := os.Stat(*tenants); err != nil {
+	if _, err := os.Stat(*tenantsPath); err != nil {
 		return usagef("tenants file: %v (create one with meter team add)", errShort(err))
 	}
-	reg, err := invoker.OpenRegistry(*tenants)
+	reg, err := tenants.OpenRegistry(*tenantsPath)
 	if err != nil {
-		return usagef("tenants file %s: %v", *tenants, err)
+		return usagef("tenants file %s: %v", *tenantsPath, err)
 	}
 	book, err := loadPrices(ctx, *prices)
 	if err != nil {
@@ -56,10 +58,10 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	defer closeStream()
 	if *spill == "" {
-		*spill = filepath.Join(filepath.Dir(*tenants), "meter-spill")
+		*spill = filepath.Join(filepath.Dir(*tenantsPath), "meter-spill")
 	}
 	log := logger(stderr, *quiet)
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: producer, SpillDir: *spill, Logger: log})
+	em, err := emitter.New(emitter.Config{Producer: producer, SpillDir: *spill, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -115,7 +117,7 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	sub, args := args[0], args[1:]
 	fs := newFlags("team "+sub, stderr)
-	tenants := fs.String("tenants", "", "tenant registry YAML")
+	tenantsPath := fs.String("tenants", "", "tenant registry YAML")
 	team := fs.String("team", "", "team id")
 	switch sub {
 	case "add":
@@ -130,34 +132,34 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if err := need("tenants", *tenants, "team", *team); err != nil {
+		if err := need("tenants", *tenantsPath, "team", *team); err != nil {
 			return err
 		}
-		spec := invoker.TeamSpec{ID: *team, CostCenter: *cc, AllowedModels: splitList(*models), ActFor: splitList(*actFor), MonthlyBudgetUSD: *budget}
+		spec := tenants.TeamSpec{ID: *team, CostCenter: *cc, AllowedModels: splitList(*models), ActFor: splitList(*actFor), MonthlyBudgetUSD: *budget}
 		if *rps < 0 || *burst < 0 || *dailyReq < 0 || *dailyTok < 0 {
 			return usagef("limits must not be negative")
 		}
 		if *rps > 0 {
-			spec.RateLimit = &invoker.RateLimit{RPS: *rps, Burst: *burst}
+			spec.RateLimit = &tenants.RateLimit{RPS: *rps, Burst: *burst}
 		}
 		if *dailyReq > 0 || *dailyTok > 0 {
-			spec.Quotas = &invoker.Quotas{DailyRequests: *dailyReq, DailyTokens: *dailyTok}
+			spec.Quotas = &tenants.Quotas{DailyRequests: *dailyReq, DailyTokens: *dailyTok}
 		}
-		key, err := invoker.AddTeam(*tenants, spec)
+		key, err := tenants.AddTeam(*tenantsPath, spec)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "added team %s to %s; its API key is shown once, below:\n%s\n", *team, *tenants, key)
+		fmt.Fprintf(stdout, "added team %s to %s; its API key is shown once, below:\n%s\n", *team, *tenantsPath, key)
 		return nil
 	case "rotate-key":
 		revokeOld := fs.Bool("revoke-old", false, "revoke the team's other keys at once")
 		if err := parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if err := need("tenants", *tenants, "team", *team); err != nil {
+		if err := need("tenants", *tenantsPath, "team", *team); err != nil {
 			return err
 		}
-		key, err := invoker.RotateKey(*tenants, *team, *revokeOld)
+		key, err := tenants.RotateKey(*tenantsPath, *team, *revokeOld)
 		if err != nil {
 			return err
 		}
@@ -168,10 +170,10 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if err := need("tenants", *tenants, "team", *team, "key-id", *keyID); err != nil {
+		if err := need("tenants", *tenantsPath, "team", *team, "key-id", *keyID); err != nil {
 			return err
 		}
-		if err := invoker.RevokeKey(*tenants, *team, *keyID); err != nil {
+		if err := tenants.RevokeKey(*tenantsPath, *team, *keyID); err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "revoked key %s of team %s\n", *keyID, *team)
@@ -180,10 +182,10 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err := parse(fs, args, stdout); err != nil {
 			return err
 		}
-		if err := need("tenants", *tenants); err != nil {
+		if err := need("tenants", *tenantsPath); err != nil {
 			return err
 		}
-		teams, err := invoker.ListTeams(*tenants)
+		teams, err := tenants.ListTeams(*tenantsPath)
 		if err != nil {
 			return err
 		}

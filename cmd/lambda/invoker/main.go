@@ -39,7 +39,9 @@ import (
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/lambdaproxy"
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 func main() {
@@ -56,7 +58,7 @@ func main() {
 // function is the wired invoker of one Lambda instance.
 type function struct {
 	handler lambda.Handler
-	emitter *invoker.Emitter
+	emitter *emitter.Emitter
 	server  *invoker.Server
 	closers []func() error
 }
@@ -76,7 +78,7 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	reg, err := invoker.OpenRegistry(tenantsPath)
+	reg, err := tenants.OpenRegistry(tenantsPath)
 	if err != nil {
 		return nil, fmt.Errorf("METER_TENANTS %s: %w", getenv("METER_TENANTS"), err)
 	}
@@ -93,7 +95,7 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*
 	if err != nil {
 		return nil, fmt.Errorf("METER_SPILL: %w", err)
 	}
-	f.emitter, err = invoker.NewEmitter(invoker.EmitterConfig{Producer: prod, Spill: spill, RedriveInterval: 2 * time.Second, Logger: log})
+	f.emitter, err = emitter.New(emitter.Config{Producer: prod, Spill: spill, RedriveInterval: 2 * time.Second, Logger: log})
 	if err != nil {
 		return nil, err
 	}

@@ -25,7 +25,7 @@ import (
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
-	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -39,9 +39,9 @@ type lambdaEnv struct {
 func newLambdaEnv(t *testing.T, env map[string]string) *lambdaEnv {
 	t.Helper()
 	e := &lambdaEnv{dir: t.TempDir()}
-	tenants := filepath.Join(e.dir, "tenants.yaml")
+	tenantsPath := filepath.Join(e.dir, "tenants.yaml")
 	var err error
-	e.key, err = invoker.AddTeam(tenants, invoker.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
+	e.key, err = tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +53,7 @@ func newLambdaEnv(t *testing.T, env map[string]string) *lambdaEnv {
 	t.Cleanup(func() { models.Close(); bl.Close() })
 	e.stream = filepath.Join(e.dir, "stream")
 	vars := map[string]string{
-		"METER_TENANTS": tenants, "METER_STREAM": "file://" + e.stream, "METER_SPILL": "file://" + filepath.Join(e.dir, "spill"),
+		"METER_TENANTS": tenantsPath, "METER_STREAM": "file://" + e.stream, "METER_SPILL": "file://" + filepath.Join(e.dir, "spill"),
 		"AWS_ENDPOINT_URL_BEDROCK_RUNTIME": models.URL, "AWS_REGION": "us-east-1",
 		"AWS_ACCESS_KEY_ID": "AKIAIOSFODNN7EXAMPLE", "AWS_SECRET_ACCESS_KEY": "local", "AWS_EC2_METADATA_DISABLED": "true",
 	}

@@ -36,13 +36,15 @@ import (
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/reconcile"
 	"github.com/meter-dev/meter/schemas"
 )
 
 // Config sets up a demo run.
 type Config struct {
-	// Dir holds the stream, store, trail files and tenants; it is created if needed.
+	// Dir holds the stream, store, trail files and tenantsPath; it is created if needed.
 	Dir string
 	Out io.Writer // the results
 	Log io.Writer // progress
@@ -109,8 +111,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
-	tenants := filepath.Join(cfg.Dir, "tenants.yaml")
-	os.Remove(tenants)
+	tenantsPath := filepath.Join(cfg.Dir, "tenants.yaml")
+	os.Remove(tenantsPath)
 
 	// The model server, with CloudTrail records delivered as trail files.
 	model, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: dirs["cloudtrail"], TrailBatch: 100})
@@ -127,17 +129,17 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	// Teams and their keys.
 	for i := range teams {
 		t := &teams[i]
-		t.key, err = invoker.AddTeam(tenants, invoker.TeamSpec{ID: t.id, CostCenter: t.costCenter, AllowedModels: t.models,
-			RateLimit: &invoker.RateLimit{RPS: t.rps, Burst: t.burst}})
+		t.key, err = tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: t.id, CostCenter: t.costCenter, AllowedModels: t.models,
+			RateLimit: &tenants.RateLimit{RPS: t.rps, Burst: t.burst}})
 		if err != nil {
 			return nil, err
 		}
 	}
-	reg, err := invoker.OpenRegistry(tenants)
+	reg, err := tenants.OpenRegistry(tenantsPath)
 	if err != nil {
 		return nil, err
 	}
-	step("tenants: %d teams in %s (keys stored as SHA-256 only)", len(teams), tenants)
+	step("tenants: %d teams in %s (keys stored as SHA-256 only)", len(teams), tenantsPath)
 
 	// The invoke API: real SDK client to the model server, usage to the embedded stream.
 	fsStream, err := stream.OpenFile(dirs["stream"], stream.FileOptions{Shards: 2})
@@ -145,7 +147,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, err
 	}
 	defer fsStream.Close()
-	emitter, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: fsStream, SpillDir: dirs["spill"]})
+	emitter, err := emitter.New(emitter.Config{Producer: fsStream, SpillDir: dirs["spill"]})
 	if err != nil {
 		return nil, err
 	}

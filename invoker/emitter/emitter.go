@@ -1,4 +1,9 @@
-package invoker
+// Package emitter makes the invoker's usage events durable: it puts them to
+// the stream in group-committed batches and, when the stream cannot take them,
+// fsyncs them to a spill store and re-drives them later. Emit returns only
+// once its event is durable in one or the other, so no answered call loses
+// its usage event.
+package emitter
 
 import (
 	"bufio"
@@ -20,8 +25,8 @@ import (
 	"github.com/meter-dev/meter/schemas"
 )
 
-// EmitterConfig configures an Emitter.
-type EmitterConfig struct {
+// Config configures an Emitter.
+type Config struct {
 	// Producer is the usage stream (Kinesis or the embedded file stream).
 	Producer stream.Producer
 	// SpillDir holds the spill files: JSON lines of events the stream could not
@@ -49,7 +54,7 @@ type EmitterConfig struct {
 // re-sent only whole and under its own request_id (the partition key), so a
 // duplicate is always recognizable downstream.
 type Emitter struct {
-	cfg   EmitterConfig
+	cfg   Config
 	log   *slog.Logger
 	queue chan *pending
 
@@ -72,11 +77,11 @@ type pending struct {
 	done  chan error
 }
 
-// ErrEmitterClosed is returned by Emit after Close.
-var ErrEmitterClosed = errors.New("usage emitter closed")
+// ErrClosed is returned by Emit after Close.
+var ErrClosed = errors.New("usage emitter closed")
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
-func (cfg *EmitterConfig) Validate() error {
+func (cfg *Config) Validate() error {
 	switch {
 	case cfg.Producer == nil:
 		return errors.New("emitter: no stream producer")
@@ -88,9 +93,9 @@ func (cfg *EmitterConfig) Validate() error {
 	return nil
 }
 
-// NewEmitter starts an emitter and its re-driver. Spill files left by an
+// New starts an emitter and its re-driver. Spill files left by an
 // earlier process are re-driven too.
-func NewEmitter(cfg EmitterConfig) (*Emitter, error) {
+func New(cfg Config) (*Emitter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -147,7 +152,7 @@ func (e *Emitter) Emit(_ context.Context, ev *schemas.Event) error {
 	e.closeMu.RLock()
 	if e.closed {
 		e.closeMu.RUnlock()
-		return ErrEmitterClosed
+		return ErrClosed
 	}
 	e.queue <- p
 	e.closeMu.RUnlock()

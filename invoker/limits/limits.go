@@ -1,4 +1,6 @@
-package invoker
+// Package limits admits or refuses a team's model calls against its rate limit,
+// daily quotas and monthly budget, and counts what admitted calls used.
+package limits
 
 import (
 	"context"
@@ -8,6 +10,8 @@ import (
 	"time"
 
 	"github.com/shopspring/decimal"
+
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 // Limits decides whether a team may make one more model call, and counts what
@@ -23,15 +27,15 @@ import (
 // as long as no call uses more than its reservation, and the first call of a
 // period does not hold back the others while it runs.
 //
-// MemoryLimits is the only implementation: it holds per process. Limits that
+// Memory is the only implementation: it holds per process. Limits that
 // hold across a fleet of invokers need a shared store behind these same two
 // methods; none is built yet (meter serve refuses --limits dynamodb://).
 type Limits interface {
-	// Admit admits one call of team at now or returns a *LimitError (or a
+	// Admit admits one call of team at now or returns a *Error (or a
 	// backend error). est is what the call is expected to use (tokens, and
 	// cost when the team has a budget), reserved while no call of the period
 	// has settled with usage. Every admitted Ticket must be settled exactly once.
-	Admit(ctx context.Context, team *Team, now time.Time, est Usage) (*Ticket, error)
+	Admit(ctx context.Context, team *tenants.Team, now time.Time, est Usage) (*Ticket, error)
 	// Settle counts the usage of an admitted call and releases its reservation.
 	// Usage counts in the day and month the call was admitted in if the call
 	// ended in them (u.At), otherwise in the ones it ended in, which is where
@@ -59,28 +63,31 @@ type Ticket struct {
 	settled bool
 }
 
-// LimitError is a call refused by a rate limit, quota or budget; it maps to
+// Reserved is the money the ticket holds against the team's budget until it is settled.
+func (t *Ticket) Reserved() decimal.Decimal { return t.cost }
+
+// Error is a call refused by a rate limit, quota or budget; it maps to
 // HTTP 429 with Retry-After.
-type LimitError struct {
+type Error struct {
 	Reason     string // rate_limited | daily_request_quota | daily_token_quota | monthly_budget
 	Message    string
 	RetryAfter time.Duration
 }
 
-func (e *LimitError) Error() string { return e.Message }
+func (e *Error) Error() string { return e.Message }
 
-// MemoryLimits keeps token buckets, daily counters and monthly spend in memory.
+// Memory keeps token buckets, daily counters and monthly spend in memory.
 // Counters start from zero when the process starts.
-type MemoryLimits struct {
+type Memory struct {
 	mu      sync.Mutex
 	buckets map[string]*bucket
 	days    map[string]*dayUsage
 	months  map[string]*monthUsage
 }
 
-// NewMemoryLimits returns an empty in-memory Limits.
-func NewMemoryLimits() *MemoryLimits {
-	return &MemoryLimits{buckets: map[string]*bucket{}, days: map[string]*dayUsage{}, months: map[string]*monthUsage{}}
+// NewMemory returns an empty in-memory Limits.
+func NewMemory() *Memory {
+	return &Memory{buckets: map[string]*bucket{}, days: map[string]*dayUsage{}, months: map[string]*monthUsage{}}
 }
 
 type bucket struct {
@@ -111,7 +118,7 @@ const (
 	monthLayout = "2006-01"
 )
 
-func burstOf(r RateLimit) float64 {
+func burstOf(r tenants.RateLimit) float64 {
 	if r.Burst > 0 {
 		return float64(r.Burst)
 	}
@@ -119,7 +126,7 @@ func burstOf(r RateLimit) float64 {
 }
 
 // Admit implements Limits.
-func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est Usage) (*Ticket, error) {
+func (m *Memory) Admit(_ context.Context, team *tenants.Team, now time.Time, est Usage) (*Ticket, error) {
 	now = now.UTC()
 	day, month := now.Format(dayLayout), now.Format(monthLayout)
 	m.mu.Lock()
@@ -140,7 +147,7 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est U
 		}
 		if b.tokens < 1 {
 			wait := time.Duration((1 - b.tokens) / b.rps * float64(time.Second))
-			return nil, &LimitError{Reason: "rate_limited", RetryAfter: wait,
+			return nil, &Error{Reason: "rate_limited", RetryAfter: wait,
 				Message: fmt.Sprintf("team %s exceeded its rate limit of %g requests per second (burst %g)", team.ID, b.rps, b.burst)}
 		}
 	}
@@ -153,17 +160,17 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est U
 	untilTomorrow := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC).Sub(now)
 	q := team.Quotas
 	if q.DailyRequests > 0 && d.requests >= q.DailyRequests {
-		return nil, &LimitError{Reason: "daily_request_quota", RetryAfter: untilTomorrow,
+		return nil, &Error{Reason: "daily_request_quota", RetryAfter: untilTomorrow,
 			Message: fmt.Sprintf("team %s used its daily quota of %d requests", team.ID, q.DailyRequests)}
 	}
 	t := &Ticket{TeamID: team.ID, Day: day, Month: month}
 	if q.DailyTokens > 0 {
 		if d.tokens >= q.DailyTokens {
-			return nil, &LimitError{Reason: "daily_token_quota", RetryAfter: untilTomorrow,
+			return nil, &Error{Reason: "daily_token_quota", RetryAfter: untilTomorrow,
 				Message: fmt.Sprintf("team %s used its daily quota of %d tokens", team.ID, q.DailyTokens)}
 		}
 		if d.tokens+d.reservedTokens >= q.DailyTokens {
-			return nil, &LimitError{Reason: "daily_token_quota", RetryAfter: time.Second,
+			return nil, &Error{Reason: "daily_token_quota", RetryAfter: time.Second,
 				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its daily quota of %d tokens", team.ID, q.DailyTokens)}
 		}
 		t.tokens = d.maxCallTokens
@@ -180,11 +187,11 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est U
 	if budget := team.MonthlyBudgetUSD; budget != nil {
 		untilNextMonth := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
 		if mu.spent.GreaterThanOrEqual(*budget) {
-			return nil, &LimitError{Reason: "monthly_budget", RetryAfter: untilNextMonth,
+			return nil, &Error{Reason: "monthly_budget", RetryAfter: untilNextMonth,
 				Message: fmt.Sprintf("team %s spent its monthly budget of %s USD", team.ID, budget.String())}
 		}
 		if mu.spent.Add(mu.reserved).GreaterThanOrEqual(*budget) {
-			return nil, &LimitError{Reason: "monthly_budget", RetryAfter: time.Second,
+			return nil, &Error{Reason: "monthly_budget", RetryAfter: time.Second,
 				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its monthly budget of %s USD", team.ID, budget.String())}
 		}
 		t.cost = mu.maxCallCost
@@ -204,7 +211,7 @@ func (m *MemoryLimits) Admit(_ context.Context, team *Team, now time.Time, est U
 }
 
 // Settle implements Limits.
-func (m *MemoryLimits) Settle(_ context.Context, t *Ticket, u Usage) error {
+func (m *Memory) Settle(_ context.Context, t *Ticket, u Usage) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if t == nil || t.settled {
@@ -249,7 +256,7 @@ func (m *MemoryLimits) Settle(_ context.Context, t *Ticket, u Usage) error {
 }
 
 // Spent returns what team spent in month (YYYY-MM) as counted by this process.
-func (m *MemoryLimits) Spent(teamID, month string) decimal.Decimal {
+func (m *Memory) Spent(teamID, month string) decimal.Decimal {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if mu := m.months[teamID]; mu != nil && mu.month == month {

@@ -1,4 +1,4 @@
-package invoker_test
+package limits_test
 
 import (
 	"context"
@@ -9,7 +9,8 @@ import (
 
 	"github.com/shopspring/decimal"
 
-	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/limits"
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 func TestMemoryLimits(t *testing.T) {
@@ -17,38 +18,38 @@ func TestMemoryLimits(t *testing.T) {
 	now := time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
 	budget := decimal.RequireFromString("0.010")
 	// est is what a call reserves while none has settled in its day or month.
-	est := invoker.Usage{Tokens: 100, Cost: decimal.RequireFromString("0.001")}
-	team := &invoker.Team{ID: "t", RateLimit: invoker.RateLimit{RPS: 2, Burst: 3},
-		Quotas: invoker.Quotas{DailyRequests: 100, DailyTokens: 1000}, MonthlyBudgetUSD: &budget}
+	est := limits.Usage{Tokens: 100, Cost: decimal.RequireFromString("0.001")}
+	team := &tenants.Team{ID: "t", RateLimit: tenants.RateLimit{RPS: 2, Burst: 3},
+		Quotas: tenants.Quotas{DailyRequests: 100, DailyTokens: 1000}, MonthlyBudgetUSD: &budget}
 
 	t.Run("token bucket", func(t *testing.T) {
-		l := invoker.NewMemoryLimits()
+		l := limits.NewMemory()
 		tm := *team
-		tm.MonthlyBudgetUSD, tm.Quotas = nil, invoker.Quotas{}
+		tm.MonthlyBudgetUSD, tm.Quotas = nil, tenants.Quotas{}
 		for i := 0; i < 3; i++ {
-			tk, err := l.Admit(ctx, &tm, now, invoker.Usage{})
+			tk, err := l.Admit(ctx, &tm, now, limits.Usage{})
 			if err != nil {
 				t.Fatalf("call %d of the burst: %v", i, err)
 			}
-			l.Settle(ctx, tk, invoker.Usage{})
+			l.Settle(ctx, tk, limits.Usage{})
 		}
-		_, err := l.Admit(ctx, &tm, now, invoker.Usage{})
-		var le *invoker.LimitError
+		_, err := l.Admit(ctx, &tm, now, limits.Usage{})
+		var le *limits.Error
 		if !errors.As(err, &le) || le.Reason != "rate_limited" || le.RetryAfter != 500*time.Millisecond {
 			t.Fatalf("err %v", err)
 		}
-		if _, err := l.Admit(ctx, &tm, now.Add(500*time.Millisecond), invoker.Usage{}); err != nil {
+		if _, err := l.Admit(ctx, &tm, now.Add(500*time.Millisecond), limits.Usage{}); err != nil {
 			t.Fatalf("after refill: %v", err)
 		}
 	})
 	t.Run("daily quotas reset at UTC midnight", func(t *testing.T) {
-		l := invoker.NewMemoryLimits()
+		l := limits.NewMemory()
 		tm := *team
-		tm.RateLimit, tm.MonthlyBudgetUSD = invoker.RateLimit{}, nil
+		tm.RateLimit, tm.MonthlyBudgetUSD = tenants.RateLimit{}, nil
 		tk, _ := l.Admit(ctx, &tm, now, est)
-		l.Settle(ctx, tk, invoker.Usage{Tokens: 1000})
+		l.Settle(ctx, tk, limits.Usage{Tokens: 1000})
 		_, err := l.Admit(ctx, &tm, now, est)
-		var le *invoker.LimitError
+		var le *limits.Error
 		if !errors.As(err, &le) || le.Reason != "daily_token_quota" || le.RetryAfter != time.Minute {
 			t.Fatalf("err %v", err)
 		}
@@ -57,18 +58,18 @@ func TestMemoryLimits(t *testing.T) {
 		}
 	})
 	t.Run("monthly budget in exact decimals", func(t *testing.T) {
-		l := invoker.NewMemoryLimits()
+		l := limits.NewMemory()
 		tm := *team
-		tm.RateLimit, tm.Quotas = invoker.RateLimit{}, invoker.Quotas{}
+		tm.RateLimit, tm.Quotas = tenants.RateLimit{}, tenants.Quotas{}
 		for i := 0; i < 10; i++ { // ten calls of 0.001 spend exactly 0.010
 			tk, err := l.Admit(ctx, &tm, now, est)
 			if err != nil {
 				t.Fatalf("call %d: %v", i, err)
 			}
-			l.Settle(ctx, tk, invoker.Usage{Cost: decimal.RequireFromString("0.001")})
+			l.Settle(ctx, tk, limits.Usage{Cost: decimal.RequireFromString("0.001")})
 		}
 		_, err := l.Admit(ctx, &tm, now, est)
-		var le *invoker.LimitError
+		var le *limits.Error
 		if !errors.As(err, &le) || le.Reason != "monthly_budget" {
 			t.Fatalf("err %v, spent %s", err, l.Spent("t", "2026-03"))
 		}
@@ -80,13 +81,13 @@ func TestMemoryLimits(t *testing.T) {
 		}
 	})
 	t.Run("concurrent calls cannot race past the budget", func(t *testing.T) {
-		l := invoker.NewMemoryLimits()
+		l := limits.NewMemory()
 		tm := *team
-		tm.RateLimit, tm.Quotas = invoker.RateLimit{}, invoker.Quotas{}
+		tm.RateLimit, tm.Quotas = tenants.RateLimit{}, tenants.Quotas{}
 		cost := decimal.RequireFromString("0.004") // the budget fits two and a half calls
 		// Before any call settles each is reserved at the estimate: the price
 		// of the default reservation for the model, here what the calls cost.
-		est := invoker.Usage{Tokens: 4096, Cost: cost}
+		est := limits.Usage{Tokens: 4096, Cost: cost}
 		var mu sync.Mutex
 		admitted := 0
 		var wg sync.WaitGroup
@@ -105,7 +106,7 @@ func TestMemoryLimits(t *testing.T) {
 					admitted++
 					mu.Unlock()
 					time.Sleep(5 * time.Millisecond) // the model call
-					l.Settle(ctx, tk, invoker.Usage{Cost: cost})
+					l.Settle(ctx, tk, limits.Usage{Cost: cost})
 				}()
 			}
 			close(start)
@@ -121,15 +122,15 @@ func TestMemoryLimits(t *testing.T) {
 	t.Run("the first calls of a period do not wait for each other", func(t *testing.T) {
 		for _, c := range []struct {
 			name   string
-			tm     invoker.Team
+			tm     tenants.Team
 			reason string
 		}{
-			{"daily tokens", invoker.Team{ID: "t", Quotas: invoker.Quotas{DailyTokens: 1000}}, "daily_token_quota"},
-			{"monthly budget", invoker.Team{ID: "t", MonthlyBudgetUSD: &budget}, "monthly_budget"},
+			{"daily tokens", tenants.Team{ID: "t", Quotas: tenants.Quotas{DailyTokens: 1000}}, "daily_token_quota"},
+			{"monthly budget", tenants.Team{ID: "t", MonthlyBudgetUSD: &budget}, "monthly_budget"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				l := invoker.NewMemoryLimits() // a day's first calls, or the first after a restart
-				var inflight []*invoker.Ticket
+				l := limits.NewMemory() // a day's first calls, or the first after a restart
+				var inflight []*limits.Ticket
 				for i := 0; i < 10; i++ { // ten reservations of 100 tokens or 0.001 USD fit
 					tk, err := l.Admit(ctx, &c.tm, now, est)
 					if err != nil {
@@ -138,12 +139,12 @@ func TestMemoryLimits(t *testing.T) {
 					inflight = append(inflight, tk)
 				}
 				_, err := l.Admit(ctx, &c.tm, now, est)
-				var le *invoker.LimitError
+				var le *limits.Error
 				if !errors.As(err, &le) || le.Reason != c.reason || le.RetryAfter != time.Second {
 					t.Fatalf("an eleventh call in flight: %v", err)
 				}
 				// One call settles below its reservation: room for one more.
-				l.Settle(ctx, inflight[0], invoker.Usage{Tokens: 40, Cost: decimal.RequireFromString("0.0004"), At: now})
+				l.Settle(ctx, inflight[0], limits.Usage{Tokens: 40, Cost: decimal.RequireFromString("0.0004"), At: now})
 				if _, err := l.Admit(ctx, &c.tm, now, est); err != nil {
 					t.Fatalf("after one settled: %v", err)
 				}
@@ -155,24 +156,24 @@ func TestMemoryLimits(t *testing.T) {
 		// midnight counts in April 1st and in April.
 		after := time.Date(2026, 4, 1, 0, 0, 30, 0, time.UTC)
 		tm := *team
-		tm.RateLimit = invoker.RateLimit{}
-		full := invoker.Usage{Tokens: 1000, Cost: budget, At: after} // the whole day's quota, the whole month's budget
+		tm.RateLimit = tenants.RateLimit{}
+		full := limits.Usage{Tokens: 1000, Cost: budget, At: after} // the whole day's quota, the whole month's budget
 		for _, c := range []struct {
 			name   string
-			settle func(l *invoker.MemoryLimits, tk *invoker.Ticket)
+			settle func(l *limits.Memory, tk *limits.Ticket)
 		}{
-			{"no call admitted since midnight", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+			{"no call admitted since midnight", func(l *limits.Memory, tk *limits.Ticket) {
 				l.Settle(ctx, tk, full)
 			}},
-			{"calls admitted since midnight", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+			{"calls admitted since midnight", func(l *limits.Memory, tk *limits.Ticket) {
 				other, err := l.Admit(ctx, &tm, after, est)
 				if err != nil {
 					t.Fatal(err)
 				}
 				l.Settle(ctx, tk, full)
-				l.Settle(ctx, other, invoker.Usage{At: after})
+				l.Settle(ctx, other, limits.Usage{At: after})
 			}},
-			{"ended before midnight, settled after the limits moved on", func(l *invoker.MemoryLimits, tk *invoker.Ticket) {
+			{"ended before midnight, settled after the limits moved on", func(l *limits.Memory, tk *limits.Ticket) {
 				if _, err := l.Admit(ctx, &tm, after, est); err != nil {
 					t.Fatal(err)
 				}
@@ -182,7 +183,7 @@ func TestMemoryLimits(t *testing.T) {
 			}},
 		} {
 			t.Run(c.name, func(t *testing.T) {
-				l := invoker.NewMemoryLimits()
+				l := limits.NewMemory()
 				tk, err := l.Admit(ctx, &tm, now, est)
 				if err != nil {
 					t.Fatal(err)
@@ -195,14 +196,14 @@ func TestMemoryLimits(t *testing.T) {
 					t.Fatalf("April spent %s, want %s", got, budget)
 				}
 				_, err = l.Admit(ctx, &tm, after.Add(time.Second), est)
-				var le *invoker.LimitError
+				var le *limits.Error
 				if !errors.As(err, &le) || (le.Reason != "daily_token_quota" && le.Reason != "monthly_budget") || le.RetryAfter <= time.Second {
 					t.Fatalf("quota and budget used up by the call that crossed midnight; got %v", err)
 				}
 				// Each limit on its own.
 				quotaOnly, budgetOnly := tm, tm
-				quotaOnly.MonthlyBudgetUSD, budgetOnly.Quotas = nil, invoker.Quotas{}
-				for _, tt := range []*invoker.Team{&quotaOnly, &budgetOnly} {
+				quotaOnly.MonthlyBudgetUSD, budgetOnly.Quotas = nil, tenants.Quotas{}
+				for _, tt := range []*tenants.Team{&quotaOnly, &budgetOnly} {
 					if _, err := l.Admit(ctx, tt, after.Add(time.Second), est); !errors.As(err, &le) || le.RetryAfter <= time.Second {
 						t.Fatalf("%+v: %v", tt, err)
 					}

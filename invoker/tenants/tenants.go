@@ -1,4 +1,9 @@
-package invoker
+// Package tenants is the tenant registry: the YAML file an operator owns
+// (--tenants FILE) with each team's cost center, API keys (SHA-256 hashes only),
+// allowed models and limits, loaded into a Registry the invoker authenticates
+// keys against and reloads when the file changes, and the edits `meter team`
+// makes to it (atomic rewrites; a new key is returned once, never stored).
+package tenants
 
 import (
 	"bytes"
@@ -22,9 +27,9 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-// TenantsFile is the YAML document of the tenant registry (--tenants FILE).
+// File is the YAML document of the tenant registry (--tenants FILE).
 // The operator owns it; `meter team add` and friends edit it atomically.
-type TenantsFile struct {
+type File struct {
 	Teams []TeamSpec `yaml:"teams"`
 }
 
@@ -138,6 +143,9 @@ type Registry struct {
 	digest  [sha256.Size]byte
 }
 
+// Path is the file the registry was opened from; empty for one built in memory.
+func (r *Registry) Path() string { return r.path }
+
 // Errors of key authentication and team resolution.
 var (
 	ErrUnknownKey     = errors.New("missing or unknown API key")
@@ -154,7 +162,7 @@ func OpenRegistry(path string) (*Registry, error) {
 }
 
 // NewRegistry builds a registry from an in-memory document (no file, no reload).
-func NewRegistry(doc TenantsFile) (*Registry, error) {
+func NewRegistry(doc File) (*Registry, error) {
 	s, err := buildSnapshot(doc)
 	if err != nil {
 		return nil, err
@@ -282,18 +290,18 @@ func (r *Registry) Team(id string) *Team {
 	return r.cur.teams[id]
 }
 
-func parseTenants(data []byte) (TenantsFile, error) {
-	var doc TenantsFile
+func parseTenants(data []byte) (File, error) {
+	var doc File
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	// An empty file is an empty registry.
 	if err := dec.Decode(&doc); err != nil && !errors.Is(err, io.EOF) {
-		return TenantsFile{}, err
+		return File{}, err
 	}
 	return doc, nil
 }
 
-func buildSnapshot(doc TenantsFile) (*snapshot, error) {
+func buildSnapshot(doc File) (*snapshot, error) {
 	s := &snapshot{teams: map[string]*Team{}, byHash: map[[sha256.Size]byte]keyEntry{}}
 	keyIDs := map[string]bool{}
 	for i, ts := range doc.Teams {
@@ -380,7 +388,7 @@ func newKey(now time.Time) (plaintext string, spec KeySpec, err error) {
 // editTenants applies fn to the file at path under an exclusive lock and writes
 // the result atomically (temporary file, fsync, rename). A missing file is an
 // empty registry. The result is validated before it replaces the file.
-func editTenants(path string, fn func(doc *TenantsFile) error) error {
+func editTenants(path string, fn func(doc *File) error) error {
 	lock, err := os.OpenFile(path+".lock", os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return fmt.Errorf("locking %s: %w", path, err)
@@ -391,7 +399,7 @@ func editTenants(path string, fn func(doc *TenantsFile) error) error {
 	}
 	defer syscall.Flock(int(lock.Fd()), syscall.LOCK_UN)
 
-	var doc TenantsFile
+	var doc File
 	data, err := os.ReadFile(path)
 	switch {
 	case err == nil:
@@ -455,7 +463,7 @@ func AddTeam(path string, spec TeamSpec) (plaintextKey string, err error) {
 	if spec.ID == "" {
 		return "", errors.New("team id is empty")
 	}
-	err = editTenants(path, func(doc *TenantsFile) error {
+	err = editTenants(path, func(doc *File) error {
 		for _, t := range doc.Teams {
 			if t.ID == spec.ID {
 				return fmt.Errorf("team %q already exists in %s", spec.ID, path)
@@ -480,7 +488,7 @@ func AddTeam(path string, spec TeamSpec) (plaintextKey string, err error) {
 // revokeOld the team's other keys are revoked in the same write; without it
 // they stay valid until RevokeKey, so clients can switch over first.
 func RotateKey(path, teamID string, revokeOld bool) (plaintextKey string, err error) {
-	err = editTenants(path, func(doc *TenantsFile) error {
+	err = editTenants(path, func(doc *File) error {
 		t := findTeam(doc, teamID)
 		if t == nil {
 			return fmt.Errorf("team %q not found in %s", teamID, path)
@@ -507,7 +515,7 @@ func RotateKey(path, teamID string, revokeOld bool) (plaintextKey string, err er
 // RevokeKey marks the key keyID of team as revoked. The reloading server stops
 // accepting it within one poll interval.
 func RevokeKey(path, teamID, keyID string) error {
-	return editTenants(path, func(doc *TenantsFile) error {
+	return editTenants(path, func(doc *File) error {
 		t := findTeam(doc, teamID)
 		if t == nil {
 			return fmt.Errorf("team %q not found in %s", teamID, path)
@@ -567,7 +575,7 @@ func ListTeams(path string) ([]TeamInfo, error) {
 	return out, nil
 }
 
-func findTeam(doc *TenantsFile, id string) *TeamSpec {
+func findTeam(doc *File, id string) *TeamSpec {
 	for i := range doc.Teams {
 		if doc.Teams[i].ID == id {
 			return &doc.Teams[i]
