@@ -182,13 +182,16 @@ func (s *Server) Close() error {
 
 // NewBedrockClient builds a Bedrock Runtime client the standard SDK way:
 // region, credentials and endpoint (AWS_ENDPOINT_URL_BEDROCK_RUNTIME) from the
-// environment and shared config.
+// environment and shared config. It makes one attempt per call, whatever the
+// options say: every Bedrock attempt has its own request id and CloudTrail
+// record, so an SDK retry would be a call nobody metered. Throttles reach the
+// caller as 429 with Retry-After instead, and the caller retries.
 func NewBedrockClient(ctx context.Context, optFns ...func(*config.LoadOptions) error) (*bedrockruntime.Client, error) {
 	cfg, err := config.LoadDefaultConfig(ctx, optFns...)
 	if err != nil {
 		return nil, fmt.Errorf("loading AWS config: %w", err)
 	}
-	return bedrockruntime.NewFromConfig(cfg), nil
+	return bedrockruntime.NewFromConfig(cfg, func(o *bedrockruntime.Options) { o.RetryMaxAttempts = 1 }), nil
 }
 
 // ServeHTTP implements http.Handler. A panic becomes a 500 JSON error; the

@@ -45,6 +45,8 @@ import (
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
+	"github.com/meter-dev/meter/invoker/emitter"
+	"github.com/meter-dev/meter/invoker/tenants"
 )
 
 const (
@@ -92,11 +94,11 @@ func runServers(dir string) {
 	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(os.Getenv("BENCH_KINESIS")),
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
 	prod := stream.NewKinesisProducer(kc, streamName, stream.KinesisProducerOptions{})
-	em, err := invoker.NewEmitter(invoker.EmitterConfig{Producer: prod, SpillDir: filepath.Join(dir, "spill")})
+	em, err := emitter.New(emitter.Config{Producer: prod, SpillDir: filepath.Join(dir, "spill")})
 	if err != nil {
 		log.Fatal(err)
 	}
-	reg, err := invoker.OpenRegistry(filepath.Join(dir, "tenants.yaml"))
+	reg, err := tenants.OpenRegistry(filepath.Join(dir, "tenants.yaml"))
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -301,7 +303,7 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 	}
 	time.Sleep(200 * time.Millisecond)
 
-	key, err := invoker.AddTeam(filepath.Join(dir, "tenants.yaml"), invoker.TeamSpec{ID: "bench", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*"}})
+	key, err := tenants.AddTeam(filepath.Join(dir, "tenants.yaml"), tenants.TeamSpec{ID: "bench", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*"}})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -66,10 +66,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	defer em.Close()
-	// One attempt per call: every Bedrock attempt has its own request id and
-	// CloudTrail record, so SDK retries would be calls nobody metered. Throttles
-	// reach the client as 429 with Retry-After instead.
-	br, err := invoker.NewBedrockClient(ctx, append(localDefaults(), config.WithRetryMaxAttempts(1))...)
+	br, err := invoker.NewBedrockClient(ctx, localDefaults()...)
 	if err != nil {
 		return err
 	}

@@ -11,11 +11,13 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+
+	"github.com/meter-dev/meter/internal/atomicfile"
 )
 
 // tempPrefix starts the names of files being written; List never shows them
 // and keys may not use it.
-const tempPrefix = ".tmp-"
+const tempPrefix = atomicfile.TempPrefix
 
 // FileStore is the embedded store: each key is a file under a directory,
 // "events/dt=2026-11-25/a.parquet" at DIR/events/dt=2026-11-25/a.parquet.
@@ -58,46 +60,12 @@ func (s *FileStore) path(key string) string {
 // Put writes body to a temporary file beside the key's file, fsyncs it,
 // renames it over the key and fsyncs the directory, so a reader or a crash
 // sees the old object or the new one, never a part.
-func (s *FileStore) Put(ctx context.Context, key string, body io.Reader) (err error) {
+func (s *FileStore) Put(ctx context.Context, key string, body io.Reader) error {
 	if err := checkKey(key); err != nil {
 		return fmt.Errorf("file store: putting: %w", err)
 	}
-	wrap := func(err error) error { return fmt.Errorf("file store: putting %s: %w", key, err) }
-	path := s.path(key)
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return wrap(err)
-	}
-	tmp, err := os.CreateTemp(dir, tempPrefix+filepath.Base(path)+"-*")
-	if err != nil {
-		return wrap(err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err := io.Copy(tmp, ctxReader{ctx, body}); err != nil {
-		return wrap(err)
-	}
-	if err := tmp.Sync(); err != nil {
-		return wrap(err)
-	}
-	if err := tmp.Close(); err != nil {
-		return wrap(err)
-	}
-	if err := ctx.Err(); err != nil {
-		return wrap(err)
-	}
-	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
-		return wrap(err)
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return wrap(err)
-	}
-	if err := syncDir(dir); err != nil {
-		return wrap(err)
+	if err := atomicfile.Write(s.path(key), ctxReader{ctx, body}, 0o644); err != nil {
+		return fmt.Errorf("file store: putting %s: %w", key, err)
 	}
 	return nil
 }
@@ -203,21 +171,9 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 		return fmt.Errorf("file store: deleting %s: %w", key, err)
 	}
 	if err == nil {
-		if err := syncDir(filepath.Dir(s.path(key))); err != nil {
+		if err := atomicfile.SyncDir(filepath.Dir(s.path(key))); err != nil {
 			return fmt.Errorf("file store: deleting %s: %w", key, err)
 		}
-	}
-	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
 	}
 	return nil
 }

@@ -41,6 +41,8 @@ import (
 	"syscall"
 	"time"
 	"unicode/utf8"
+
+	"github.com/meter-dev/meter/internal/atomicfile"
 )
 
 // FileOptions configures OpenFile.
@@ -205,7 +207,7 @@ func loadOrCreateMeta(dir string, opts FileOptions) (int, error) {
 		}
 		return 0, fmt.Errorf("file stream %s: %w", dir, err)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return 0, fmt.Errorf("file stream %s: %w", dir, err)
 	}
 	return n, nil
@@ -336,7 +338,7 @@ func (sh *fileShard) openFiles() error {
 		log.Close()
 		return err
 	}
-	if err := syncDir(filepath.Dir(sh.logPath)); err != nil {
+	if err := atomicfile.SyncDir(filepath.Dir(sh.logPath)); err != nil {
 		log.Close()
 		idx.Close()
 		return err
@@ -449,7 +451,7 @@ func (sh *fileShard) cutTail(end, size int64) error {
 	if err := sh.log.Sync(); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(sh.logPath))
+	return atomicfile.SyncDir(filepath.Dir(sh.logPath))
 }
 
 func (sh *fileShard) append(batch []Entry, opts FileOptions) error {
@@ -885,18 +887,6 @@ func ParseFileSeq(seq string) (int64, error) {
 // value; a record unpacked from a KPL aggregate ("BASE:NNNNN") sorts after
 // BASE and before the next record. It returns -1, 0 or +1.
 func CompareSeq(a, b string) int { return compareKinesisSeq(a, b) }
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) {
-		return err
-	}
-	return nil
-}
 
 var (
 	_ Producer = (*FileStream)(nil)
