@@ -1,7 +1,9 @@
+// Package reconcile proves a day's metered usage against CloudTrail's record
+// of Bedrock calls (`meter reconcile`): it reads the day's usage events from
+// the store and CloudTrail's Bedrock invocations around it (trail files or
+// LookupEvents), joins them with the aggregator's reconcile join, and writes
+// the report and its summary.
 package reconcile
-
-// Wiring of `meter reconcile`: read a day's usage events from the store and
-// CloudTrail's Bedrock invocations around it, reconcile them, write the report.
 
 import (
 	"bytes"

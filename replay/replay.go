@@ -1,9 +1,7 @@
-package replay
-
-// Replay rebuilds one day from the stream, after an incident: every shard is
+// Package replay rebuilds one day from the stream, after an incident: every shard is
 // read from AT_TIMESTAMP (the day's start less a lateness margin) until its
 // records arrive after the day's end plus the margin, through the same
-// aggregator and WriteBatch as the live consumer, into a staging prefix of the
+// aggregator and collector.WriteBatch as the live consumer, into a staging prefix of the
 // store. Only events whose event time falls on the day are kept. The staged
 // day is compacted there with the daily compaction, compared with the day as
 // it stands, and, when asked, swapped in. Replay never writes a checkpoint and,
@@ -15,6 +13,7 @@ package replay
 // every request_id in it is in the rebuilt day; any other stays, and is staged
 // with the rebuilt day so that the comparison shows what applying does. The
 // daily compaction counts each request_id once, so the overlap is harmless.
+package replay
 
 import (
 	"bytes"

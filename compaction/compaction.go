@@ -1,4 +1,4 @@
-// Package daily runs the daily compaction: it reads a day's raw events from the
+// Package compaction runs the daily compaction: it reads a day's raw events from the
 // store, has the aggregator deduplicate and price them exactly, and writes the
 // authoritative chargeback CSV, the compacted daily Parquet and manifest.json.
 //
