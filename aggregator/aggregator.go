@@ -25,6 +25,19 @@ type Config struct {
 	DedupHorizon time.Duration
 }
 
+// Validate reports the first thing wrong with c; zero values take defaults.
+func (c Config) Validate() error {
+	switch {
+	case c.Window < 0:
+		return fmt.Errorf("aggregator: window %s is negative", c.Window)
+	case c.Window > 24*time.Hour || 24*time.Hour%max(c.Window, time.Millisecond) != 0:
+		return fmt.Errorf("aggregator: window %s does not divide a day", c.Window)
+	case c.DedupHorizon < 0:
+		return fmt.Errorf("aggregator: dedup horizon %s is negative", c.DedupHorizon)
+	}
+	return nil
+}
+
 func (c Config) withDefaults() Config {
 	if c.Window < time.Millisecond { // windows are whole milliseconds
 		c.Window = 5 * time.Minute

@@ -88,6 +88,8 @@ func (cfg *Config) Validate() error {
 		return fmt.Errorf("collector: BatchRecords %d is negative", cfg.BatchRecords)
 	case cfg.Poll < 0:
 		return fmt.Errorf("collector: Poll %s is negative", cfg.Poll)
+	case cfg.Aggregator.Validate() != nil:
+		return fmt.Errorf("collector: %w", cfg.Aggregator.Validate())
 	case strings.ContainsAny(cfg.Consumer, "/\\") || cfg.Consumer == "." || cfg.Consumer == "..":
 		return fmt.Errorf("collector: consumer name %q cannot name a folder", cfg.Consumer)
 	}

@@ -41,7 +41,7 @@ func (cfg *WindowConfig) Validate() error {
 	if cfg.Store == nil {
 		return errors.New("collector: no store to write (WindowConfig.Store)")
 	}
-	return nil
+	return cfg.Aggregator.Validate()
 }
 
 // NewWindowHandler returns the handler of a valid cfg.

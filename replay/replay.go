@@ -154,6 +154,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("replay: no price book (Config.Prices)")
 	case strings.ContainsAny(cfg.Run, "/\\") || cfg.Run == "." || cfg.Run == "..":
 		return fmt.Errorf("bad replay run name %q", cfg.Run)
+	case cfg.Aggregator.Validate() != nil:
+		return cfg.Aggregator.Validate()
 	case cfg.Parallel < 0 || cfg.BatchRecords < 0 || cfg.IdleReads < 0 || cfg.Poll < 0:
 		return errors.New("replay: Parallel, BatchRecords, IdleReads and Poll cannot be negative")
 	}
