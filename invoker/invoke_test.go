@@ -240,7 +240,8 @@ func TestSeedRequestFlow(t *testing.T) {
 			Paths   map[string]map[string]any `json:"paths"`
 		}
 		r.json(t, &doc)
-		for _, p := range []string{"/invoke_model", "/list_foundation_models", "/model/{model_id}/converse", "/model/{model_id}/converse-stream", "/openapi.json", "/usage"} {
+		for _, p := range []string{"/invoke_model", "/list_foundation_models", "/model/{model_id}/converse", "/model/{model_id}/converse-stream", "/openapi.json", "/usage",
+			"/bedrock/model/{modelId}/invoke", "/bedrock/model/{modelId}/invoke-with-response-stream", "/bedrock/model/{modelId}/converse", "/bedrock/model/{modelId}/converse-stream"} {
 			if doc.Paths[p] == nil {
 				t.Fatalf("openapi.json lacks %s", p)
 			}

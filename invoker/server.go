@@ -49,6 +49,7 @@ type BedrockClient interface {
 	InvokeModel(ctx context.Context, in *bedrockruntime.InvokeModelInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.InvokeModelOutput, error)
 	Converse(ctx context.Context, in *bedrockruntime.ConverseInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.ConverseOutput, error)
 	ConverseStream(ctx context.Context, in *bedrockruntime.ConverseStreamInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.ConverseStreamOutput, error)
+	InvokeModelWithResponseStream(ctx context.Context, in *bedrockruntime.InvokeModelWithResponseStreamInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.InvokeModelWithResponseStreamOutput, error)
 }
 
 // UsageSink records usage events; *emitter.Emitter implements it. Emit returns only
@@ -161,6 +162,7 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/model/{model_id}/converse-stream", s.method(http.MethodPost, s.handleConverseStream))
 	s.mux.HandleFunc("/openapi.json", s.method(http.MethodGet, s.handleOpenAPI))
 	s.mux.HandleFunc("/usage", s.method(http.MethodGet, s.handleUsage))
+	s.runtimeRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no route " + r.URL.Path})
 	})
@@ -259,6 +261,9 @@ type call struct {
 	latency   time.Duration
 	ticket    *limits.Ticket
 	image     *imageSettings // an image model's requested size, steps and quality
+	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
+	// its errors take Bedrock's shape, so that the AWS SDKs map them.
+	runtime bool
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -289,7 +294,7 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiErr
 		w.Header().Set("x-request-id", ev.RequestID)
 	}
 	s.log.Info("call refused", "op", c.op, "model_id", c.modelID, "status", e.status, "code", e.code)
-	writeError(w, e)
+	writeCallError(w, c, e)
 }
 
 // release returns an unsettled reservation (the handler failed unexpectedly),
@@ -304,11 +309,11 @@ func (s *Server) release(r *http.Request, c *call) {
 // admit authenticates the key, resolves the team and checks the model against
 // the allow-list. It answers the request itself when it returns nil.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
-	p, err := s.cfg.Tenants.Authenticate(r.Header.Get("x-api-key"))
+	p, err := s.cfg.Tenants.Authenticate(apiKey(r))
 	if err != nil {
 		// No tenant to meter against: an unknown key is logged, not metered.
 		s.log.Warn("unknown API key", "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeError(w, &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or unknown API key (x-api-key)"})
+		writeCallError(w, c, &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or unknown API key (x-api-key or Authorization: Bearer)"})
 		return false
 	}
 	c.principal, c.team = p, p.Team
@@ -333,6 +338,19 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
 		return false
 	}
 	return true
+}
+
+// apiKey is the caller's team key: the x-api-key header, or a bearer token
+// (Authorization: Bearer KEY, as the AWS SDKs send a Bedrock API key).
+func apiKey(r *http.Request) string {
+	if k := r.Header.Get("x-api-key"); k != "" {
+		return k
+	}
+	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if ok && strings.EqualFold(scheme, "Bearer") {
+		return strings.TrimSpace(token)
+	}
+	return ""
 }
 
 // readBody reads the request body within the size limit.
@@ -445,7 +463,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, c *call, ev *sch
 	s.settle(r.Context(), c, ev)
 	if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
 		s.log.Error("usage event not recorded; withholding the answer", "request_id", ev.RequestID, "err", err)
-		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "usage_not_recorded", retryAfter: time.Second,
+		writeCallError(w, c, &apiError{status: http.StatusServiceUnavailable, code: "usage_not_recorded", retryAfter: time.Second,
 			msg: "the call's usage could not be recorded; try again"})
 		return false
 	}
@@ -576,6 +594,12 @@ func (s *Server) handleConverse(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.converse(w, r, c, body)
+}
+
+// converse makes an admitted Converse call and answers it in Bedrock's
+// Converse response shape, on this API's route or the runtime one.
+func (s *Server) converse(w http.ResponseWriter, r *http.Request, c *call, body []byte) {
 	req, err := parseConverse(body)
 	var in *bedrockruntime.ConverseInput
 	if err == nil {
@@ -603,6 +627,9 @@ func (s *Server) handleConverse(w http.ResponseWriter, r *http.Request) {
 	setTokens(ev, out.Usage)
 	if !s.finish(w, r, c, ev) {
 		return
+	}
+	if c.runtime {
+		w.Header().Set("x-amzn-RequestId", ev.RequestID)
 	}
 	setUsageHeaders(w, ev)
 	writeJSON(w, http.StatusOK, converseResponseJSON(out))
@@ -632,6 +659,14 @@ func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	s.converseStream(w, r, c, body)
+}
+
+// converseStream makes an admitted ConverseStream call and passes its events
+// on as they come: server-sent events on this API's route, Bedrock's event
+// stream on the runtime one. A client that leaves early stops getting events;
+// the stream is still read to its end and metered in full.
+func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call, body []byte) {
 	req, err := parseConverse(body)
 	var in *bedrockruntime.ConverseStreamInput
 	if err == nil {
@@ -657,6 +692,10 @@ func (s *Server) handleConverseStream(w http.ResponseWriter, r *http.Request) {
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
 	es := out.GetStream()
 	defer es.Close()
+	if c.runtime {
+		s.relayConverseEvents(r, c, es, newEventWriter(w, r, c.requestID), start)
+		return
+	}
 
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("Cache-Control", "no-cache")

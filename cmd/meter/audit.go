@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -41,9 +42,21 @@ func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Write
 
 // serveUntil serves h on ln until ctx ends, then shuts down gracefully.
 func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	return serveTLSUntil(ctx, ln, h, nil)
+}
+
+// serveTLSUntil serves HTTPS when tc is set (HTTP/2 where the client offers
+// it), plain HTTP otherwise, until ctx ends.
+func serveTLSUntil(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() {
+		if tc != nil {
+			errc <- hs.ServeTLS(ln, "", "")
+			return
+		}
+		errc <- hs.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		return err

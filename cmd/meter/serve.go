@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/meter-dev/meter/internal/tlsfiles"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/tenants"
@@ -29,11 +31,23 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
 	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage: file://DIR or s3://BUCKET/PREFIX (default: /usage answers 501)")
 	quiet := fs.Bool("quiet", false, "log warnings only")
+	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when it changes")
+	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if err := need("tenants", *tenantsPath, "stream", *streamURI); err != nil {
 		return err
+	}
+	var tc *tls.Config
+	switch {
+	case (*certFile == "") != (*keyFile == ""):
+		return usagef("--tls-cert and --tls-key go together")
+	case *certFile != "":
+		var err error
+		if tc, err = tlsfiles.Config(*certFile, *keyFile, logger(stderr, *quiet)); err != nil {
+			return usagef("%v", errShort(err))
+		}
 	}
 	if *limits != "memory" {
 		if strings.HasPrefix(*limits, "dynamodb://") {
@@ -87,8 +101,13 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return fmt.Errorf("listening on %s: %w", *listen, err)
 	}
-	fmt.Fprintf(stdout, "invoke API on http://%s (usage to %s, spill in %s)\n", ln.Addr(), *streamURI, *spill)
-	return serveUntil(ctx, ln, srv)
+	scheme := "http"
+	if tc != nil {
+		scheme = "https"
+	}
+	fmt.Fprintf(stdout, "invoke API on %s://%s (usage to %s, spill in %s); AWS SDK endpoint %s://%s%s\n",
+		scheme, ln.Addr(), *streamURI, *spill, scheme, ln.Addr(), invoker.RuntimePrefix)
+	return serveTLSUntil(ctx, ln, srv, tc)
 }
 
 // localDefaults fills in what a local setup lacks: a region when none is
