@@ -130,6 +130,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"aggregate", "--stream", "ftp://x", "--store", storeURI}, "want file://DIR or kinesis://STREAM_NAME"},
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
 		{[]string{"replay", "--day", "2026-11-20"}, "flag --stream is required"}, {[]string{"report"}, "not available yet"},
+		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem")}, "--tls-cert and --tls-key go together"},
+		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem"), "--tls-key", filepath.Join(dir, "k.pem")}, "c.pem"},
 	}
 	for _, c := range cases {
 		code, out, errs := meter(t, c.args...)
