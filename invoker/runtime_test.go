@@ -9,21 +9,13 @@ package invoker_test
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -36,42 +28,12 @@ import (
 
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/internal/tlsfiles"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
-
-// writeCert writes a self-signed certificate for 127.0.0.1 and its key.
-func writeCert(t *testing.T, dir, name string) (certFile, keyFile string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, BasicConstraintsValid: true, IsCA: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
-}
 
 // runtimeEnv is the invoker served over HTTPS, with its log kept.
 type runtimeEnv struct {
@@ -99,7 +61,7 @@ func newRuntimeEnv(t *testing.T, teams []tenants.TeamSpec, model ...bedrocklocal
 	if err != nil {
 		t.Fatal(err)
 	}
-	re.certFile, re.keyFile = writeCert(t, e.dir, "meter")
+	re.certFile, re.keyFile = testenv.SelfSignedCert(t, e.dir, "meter")
 	tc, err := tlsfiles.Config(re.certFile, re.keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -450,7 +412,7 @@ func TestTLSCertificateReloads(t *testing.T) {
 	if _, err := first.Converse(context.Background(), converseInput(haiku)); err != nil {
 		t.Fatal(err)
 	}
-	newCert, newKey := writeCert(t, t.TempDir(), "renewed")
+	newCert, newKey := testenv.SelfSignedCert(t, t.TempDir(), "renewed")
 	for _, f := range [][2]string{{newCert, re.certFile}, {newKey, re.keyFile}} {
 		data, err := os.ReadFile(f[0])
 		if err != nil {
