@@ -9,6 +9,8 @@ package invoker_test
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -426,5 +428,25 @@ func TestTLSCertificateReloads(t *testing.T) {
 	renewed := re.sdkFor(t, re.url+invoker.RuntimePrefix, re.keys["search"], newCert)
 	if _, err := renewed.Converse(context.Background(), converseInput(haiku)); err != nil {
 		t.Fatalf("after renewal: %v", err)
+	}
+}
+
+// TestHTTPSOffersHTTP2: a client that offers HTTP/2 gets it.
+func TestHTTPSOffersHTTP2(t *testing.T) {
+	re := newRuntimeEnv(t, seedTeams)
+	pem, err := os.ReadFile(re.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}, ForceAttemptHTTP2: true}}
+	resp, err := client.Get(re.url + "/openapi.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
+		t.Fatalf("got %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
 	}
 }
