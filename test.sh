@@ -3,6 +3,7 @@
 # integration tests start as real servers on 127.0.0.1 (into .tools/, ignored by git):
 #   kinesalite  (npm)             a Kinesis-API server
 #   versitygw   (Go module proxy) an S3-API server
+#   chromium    (Debian package)  the headless browser the report's page is tested in
 # DuckDB comes in as a Go module (cgo) and needs gcc, which the Go image has.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -16,6 +17,13 @@ fi
 if [ ! -x .tools/bin/versitygw ]; then
   echo "test.sh: building versitygw (an S3-API server) into .tools/bin; about a minute" >&2
   GOBIN="$root/.tools/bin" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >&2
+fi
+
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "test.sh: installing chromium (Debian) for the report's browser test" >&2
+  if [ "$(id -u)" = 0 ]; then sudo=""; else sudo="sudo"; fi
+  $sudo apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
 fi
 
 export PATH="$root/.tools/bin:$PATH"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/shopspring/decimal"
@@ -24,45 +25,89 @@ type ChargebackRecord struct {
 // day without rows.
 func ReadChargebackCSV(data []byte) (map[ChargebackKey]ChargebackRecord, error) {
 	out := map[ChargebackKey]ChargebackRecord{}
-	if len(data) == 0 {
-		return out, nil
-	}
-	recs, err := csv.NewReader(bytes.NewReader(data)).ReadAll()
+	err := EachChargebackRow(data, func(k ChargebackKey, r ChargebackLine) error {
+		rec := ChargebackRecord{Invocations: r.Invocations, TotalCost: r.TotalCost, Cells: make(map[string]string, len(r.header))}
+		for col, i := range r.header {
+			rec.Cells[col] = r.cells[i]
+		}
+		out[k] = rec
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	if len(recs) == 0 {
-		return out, nil
+	return out, nil
+}
+
+// ChargebackLine is one row of a chargeback CSV as EachChargebackRow reads it;
+// it is valid only during the call it is passed to.
+type ChargebackLine struct {
+	Invocations int64
+	TotalCost   decimal.Decimal
+	header      map[string]int
+	cells       []string
+}
+
+// Cell returns the row's cell of a column; "" when the CSV has no such column.
+func (r *ChargebackLine) Cell(col string) string {
+	if i, ok := r.header[col]; ok {
+		return r.cells[i]
 	}
-	idx := map[string]int{}
-	for i, h := range recs[0] {
+	return ""
+}
+
+// EachChargebackRow calls fn for every row of a chargeback CSV, in order,
+// without keeping them: the reader of many days at once. A row is refused
+// when it lacks a column, has a count or a cost that does not read, or
+// repeats a key; the error names the line.
+func EachChargebackRow(data []byte, fn func(ChargebackKey, ChargebackLine) error) error {
+	if len(data) == 0 {
+		return nil
+	}
+	cr := csv.NewReader(bytes.NewReader(data))
+	cr.ReuseRecord = true
+	head, err := cr.Read()
+	if err == io.EOF {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	idx := make(map[string]int, len(head))
+	for i, h := range head {
 		idx[h] = i
 	}
 	for _, col := range []string{"team_id", "cost_center", "model_id", "invocations", "total_cost"} {
 		if _, ok := idx[col]; !ok {
-			return nil, fmt.Errorf("no %s column", col)
+			return fmt.Errorf("no %s column", col)
 		}
 	}
-	for n, rec := range recs[1:] {
-		line := n + 2
-		if len(rec) != len(recs[0]) {
-			return nil, fmt.Errorf("line %d: %d fields for %d columns", line, len(rec), len(recs[0]))
+	seen := map[ChargebackKey]bool{}
+	for line := 2; ; line++ {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if len(rec) != len(head) {
+			return fmt.Errorf("line %d: %d fields for %d columns", line, len(rec), len(head))
 		}
 		k := ChargebackKey{rec[idx["team_id"]], rec[idx["cost_center"]], rec[idx["model_id"]]}
-		r := ChargebackRecord{Cells: make(map[string]string, len(idx))}
-		for col, i := range idx {
-			r.Cells[col] = rec[i]
-		}
+		r := ChargebackLine{header: idx, cells: rec}
 		if r.Invocations, err = strconv.ParseInt(rec[idx["invocations"]], 10, 64); err != nil {
-			return nil, fmt.Errorf("line %d: invocations: %w", line, err)
+			return fmt.Errorf("line %d: invocations: %w", line, err)
 		}
 		if r.TotalCost, err = decimal.NewFromString(rec[idx["total_cost"]]); err != nil {
-			return nil, fmt.Errorf("line %d: total_cost: %w", line, err)
+			return fmt.Errorf("line %d: total_cost: %w", line, err)
 		}
-		if _, dup := out[k]; dup {
-			return nil, fmt.Errorf("line %d: a second row for %s/%s/%s", line, k[0], k[1], k[2])
+		if seen[k] {
+			return fmt.Errorf("line %d: a second row for %s/%s/%s", line, k[0], k[1], k[2])
 		}
-		out[k] = r
+		seen[k] = true
+		if err := fn(k, r); err != nil {
+			return fmt.Errorf("line %d: %w", line, err)
+		}
 	}
-	return out, nil
 }

@@ -45,7 +45,7 @@ func commands() []command {
 		{"compact", "deduplicate, price and write a day's chargeback CSV", runCompact},
 		{"replay", "rebuild a day from the stream", runReplay},
 		{"reconcile", "prove a day's usage against CloudTrail", runReconcile},
-		{"report", "the finance page of a month (not available yet)", runReport},
+		{"report", "the finance page of a month or period (self-contained HTML)", runReport},
 	}
 }
 

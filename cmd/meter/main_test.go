@@ -129,7 +129,7 @@ func TestBadInput(t *testing.T) {
 		{[]string{"compact", "--day", "2026-11-20", "--store", "/not/a/uri"}, `want file://DIR or s3://BUCKET/PREFIX`},
 		{[]string{"aggregate", "--stream", "ftp://x", "--store", storeURI}, "want file://DIR or kinesis://STREAM_NAME"},
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
-		{[]string{"replay", "--day", "2026-11-20"}, "flag --stream is required"}, {[]string{"report"}, "not available yet"},
+		{[]string{"replay", "--day", "2026-11-20"}, "flag --stream is required"}, {[]string{"report"}, "flag --store is required"},
 		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem")}, "--tls-cert and --tls-key go together"},
 		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem"), "--tls-key", filepath.Join(dir, "k.pem")}, "c.pem"},
 	}

@@ -466,7 +466,3 @@ func signed(d decimal.Decimal) string {
 	}
 	return d.String()
 }
-
-func runReport(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	return &exitError{code: 2, msg: "report is not available yet: the chargeback CSV under chargeback/dt=DAY/ has the numbers"}
-}

@@ -31,6 +31,7 @@ import (
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/atomicfile"
 	"github.com/meter-dev/meter/internal/awshttp"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/store"
@@ -39,6 +40,7 @@ import (
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/reconcile"
+	"github.com/meter-dev/meter/report"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -58,6 +60,7 @@ type Result struct {
 	Reconcile  schemas.ReconciliationSummary
 	Day        string
 	StoreDir   string
+	ReportPath string // the finance page of the month to date
 }
 
 // Key identifies a team's use of a model.
@@ -221,12 +224,27 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	}
 	step("reconciled against %d CloudTrail records", rep.TrailEvents)
 
-	res := &Result{Sent: sent, Chargeback: comp.Day.Chargeback, Reconcile: rep.Summary(), Day: day, StoreDir: dirs["store"]}
+	page, err := report.Build(ctx, report.Config{Store: st, From: day[:8] + "01", To: day, StoreURI: "file://" + dirs["store"], Now: cfg.Now})
+	if err != nil {
+		return nil, fmt.Errorf("building the report: %w", err)
+	}
+	var html bytes.Buffer
+	if err := page.Write(&html); err != nil {
+		return nil, err
+	}
+	reportPath := filepath.Join(cfg.Dir, "report-"+day[:7]+".html")
+	if err := atomicfile.Write(reportPath, &html, 0o644); err != nil {
+		return nil, fmt.Errorf("writing the report: %w", err)
+	}
+	step("wrote the finance page of %s to date", day[:7])
+
+	res := &Result{Sent: sent, Chargeback: comp.Day.Chargeback, Reconcile: rep.Summary(), Day: day, StoreDir: dirs["store"], ReportPath: reportPath}
 	printTable(cfg.Out, comp.Day.Chargeback)
 	fmt.Fprintf(cfg.Out, "\nReconciliation against CloudTrail (%s):\n%s", day, rep.Human())
 	fmt.Fprintf(cfg.Out, "\nParquet for Athena:   %s/{events,usage_windows,daily}/dt=%s/\n", dirs["store"], day)
 	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], schemas.ChargebackCSVKey(day))
 	fmt.Fprintf(cfg.Out, "Reconciliation:       %s/reconciliation/dt=%s/\n", dirs["store"], day)
+	fmt.Fprintf(cfg.Out, "Finance page (HTML):  %s\n", reportPath)
 
 	problems := verify(sent, comp.Day.Chargeback, rep)
 	if len(problems) > 0 {

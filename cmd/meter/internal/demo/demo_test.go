@@ -6,6 +6,7 @@ package demo
 import (
 	"context"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/meter-dev/meter/internal/parquetcheck"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/schemas"
+	"github.com/shopspring/decimal"
 )
 
 func TestDemoVerifiesItsChargeback(t *testing.T) {
@@ -68,6 +70,20 @@ func TestDemoVerifiesItsChargeback(t *testing.T) {
 	for _, k := range []string{"events", "usage_windows", "daily"} {
 		if !kinds[k] {
 			t.Errorf("no %s Parquet written (have %v)", k, kinds)
+		}
+	}
+	// The finance page shows the day's chargeback total and its one unmetered call.
+	page, err := os.ReadFile(res.ReportPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := decimal.Zero
+	for _, r := range res.Chargeback {
+		total = total.Add(r.Costs.Total())
+	}
+	for _, want := range []string{`data-testid="total" data-value="` + total.String() + `"`, `data-unmetered="1"`} {
+		if !strings.Contains(string(page), want) {
+			t.Errorf("the demo's report lacks %s", want)
 		}
 	}
 }
