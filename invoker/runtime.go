@@ -267,6 +267,10 @@ func (ew *eventWriter) exception(name, message string) {
 	}, Payload: b})
 }
 
+func (ew *eventWriter) fail(e *apiError) { ew.exception(streamException(e), e.msg) }
+
+func (ew *eventWriter) left() bool { return ew.gone }
+
 // streamException names the stream exception for an error answer.
 func streamException(e *apiError) string {
 	switch e.status {
@@ -339,71 +343,14 @@ func (s *Server) handleRuntimeInvokeStream(w http.ResponseWriter, r *http.Reques
 		ew.event("chunk", map[string][]byte{"bytes": chunk.Value.Bytes})
 	}
 	c.latency = time.Since(start)
-	streamErr := es.Err()
 	ev := s.event(c, schemas.StatusSuccess)
 	if metrics != nil {
 		ev.InputTokens, ev.OutputTokens = aws.ToInt64(metrics.InputTokenCount), aws.ToInt64(metrics.OutputTokenCount)
 		ev.CacheReadInputTokens, ev.CacheWriteInputTokens = aws.ToInt64(metrics.CacheReadInputTokenCount), aws.ToInt64(metrics.CacheWriteInputTokenCount)
 	}
-	if streamErr != nil || metrics == nil {
-		ev.Status = schemas.StatusUpstreamError
-	}
-	if ew.gone {
-		s.log.Info("client left a stream early; metering it in full", "request_id", c.requestID)
-	}
-	if !s.finishStream(r, c, ev) {
-		ew.exception("serviceUnavailableException", "the call's usage could not be recorded")
-		return
-	}
-	if streamErr != nil {
-		ae := bedrockError(streamErr)
-		ew.exception(streamException(ae), ae.msg)
-		return
-	}
+	var lastChunk any
 	if last != nil {
-		ew.event("chunk", map[string][]byte{"bytes": last})
+		lastChunk = map[string][]byte{"bytes": last}
 	}
-}
-
-// relayConverseEvents passes a ConverseStream's events on in Bedrock's event
-// stream framing and meters the call from its metadata event.
-func (s *Server) relayConverseEvents(r *http.Request, c *call, es *bedrockruntime.ConverseStreamEventStream, ew *eventWriter, start time.Time) {
-	var meta *types.ConverseStreamMetadataEvent
-	var metaJSON any
-	for ev := range es.Events() {
-		name, data := streamEventJSON(ev)
-		if m, ok := ev.(*types.ConverseStreamOutputMemberMetadata); ok {
-			// The metadata event ends the answer: it goes out once the
-			// call's usage is durable.
-			meta, metaJSON = &m.Value, data
-			continue
-		}
-		if name != "" {
-			ew.event(name, data)
-		}
-	}
-	c.latency = time.Since(start)
-	streamErr := es.Err()
-	ev := s.event(c, schemas.StatusSuccess)
-	if meta != nil {
-		setTokens(ev, meta.Usage)
-	}
-	if streamErr != nil || meta == nil {
-		ev.Status = schemas.StatusUpstreamError
-	}
-	if ew.gone {
-		s.log.Info("client left a stream early; metering it in full", "request_id", c.requestID)
-	}
-	if !s.finishStream(r, c, ev) {
-		ew.exception("serviceUnavailableException", "the call's usage could not be recorded")
-		return
-	}
-	if streamErr != nil {
-		ae := bedrockError(streamErr)
-		ew.exception(streamException(ae), ae.msg)
-		return
-	}
-	if metaJSON != nil {
-		ew.event("metadata", metaJSON)
-	}
+	s.endStream(r, c, ew, ev, es.Err(), metrics != nil, "chunk", lastChunk)
 }

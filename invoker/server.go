@@ -692,73 +692,110 @@ func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call,
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
 	es := out.GetStream()
 	defer es.Close()
+	var sink streamSink
 	if c.runtime {
-		s.relayConverseEvents(r, c, es, newEventWriter(w, r, c.requestID), start)
-		return
+		sink = newEventWriter(w, r, c.requestID)
+	} else {
+		sink = newSSEWriter(w, r, c.requestID)
 	}
-
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("x-request-id", c.requestID)
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	clientGone := false
-	send := func(name string, data any) {
-		if clientGone {
-			return
-		}
-		if r.Context().Err() != nil {
-			clientGone = true
-			return
-		}
-		b, _ := json.Marshal(data)
-		if _, err := fmt.Fprintf(w, "event: %s\ndata: %s\n\n", name, b); err != nil {
-			clientGone = true
-			return
-		}
-		if err := rc.Flush(); err != nil {
-			clientGone = true
-		}
-	}
-	rc.Flush()
-
 	var meta *types.ConverseStreamMetadataEvent
 	var metaJSON any
 	for ev := range es.Events() {
 		name, data := streamEventJSON(ev)
 		if m, ok := ev.(*types.ConverseStreamOutputMemberMetadata); ok {
+			// The metadata event ends the answer: it goes out once the
+			// call's usage is durable.
 			meta, metaJSON = &m.Value, data
 			continue
 		}
 		if name != "" {
-			send(name, data)
+			sink.event(name, data)
 		}
 	}
 	c.latency = time.Since(start)
-	streamErr := es.Err()
 	ev := s.event(c, schemas.StatusSuccess)
 	if meta != nil {
 		setTokens(ev, meta.Usage)
 	}
-	if streamErr != nil || meta == nil {
+	s.endStream(r, c, sink, ev, es.Err(), meta != nil, "metadata", metaJSON)
+}
+
+// streamSink is where a stream's events go: server-sent events on this API's
+// routes, Bedrock's event stream on the runtime ones. After the client has
+// gone it drops what it is given.
+type streamSink interface {
+	event(name string, data any)
+	// fail ends the stream with an error the client can read.
+	fail(e *apiError)
+	// left reports that the client has gone.
+	left() bool
+}
+
+// endStream meters a stream that has ended (with metered false when it never
+// said how much it used: the call is an upstream error), then, once the usage
+// event is durable, sends the event that ends the answer, or the error. A
+// client that left early is metered in full all the same.
+func (s *Server) endStream(r *http.Request, c *call, sink streamSink, ev *schemas.Event, streamErr error, metered bool, lastName string, last any) {
+	if streamErr != nil || !metered {
 		ev.Status = schemas.StatusUpstreamError
 	}
-	if clientGone {
+	if sink.left() {
 		s.log.Info("client left a stream early; metering it in full", "request_id", c.requestID)
 	}
 	if !s.finishStream(r, c, ev) {
-		send("error", map[string]any{"error": map[string]string{"code": "usage_not_recorded", "message": "the call's usage could not be recorded"}})
+		sink.fail(&apiError{status: http.StatusServiceUnavailable, code: "usage_not_recorded", msg: "the call's usage could not be recorded"})
 		return
 	}
 	if streamErr != nil {
-		ae := bedrockError(streamErr)
-		send("error", map[string]any{"error": map[string]string{"code": ae.code, "message": ae.msg}})
+		sink.fail(bedrockError(streamErr))
 		return
 	}
-	if metaJSON != nil {
-		send("metadata", metaJSON)
+	if last != nil {
+		sink.event(lastName, last)
 	}
 }
+
+// sseWriter writes server-sent events: `event: NAME` and `data: JSON`.
+type sseWriter struct {
+	w    http.ResponseWriter
+	r    *http.Request
+	rc   *http.ResponseController
+	gone bool
+}
+
+func newSSEWriter(w http.ResponseWriter, r *http.Request, requestID string) *sseWriter {
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("x-request-id", requestID)
+	w.WriteHeader(http.StatusOK)
+	sw := &sseWriter{w: w, r: r, rc: http.NewResponseController(w)}
+	sw.rc.Flush()
+	return sw
+}
+
+func (sw *sseWriter) event(name string, data any) {
+	if sw.gone {
+		return
+	}
+	if sw.r.Context().Err() != nil {
+		sw.gone = true
+		return
+	}
+	b, _ := json.Marshal(data)
+	if _, err := fmt.Fprintf(sw.w, "event: %s\ndata: %s\n\n", name, b); err != nil {
+		sw.gone = true
+		return
+	}
+	if err := sw.rc.Flush(); err != nil {
+		sw.gone = true
+	}
+}
+
+func (sw *sseWriter) fail(e *apiError) {
+	sw.event("error", map[string]any{"error": map[string]string{"code": e.code, "message": e.msg}})
+}
+
+func (sw *sseWriter) left() bool { return sw.gone }
 
 // finishStream is finish for a stream whose headers are already sent.
 func (s *Server) finishStream(r *http.Request, c *call, ev *schemas.Event) bool {
