@@ -36,8 +36,10 @@ import (
 	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/shopspring/decimal"
 
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/invoker/limits"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
@@ -96,14 +98,19 @@ type Config struct {
 	// (daily/dt=YYYY-MM-DD/); without it /usage answers 501.
 	Store  UsageStore
 	Logger *slog.Logger
+	// Registry receives the server's metrics, served at /metrics (default: a
+	// registry of its own).
+	Registry *prometheus.Registry
 }
 
 // Server is the invoke API, an http.Handler.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	mux  *http.ServeMux
-	stop chan struct{}
+	cfg     Config
+	log     *slog.Logger
+	mux     *http.ServeMux
+	stop    chan struct{}
+	metrics *metrics.Invoker
+	known   map[string]struct{} // models a metric label may name
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -155,7 +162,12 @@ func New(cfg Config) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
 	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), stop: make(chan struct{})}
+	s.known = s.knownModels()
+	s.opsRoutes()
 	s.mux.HandleFunc("/invoke_model", s.method(http.MethodPost, s.handleInvoke))
 	s.mux.HandleFunc("/list_foundation_models", s.method(http.MethodGet, s.handleList))
 	s.mux.HandleFunc("/model/{model_id}/converse", s.method(http.MethodPost, s.handleConverse))
@@ -261,6 +273,7 @@ type call struct {
 	latency   time.Duration
 	ticket    *limits.Ticket
 	image     *imageSettings // an image model's requested size, steps and quality
+	begun     time.Time      // when the call arrived
 	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
 	// its errors take Bedrock's shape, so that the AWS SDKs map them.
 	runtime bool
@@ -290,6 +303,8 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, c *call, e *apiErr
 		ev := s.event(c, e.eventStatus)
 		if err := s.cfg.Usage.Emit(r.Context(), ev); err != nil {
 			s.log.Error("recording usage of a failed call", "request_id", ev.RequestID, "err", err)
+		} else {
+			s.count(c, ev.Status)
 		}
 		w.Header().Set("x-request-id", ev.RequestID)
 	}
@@ -309,6 +324,7 @@ func (s *Server) release(r *http.Request, c *call) {
 // admit authenticates the key, resolves the team and checks the model against
 // the allow-list. It answers the request itself when it returns nil.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
+	c.begun = time.Now()
 	p, err := s.cfg.Tenants.Authenticate(apiKey(r))
 	if err != nil {
 		// No tenant to meter against: an unknown key is logged, not metered.
@@ -390,6 +406,7 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 	if err != nil {
 		var le *limits.Error
 		if errors.As(err, &le) {
+			s.metrics.Refused(c.team.ID, le.Reason)
 			s.fail(w, r, c, &apiError{status: http.StatusTooManyRequests, code: le.Reason, msg: le.Message, retryAfter: le.RetryAfter, eventStatus: schemas.StatusThrottled})
 		} else {
 			s.log.Error("limits backend", "err", err)
@@ -467,6 +484,7 @@ func (s *Server) finish(w http.ResponseWriter, r *http.Request, c *call, ev *sch
 			msg: "the call's usage could not be recorded; try again"})
 		return false
 	}
+	s.count(c, ev.Status)
 	return true
 }
 
@@ -804,6 +822,7 @@ func (s *Server) finishStream(r *http.Request, c *call, ev *schemas.Event) bool 
 		s.log.Error("usage event of a stream not recorded", "request_id", ev.RequestID, "err", err)
 		return false
 	}
+	s.count(c, ev.Status)
 	return true
 }
 

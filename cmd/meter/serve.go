@@ -55,12 +55,12 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		return usagef("--limits %q: want memory", *limits)
 	}
-	if _, err := os.Stat(*tenantsPath); err != nil {
-		return usagef("tenants file: %v (create one with meter team add)", errShort(err))
-	}
-	reg, err := tenants.OpenRegistry(*tenantsPath)
-	if err != nil {
-		return usagef("tenants file %s: %v", *tenantsPath, err)
+	// The server starts without a valid tenants file (a deployment may write
+	// it after the server starts): /readyz says not ready, every key is
+	// unknown, until the file is valid.
+	reg := tenants.WatchRegistry(*tenantsPath)
+	if !reg.Loaded() {
+		fmt.Fprintf(stderr, "meter serve: no valid tenants file at %s yet (create one with meter team add); not ready until there is\n", *tenantsPath)
 	}
 	book, err := loadPrices(ctx, *prices)
 	if err != nil {

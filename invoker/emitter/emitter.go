@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
@@ -59,6 +60,10 @@ type Emitter struct {
 	queue chan *pending
 
 	degraded atomic.Bool
+
+	// Running counts, for metrics.
+	emitted, spilled, redriven, lost atomic.Int64
+	failing                          atomic.Bool // the last batch was neither streamed nor spilled
 
 	spill    store.Store
 	instance string     // distinguishes this emitter's spill objects from others'
@@ -183,6 +188,23 @@ func (e *Emitter) Close() error {
 // Spilled reports whether events are waiting in the spill.
 func (e *Emitter) Spilled() bool { return e.degraded.Load() }
 
+// Stats returns the emitter's running counts. The backlog counts events
+// spilled by this emitter and not yet re-driven (re-driving what an earlier
+// run left in the spill does not make it negative).
+func (e *Emitter) Stats() metrics.UsageStats {
+	st := metrics.UsageStats{Emitted: e.emitted.Load(), Spilled: e.spilled.Load(), Redriven: e.redriven.Load(), Lost: e.lost.Load()}
+	st.Backlog = max(st.Spilled-st.Redriven, 0)
+	if !e.degraded.Load() {
+		st.Backlog = 0
+	}
+	return st
+}
+
+// Ready reports whether a usage event emitted now would be recorded: the
+// stream took the last batch, or the spill did. It is false only after a
+// batch could be neither streamed nor spilled, until one is recorded again.
+func (e *Emitter) Ready() bool { return !e.failing.Load() }
+
 func (e *Emitter) commitLoop() {
 	defer e.wg.Done()
 	batch := make([]*pending, 0, e.cfg.MaxBatch)
@@ -215,6 +237,8 @@ func (e *Emitter) commit(batch []*pending) {
 		err = e.cfg.Producer.Put(ctx, entries)
 		cancel()
 		if err == nil {
+			e.failing.Store(false)
+			e.emitted.Add(int64(len(batch)))
 			for _, p := range batch {
 				p.done <- nil
 			}
@@ -225,8 +249,13 @@ func (e *Emitter) commit(batch []*pending) {
 	}
 	err = e.spillEntries(entries)
 	if err != nil {
+		e.lost.Add(int64(len(entries)))
+		e.failing.Store(true)
 		e.log.Error("usage events could be neither streamed nor spilled", "err", err, "events", len(entries))
 		err = fmt.Errorf("usage event not recorded: %w", err)
+	} else {
+		e.failing.Store(false)
+		e.spilled.Add(int64(len(entries)))
 	}
 	for _, p := range batch {
 		p.done <- err
@@ -312,6 +341,7 @@ func (e *Emitter) Redrive(ctx context.Context) (int, error) {
 			return err
 		}
 		sent += len(entries)
+		e.redriven.Add(int64(len(entries)))
 		group, entries = group[:0], entries[:0]
 		return nil
 	}

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -135,13 +136,15 @@ type snapshot struct {
 // when it changes (see Watch) and keeps serving the last valid version when an
 // edit is invalid. It is safe for concurrent use.
 type Registry struct {
-	path string
+	path     string
+	failures atomic.Int64
 
 	mu      sync.RWMutex
 	cur     *snapshot
 	modTime time.Time
 	size    int64
 	digest  [sha256.Size]byte
+	refused [sha256.Size]byte // the last content refused as invalid
 }
 
 // Path is the file the registry was opened from; empty for one built in memory.
@@ -161,6 +164,28 @@ func OpenRegistry(path string) (*Registry, error) {
 	}
 	return r, nil
 }
+
+// WatchRegistry returns the registry at path whether or not the file holds a
+// valid registry yet: until it does, Loaded is false and every key is
+// unknown. Watch loads the file once it is valid. This is how a server starts
+// before its tenants file is in place, and says so on its readiness check.
+func WatchRegistry(path string) *Registry {
+	r := &Registry{path: path}
+	r.Reload()
+	return r
+}
+
+// Loaded reports whether a valid registry has been loaded (the last good one
+// stays in force through invalid edits).
+func (r *Registry) Loaded() bool {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.cur != nil
+}
+
+// Failures counts the versions of the file that were refused as invalid
+// (each distinct content once; a missing or empty file is not counted).
+func (r *Registry) Failures() int64 { return r.failures.Load() }
 
 // NewRegistry builds a registry from an in-memory document (no file, no reload).
 func NewRegistry(doc File) (*Registry, error) {
@@ -213,16 +238,28 @@ func (r *Registry) Reload() (bool, error) {
 	}
 	doc, err := parseTenants(data)
 	if err != nil {
+		r.refuse(digest)
 		return false, fmt.Errorf("tenants %s: %w", r.path, err)
 	}
 	s, err := buildSnapshot(doc)
 	if err != nil {
+		r.refuse(digest)
 		return false, fmt.Errorf("tenants %s: %w", r.path, err)
 	}
 	r.mu.Lock()
 	r.cur, r.modTime, r.size, r.digest = s, st.ModTime(), st.Size(), digest
 	r.mu.Unlock()
 	return true, nil
+}
+
+// refuse counts an invalid version of the file once.
+func (r *Registry) refuse(digest [sha256.Size]byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if digest != r.refused {
+		r.refused = digest
+		r.failures.Add(1)
+	}
 }
 
 // Watch polls the file every interval until done is closed, reloading it on
@@ -258,6 +295,9 @@ func (r *Registry) Authenticate(key string) (*Principal, error) {
 	r.mu.RLock()
 	s := r.cur
 	r.mu.RUnlock()
+	if s == nil {
+		return nil, ErrUnknownKey
+	}
 	e, ok := s.byHash[h]
 	if !ok || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
 		return nil, ErrUnknownKey
@@ -276,7 +316,10 @@ func (r *Registry) Resolve(p *Principal, requested string) (*Team, error) {
 		return nil, ErrTeamNotAllowed
 	}
 	r.mu.RLock()
-	t := r.cur.teams[requested]
+	var t *Team
+	if r.cur != nil {
+		t = r.cur.teams[requested]
+	}
 	r.mu.RUnlock()
 	if t == nil {
 		return nil, ErrTeamNotAllowed
@@ -288,6 +331,9 @@ func (r *Registry) Resolve(p *Principal, requested string) (*Team, error) {
 func (r *Registry) Team(id string) *Team {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
+	if r.cur == nil {
+		return nil
+	}
 	return r.cur.teams[id]
 }
 
