@@ -5,6 +5,7 @@
 package aggregator
 
 import (
+	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"sort"
@@ -64,13 +65,22 @@ type Quarantined struct {
 	Source       string `json:"source"`
 	PartitionKey string `json:"partition_key,omitempty"`
 	// Origin and Line say where a line given to `meter put` came from.
-	Origin   string    `json:"origin,omitempty"`
-	Line     int       `json:"line,omitempty"`
-	Reason   string    `json:"reason"`
+	Origin string `json:"origin,omitempty"`
+	Line   int    `json:"line,omitempty"`
+	Reason string `json:"reason"`
+	// Kind sorts the reason for metrics: QuarantineMalformed (not JSON)
+	// or QuarantineInvalid (JSON that is not a valid usage event).
+	Kind     string    `json:"kind"`
 	Field    string    `json:"field,omitempty"`
 	Record   string    `json:"record"`
 	Received time.Time `json:"received"`
 }
+
+// Kinds of quarantined records: a bounded set, for metric labels.
+const (
+	QuarantineMalformed = "malformed"
+	QuarantineInvalid   = "invalid"
+)
 
 // WindowKey identifies one window partial.
 type WindowKey struct {
@@ -108,7 +118,10 @@ func New(cfg Config) *Aggregator {
 func (a *Aggregator) Add(in Input, received time.Time) {
 	e, err := a.decoder.Parse(in.Data)
 	if err != nil {
-		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Record: string(in.Data), Received: received.UTC()}
+		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Kind: QuarantineInvalid, Record: string(in.Data), Received: received.UTC()}
+		if !json.Valid(in.Data) {
+			q.Kind = QuarantineMalformed
+		}
 		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {
 			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
 				q.Origin = rest[:i]

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
@@ -34,6 +35,8 @@ type WindowConfig struct {
 	Aggregator aggregator.Config
 	Parquet    parquetio.Options
 	Now        func() time.Time // default time.Now
+	// Metrics receives one CloudWatch EMF line per window written (stdout in Lambda).
+	Metrics *metrics.EMF
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -119,6 +122,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 	}
 	agg := aggregator.New(h.cfg.Aggregator)
 	at := now()
+	records := 0
 	for _, key := range staged {
 		data, err := store.ReadAll(ctx, h.cfg.Store, key)
 		if err != nil {
@@ -131,6 +135,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 				return resp, fmt.Errorf("staged records %s are corrupt: %w", key, err)
 			}
 			agg.Add(aggregator.Input{Data: r.Data, Source: ev.ShardID + "/" + r.Seq, PartitionKey: r.Key}, at)
+			records++
 		}
 	}
 	name := BatchName(ev.ShardID, state[stateFirst], state[stateLast])
@@ -138,16 +143,40 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 	if err != nil {
 		arrived = at
 	}
-	if _, err := WriteBatch(ctx, h.cfg.Store, agg.Flush(), name, h.cfg.Parquet, arrived); err != nil {
+	batch := agg.Flush()
+	if _, err := WriteBatch(ctx, h.cfg.Store, batch, name, h.cfg.Parquet, arrived); err != nil {
 		// Returning the error makes Lambda retry the window's final invocation;
 		// the staged records stay until it succeeds.
+		h.cfg.Metrics.Write(map[string]string{"stage": "collector"}, []metrics.Value{{Name: metrics.CollectorFailures, Value: 1, Unit: "Count"}},
+			map[string]any{"shard": ev.ShardID, "error": err.Error()})
 		return resp, err
 	}
+	h.emitWindow(ev.ShardID, records, batch, at.Sub(arrived))
 	for _, key := range staged {
 		h.cfg.Store.Delete(ctx, key)
 	}
 	resp.State = map[string]string{}
 	return resp, nil
+}
+
+// emitWindow writes the window's EMF line: what it read, wrote, dropped and
+// quarantined (by kind), and how old its first record was when written.
+func (h *WindowHandler) emitWindow(shard string, records int, b aggregator.Batch, age time.Duration) {
+	kinds := map[string]int{aggregator.QuarantineMalformed: 0, aggregator.QuarantineInvalid: 0}
+	for _, q := range b.Quarantined {
+		kinds[q.Kind]++
+	}
+	for kind, n := range kinds {
+		h.cfg.Metrics.Write(map[string]string{"stage": "collector", "reason": kind},
+			[]metrics.Value{{Name: metrics.CollectorQuarantined, Value: float64(n), Unit: "Count"}}, map[string]any{"shard": shard})
+	}
+	h.cfg.Metrics.Write(map[string]string{"stage": "collector"}, []metrics.Value{
+		{Name: metrics.CollectorRecords, Value: float64(records), Unit: "Count"},
+		{Name: metrics.CollectorEvents, Value: float64(b.Events), Unit: "Count"},
+		{Name: metrics.CollectorDuplicates, Value: float64(b.Duplicates), Unit: "Count"},
+		{Name: metrics.CollectorFailures, Value: 0, Unit: "Count"},
+		{Name: metrics.CollectorIteratorAgeMS, Value: float64(max(age, 0).Milliseconds()), Unit: "Milliseconds"},
+	}, map[string]any{"shard": shard})
 }
 
 // stagingKey is where an invocation's records wait for the window's end.

@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/meter-dev/meter/collector"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/schemas"
@@ -208,7 +209,8 @@ func TestWindowHandlerWritesWhatTheConsumerWrites(t *testing.T) {
 	evs := loadLambdaFixtures(t)
 	ctx := context.Background()
 	st := mustFileStore(t, t.TempDir())
-	h := mustWindowHandler(t, collector.WindowConfig{Store: st, Now: runNow})
+	var stdout bytes.Buffer
+	h := mustWindowHandler(t, collector.WindowConfig{Store: st, Now: runNow, Metrics: metrics.NewEMF(&stdout)})
 
 	var all []stream.Record
 	state := map[string]string{}
@@ -266,6 +268,30 @@ func TestWindowHandlerWritesWhatTheConsumerWrites(t *testing.T) {
 		t.Errorf("consumer stats %+v", stats)
 	}
 	consumerOut, _ := tableObjects(t, cst)
+
+	// The handler's stdout holds valid EMF lines whose values are what the
+	// window processed (the same counts the consumer reports).
+	got := map[string]float64{}
+	for _, line := range bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")) {
+		vals, err := metrics.ParseEMF(line)
+		if err != nil {
+			t.Fatalf("EMF line %s: %v", line, err)
+		}
+		var doc map[string]any
+		json.Unmarshal(line, &doc)
+		for k, v := range vals {
+			if k == metrics.CollectorQuarantined {
+				k += "/" + doc["reason"].(string)
+			}
+			got[k] += v
+		}
+	}
+	quarantinedOf := func(kind string) float64 { return got[metrics.CollectorQuarantined+"/"+kind] }
+	if got[metrics.CollectorRecords] != float64(stats.Records) || got[metrics.CollectorEvents] != float64(stats.Events) ||
+		got[metrics.CollectorDuplicates] != float64(stats.Duplicates) || got[metrics.CollectorFailures] != 0 ||
+		quarantinedOf("malformed")+quarantinedOf("invalid") != float64(stats.Quarantined) || got[metrics.CollectorIteratorAgeMS] <= 0 {
+		t.Errorf("EMF values %v; the consumer counted %+v", got, stats)
+	}
 	if !reflect.DeepEqual(slicesKeys(lambdaOut), slicesKeys(consumerOut)) {
 		t.Fatalf("object names differ:\nlambda   %v\nconsumer %v", slicesKeys(lambdaOut), slicesKeys(consumerOut))
 	}

@@ -27,6 +27,7 @@ import (
 
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/config"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -48,11 +49,29 @@ type Handler struct {
 	Getenv func(string) string
 	Now    func() time.Time
 	Logger *slog.Logger
+	// Metrics receives one CloudWatch EMF line per compaction (stdout in Lambda).
+	Metrics *metrics.EMF
 }
 
 // Handle compacts the day before the event's time (UTC), or the day its
 // detail names.
-func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Output, error) {
+func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *Output, err error) {
+	start := time.Now()
+	defer func() {
+		dims := map[string]string{"stage": "compactor"}
+		if err != nil {
+			h.Metrics.Write(dims, []metrics.Value{{Name: metrics.CompactionFailures, Value: 1, Unit: "Count"}}, map[string]any{"error": err.Error()})
+			return
+		}
+		cost, _ := strconv.ParseFloat(out.TotalCost, 64) // a metric's value; the bill is the CSV
+		h.Metrics.Write(dims, []metrics.Value{
+			{Name: metrics.CompactionRowsRead, Value: float64(out.RowsRead), Unit: "Count"},
+			{Name: metrics.CompactionDuplicates, Value: float64(out.Duplicates), Unit: "Count"},
+			{Name: metrics.CompactionCostUSD, Value: cost, Unit: "None"},
+			{Name: metrics.CompactionSeconds, Value: time.Since(start).Seconds(), Unit: "Seconds"},
+			{Name: metrics.CompactionFailures, Value: 0, Unit: "Count"},
+		}, map[string]any{"day": out.Day, "revision": out.Revision, "unchanged": out.Unchanged, "invocations": out.Invocations})
+	}()
 	at := ev.Time
 	if at.IsZero() {
 		at = h.Now()
@@ -89,7 +108,7 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 		return nil, fmt.Errorf("compacting %s: %w", day, err)
 	}
 	m := res.Manifest
-	out := &Output{Day: day, Revision: m.Revision, Unchanged: res.Unchanged, RowsRead: m.RowsRead, Duplicates: m.DuplicatesDropped,
+	out = &Output{Day: day, Revision: m.Revision, Unchanged: res.Unchanged, RowsRead: m.RowsRead, Duplicates: m.DuplicatesDropped,
 		Invocations: m.Totals.Invocations, TotalCost: m.Totals.TotalCost, CSVKey: res.CSVKey}
 	h.Logger.Info("compacted", "day", day, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
 		"duplicates", m.DuplicatesDropped, "total_cost", m.Totals.TotalCost, "buckets", res.Buckets)
@@ -97,6 +116,6 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (*Outp
 }
 
 func main() {
-	h := &Handler{Getenv: os.Getenv, Now: time.Now, Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil))}
+	h := &Handler{Getenv: os.Getenv, Now: time.Now, Logger: slog.New(slog.NewJSONHandler(os.Stderr, nil)), Metrics: metrics.NewEMF(os.Stdout)}
 	lambda.Start(h.Handle)
 }

@@ -4,6 +4,7 @@ package main
 // event, over a file store holding a generated day (no servers).
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -44,8 +46,9 @@ func TestScheduledEventCompactsYesterday(t *testing.T) {
 	prices := filepath.Join(t.TempDir(), "prices.csv")
 	os.WriteFile(prices, []byte(daygen.PriceCSV(day)), 0o644)
 	env := map[string]string{"METER_STORE": "file://" + dir, "METER_PRICES": prices}
+	var stdout bytes.Buffer
 	h := &Handler{Getenv: func(k string) string { return env[k] }, Now: func() time.Time { return time.Date(2026, 3, 15, 2, 30, 5, 0, time.UTC) },
-		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil))}
+		Logger: slog.New(slog.NewJSONHandler(io.Discard, nil)), Metrics: metrics.NewEMF(&stdout)}
 
 	var ev events.EventBridgeEvent
 	if err := json.Unmarshal([]byte(scheduled), &ev); err != nil {
@@ -63,6 +66,21 @@ func TestScheduledEventCompactsYesterday(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, schemas.ManifestKey(day))); err != nil {
 		t.Fatal(err)
 	}
+	// The handler's stdout holds one valid EMF line with what it compacted.
+	lines := bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n"))
+	if len(lines) != 1 {
+		t.Fatalf("%d EMF lines: %s", len(lines), stdout.String())
+	}
+	vals, err := metrics.ParseEMF(lines[0])
+	if err != nil {
+		t.Fatalf("EMF line %s: %v", lines[0], err)
+	}
+	cost, _ := tot.TotalCost().Float64()
+	if vals[metrics.CompactionRowsRead] != float64(truth.RowsRead) || vals[metrics.CompactionDuplicates] != float64(truth.Duplicates) ||
+		vals[metrics.CompactionCostUSD] != cost || vals[metrics.CompactionFailures] != 0 || vals[metrics.CompactionSeconds] <= 0 {
+		t.Errorf("EMF values %v; compacted %d rows, %d duplicates, %v USD", vals, truth.RowsRead, truth.Duplicates, cost)
+	}
+	stdout.Reset()
 	// The same schedule firing again changes nothing.
 	again, err := h.Handle(context.Background(), ev)
 	if err != nil || !again.Unchanged || again.Revision != 1 {
@@ -73,6 +91,9 @@ func TestScheduledEventCompactsYesterday(t *testing.T) {
 	h.Now = func() time.Time { return ev.Time }
 	if _, err := h.Handle(context.Background(), ev); err == nil {
 		t.Fatal("compacted a day still open for late events")
+	}
+	if vals, err := metrics.ParseEMF(bytes.TrimSpace(stdout.Bytes()[bytes.LastIndexByte(bytes.TrimSpace(stdout.Bytes()), '\n')+1:])); err != nil || vals[metrics.CompactionFailures] != 1 {
+		t.Errorf("a failed compaction's EMF: %v %v", vals, err)
 	}
 	// A missing store setting is a clear error.
 	delete(env, "METER_STORE")

@@ -36,18 +36,20 @@ import (
 	"github.com/aws/aws-lambda-go/lambda"
 
 	"github.com/meter-dev/meter/internal/config"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/lambdaproxy"
 	"github.com/meter-dev/meter/invoker/tenants"
+	"github.com/meter-dev/meter/schemas"
 )
 
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx := context.Background()
-	fn, err := setup(ctx, os.Getenv, log)
+	fn, err := setup(ctx, os.Getenv, log, metrics.NewEMF(os.Stdout))
 	if err != nil {
 		log.Error("invoker cold start failed", "err", err)
 		os.Exit(1)
@@ -72,7 +74,7 @@ func (f *function) close() {
 }
 
 // setup wires the invoker from the environment.
-func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*function, error) {
+func setup(ctx context.Context, getenv func(string) string, log *slog.Logger, emf *metrics.EMF) (*function, error) {
 	f := &function{}
 	tenantsPath, err := tenantsFile(ctx, getenv("METER_TENANTS"))
 	if err != nil {
@@ -113,7 +115,7 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: f.emitter, Prices: book, Store: usageStore,
+	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{f.emitter, emf}, Prices: book, Store: usageStore,
 		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
 	if err != nil {
 		f.emitter.Close()
@@ -155,4 +157,32 @@ func tenantsFile(ctx context.Context, loc string) (string, error) {
 		return "", fmt.Errorf("METER_TENANTS: %w", err)
 	}
 	return path, nil
+}
+
+// emfSink is the emitter with one CloudWatch EMF line per recorded call:
+// calls by status (the dimension), and the usage events that went to the
+// spill or were lost with it, so the alarms need no agent. Team, model and
+// token counts ride along as properties, not dimensions. A Lambda instance
+// handles one call at a time, so the counts' change is this call's.
+type emfSink struct {
+	*emitter.Emitter
+	emf *metrics.EMF
+}
+
+func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
+	before := s.Stats()
+	err := s.Emitter.Emit(ctx, ev)
+	after := s.Stats()
+	values := []metrics.Value{
+		{Name: metrics.UsageSpilled, Value: float64(after.Spilled - before.Spilled), Unit: "Count"},
+		{Name: metrics.UsageNotRecorded, Value: float64(after.Lost - before.Lost), Unit: "Count"},
+		{Name: metrics.UsageSpillBacklog, Value: float64(after.Backlog), Unit: "Count"},
+	}
+	if err == nil {
+		values = append(values, metrics.Value{Name: metrics.InvokerCalls, Value: 1, Unit: "Count"})
+	}
+	s.emf.Write(map[string]string{"stage": "invoker", "status": ev.Status}, values, map[string]any{
+		"team_id": ev.TeamID, "model_id": ev.ModelID, "request_id": ev.RequestID, "operation": ev.Operation,
+		"input_tokens": ev.InputTokens, "output_tokens": ev.OutputTokens, "latency_ms": ev.LatencyMS})
+	return err
 }

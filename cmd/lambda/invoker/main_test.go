@@ -7,6 +7,7 @@ package main
 // embedded file stream, or, with Kinesis unreachable, to the spill.
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"log/slog"
@@ -23,6 +24,7 @@ import (
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker/tenants"
@@ -30,6 +32,7 @@ import (
 )
 
 type lambdaEnv struct {
+	stdout bytes.Buffer // the function's EMF lines
 	dir    string
 	key    string
 	fn     *function
@@ -63,7 +66,7 @@ func newLambdaEnv(t *testing.T, env map[string]string) *lambdaEnv {
 	for k, v := range vars {
 		t.Setenv(k, v)
 	}
-	e.fn, err = setup(context.Background(), os.Getenv, slog.New(slog.DiscardHandler))
+	e.fn, err = setup(context.Background(), os.Getenv, slog.New(slog.DiscardHandler), metrics.NewEMF(&e.stdout))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,6 +168,24 @@ func TestAPIGatewayProxyEvents(t *testing.T) {
 	if ev := e.events(t)[resp.Headers["X-Request-Id"]]; ev.Operation != "Converse" || ev.OutputTokens == 0 {
 		t.Fatalf("converse event: %+v", ev)
 	}
+	// stdout holds one valid EMF line per metered call: two successes and
+	// one denial (the unknown key names no team and is not metered).
+	calls := map[string]float64{}
+	for _, line := range bytes.Split(bytes.TrimSpace(e.stdout.Bytes()), []byte("\n")) {
+		vals, err := metrics.ParseEMF(line)
+		if err != nil {
+			t.Fatalf("EMF line %s: %v", line, err)
+		}
+		var doc struct{ Status string }
+		json.Unmarshal(line, &doc)
+		calls[doc.Status] += vals[metrics.InvokerCalls]
+		if vals[metrics.UsageSpilled] != 0 || vals[metrics.UsageNotRecorded] != 0 {
+			t.Errorf("EMF line %s counts spilled or lost events", line)
+		}
+	}
+	if calls["success"] != 2 || calls["denied"] != 1 || len(calls) != 2 {
+		t.Errorf("EMF calls by status %v; want 2 success, 1 denied", calls)
+	}
 }
 
 func TestFunctionURLEvents(t *testing.T) {
@@ -217,6 +238,9 @@ func TestKinesisUnreachableSpillsBeforeReturning(t *testing.T) {
 	if ev.RequestID != resp.Headers["X-Request-Id"] {
 		t.Fatalf("spilled %q, answered %q", ev.RequestID, resp.Headers["X-Request-Id"])
 	}
+	if vals, err := metrics.ParseEMF(bytes.TrimSpace(e.stdout.Bytes())); err != nil || vals[metrics.UsageSpilled] != 1 || vals[metrics.UsageSpillBacklog] != 1 {
+		t.Errorf("EMF of the spilled call: %v %v", vals, err)
+	}
 }
 
 func TestBadConfigurationFailsColdStart(t *testing.T) {
@@ -228,7 +252,7 @@ func TestBadConfigurationFailsColdStart(t *testing.T) {
 		for k, v := range env {
 			vars[k] = v
 		}
-		if _, err := setup(context.Background(), func(k string) string { return vars[k] }, slog.New(slog.DiscardHandler)); err == nil {
+		if _, err := setup(context.Background(), func(k string) string { return vars[k] }, slog.New(slog.DiscardHandler), nil); err == nil {
 			t.Errorf("%v: cold start succeeded", env)
 		}
 	}
