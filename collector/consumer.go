@@ -41,6 +41,9 @@ type Config struct {
 	Parquet    parquetio.Options
 	Logger     *slog.Logger
 	Now        func() time.Time
+	// Progress, when set, is called after each durable batch with the run's
+	// counts so far.
+	Progress func(Stats)
 }
 
 // Stats counts what a run did.
@@ -303,6 +306,9 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	c.stats.Quarantined += len(b.Quarantined)
 	c.stats.Objects += n
 	c.stats.Batches++
+	if c.cfg.Progress != nil {
+		c.cfg.Progress(c.stats)
+	}
 	cp.Sequence, cp.Pending = last, ""
 	if err := c.saveCheckpoint(ctx, cp); err != nil {
 		return err

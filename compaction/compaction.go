@@ -77,6 +77,9 @@ type Config struct {
 	// TempDir holds spill files and the daily file while it is written;
 	// default os.TempDir().
 	TempDir string
+	// Progress, when set, is called before each input object is read, with
+	// the objects read so far and their number.
+	Progress func(read, total int)
 }
 
 // OpenDayError refuses a day still open for late events (Config.Force
@@ -320,9 +323,12 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		}
 		spills = append(spills, s)
 	}
-	for _, o := range inputs {
+	for i, o := range inputs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if c.cfg.Progress != nil {
+			c.cfg.Progress(i, len(inputs))
 		}
 		data, err := store.ReadAll(ctx, c.cfg.Store, o.Key)
 		if err != nil {

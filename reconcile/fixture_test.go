@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -48,8 +50,9 @@ func TestFixtureDayReconciles(t *testing.T) {
 	writeGzipJSON(t, filepath.Join(root, "AWSLogs", ctAccount, "CloudTrail", "us-east-1", "2026", "11", "25",
 		ctAccount+"_CloudTrail_us-east-1_20261125T1305Z_fixture.json.gz"), trail)
 
+	var stdout bytes.Buffer
 	rep, err := Run(ctx, Config{Day: "2026-11-25", Store: st, CloudTrail: "file://" + root, Threshold: -1,
-		Now: func() time.Time { return ctTime("2026-11-27T00:00:00Z") }})
+		Now: func() time.Time { return ctTime("2026-11-27T00:00:00Z") }, Metrics: metrics.NewEMF(&stdout)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,6 +61,22 @@ func TestFixtureDayReconciles(t *testing.T) {
 		if rep.Counts[status] != n {
 			t.Errorf("%s = %d, want %d (counts %v)", status, rep.Counts[status], n, rep.Counts)
 		}
+	}
+	// The counts go out as EMF lines too, for the unmetered-calls alarm.
+	emf := map[string]float64{}
+	for _, line := range bytes.Split(bytes.TrimSpace(stdout.Bytes()), []byte("\n")) {
+		vals, err := metrics.ParseEMF(line)
+		if err != nil {
+			t.Fatalf("EMF %s: %v", line, err)
+		}
+		var doc struct{ Status string }
+		json.Unmarshal(line, &doc)
+		for k, v := range vals {
+			emf[k+"/"+doc.Status] += v
+		}
+	}
+	if emf[metrics.ReconcileUnmetered+"/"] != 1 || emf[metrics.ReconcileRows+"/matched"] != 4 || emf[metrics.ReconcileRows+"/unmetered"] != 1 {
+		t.Errorf("EMF %v", emf)
 	}
 	for _, r := range rep.Rows {
 		want := aggregator.ReconcileMatched

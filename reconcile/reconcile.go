@@ -18,6 +18,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
@@ -54,6 +55,9 @@ type Config struct {
 	// Margin widens the window read on each side of the day, so calls across
 	// midnight meet their other half; default 1h.
 	Margin time.Duration
+	// Metrics, when set, receives the report's counts as CloudWatch EMF
+	// lines (a reconciler Lambda's stdout).
+	Metrics *metrics.EMF
 }
 
 // UnmeteredError reports more unmetered calls than the threshold allows. The
@@ -160,6 +164,13 @@ func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
 	if err := cfg.Store.Put(ctx, summaryKey, bytes.NewReader(rep.SummaryJSON())); err != nil {
 		return rep, fmt.Errorf("writing %s: %w", summaryKey, err)
 	}
+	for _, status := range schemas.ReconciliationStatuses {
+		cfg.Metrics.Write(map[string]string{"stage": "reconciler", "status": status},
+			[]metrics.Value{{Name: metrics.ReconcileRows, Value: float64(rep.Counts[status]), Unit: "Count"}}, map[string]any{"day": cfg.Day})
+	}
+	cfg.Metrics.Write(map[string]string{"stage": "reconciler"},
+		[]metrics.Value{{Name: metrics.ReconcileUnmetered, Value: float64(rep.Counts[aggregator.ReconcileUnmetered]), Unit: "Count"}},
+		map[string]any{"day": cfg.Day})
 
 	if n := rep.Counts[aggregator.ReconcileUnmetered]; cfg.Threshold >= 0 && n > cfg.Threshold {
 		return rep, &UnmeteredError{Day: cfg.Day, Unmetered: n, Threshold: cfg.Threshold}

@@ -22,6 +22,7 @@ import (
 	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/config"
+	"github.com/meter-dev/meter/internal/progress"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/replay"
@@ -53,6 +54,9 @@ func openStore(ctx context.Context, uri string) (store.Store, error) {
 	}
 	return store.Open(ctx, uri)
 }
+
+// quietUsage is --quiet's one meaning across commands.
+const quietUsage = "no progress lines and warnings only on stderr (results still go to stdout)"
 
 func logger(stderr io.Writer, quiet bool) *slog.Logger {
 	level := slog.LevelInfo
@@ -175,7 +179,7 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	start := fs.String("start", "trim_horizon", "where a shard without checkpoint starts: trim_horizon, latest or an RFC 3339 time")
 	batch := fs.Int("batch", 20000, "records per output batch")
 	consumer := fs.String("consumer", "aggregator", "name of this consumer's checkpoints")
-	quiet := fs.Bool("quiet", false, "log warnings only")
+	quiet := fs.Bool("quiet", false, quietUsage)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -201,8 +205,13 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return err
 	}
 	defer closeStream()
+	prog := progress.New(stderr, "meter aggregate", *quiet)
+	defer prog.Done()
 	c, err := collector.New(collector.Config{Source: src, Store: st, Consumer: *consumer, Start: from, BatchRecords: *batch,
-		Aggregator: aggregator.Config{Window: *window, DedupHorizon: *horizon}, Logger: logger(stderr, *quiet)})
+		Aggregator: aggregator.Config{Window: *window, DedupHorizon: *horizon}, Logger: logger(stderr, *quiet),
+		Progress: func(s collector.Stats) {
+			prog.Update(int64(s.Records), 0, "records", fmt.Sprintf("%d events, %d quarantined, %d batches", s.Events, s.Quarantined, s.Batches))
+		}})
 	if err != nil {
 		return usagef("%v", err)
 	}
@@ -253,6 +262,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	force := fs.Bool("force", false, "compact even if the day's grace period for late events has not ended")
 	grace := fs.Duration("grace", compaction.DefaultGrace, "how long after midnight UTC a day stays open for late events")
 	engine := fs.String("engine", "go", "go: compact here and write the outputs; athena: print the equivalent Athena SQL (not submitted)")
+	quiet := fs.Bool("quiet", false, quietUsage)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -286,7 +296,10 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
-	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace})
+	prog := progress.New(stderr, "meter compact", *quiet)
+	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace,
+		Progress: func(read, total int) { prog.Update(int64(read), int64(total), "events objects read", "") }})
+	prog.Done()
 	var open *compaction.OpenDayError
 	if errors.As(err, &open) {
 		return fmt.Errorf("%w; use --force to compact it now", err)
@@ -329,7 +342,7 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	parallel := fs.Int("parallel", 4, "shards read at once")
 	batch := fs.Int("batch", 20000, "records per output batch")
 	window := fs.Duration("window", 5*time.Minute, "event-time window size")
-	quiet := fs.Bool("quiet", false, "no progress lines")
+	quiet := fs.Bool("quiet", false, quietUsage)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
@@ -377,22 +390,16 @@ func runReplay(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if start.Before(until) {
 		fmt.Fprintf(stderr, "meter replay: %s plus the margin ends at %s: a shard that is caught up now is read only to now\n", *day, until.Format(time.RFC3339))
 	}
-	var lastLine time.Time
-	progress := func(p replay.Progress) {
-		if *quiet || (time.Since(lastLine) < 2*time.Second && p.ShardsDone < p.Shards) || time.Since(start) < 2*time.Second {
-			return
-		}
-		lastLine = time.Now()
-		left := "estimating"
-		if p.Left > 0 {
-			left = "about " + p.Left.String() + " left"
-		}
-		fmt.Fprintf(stderr, "meter replay: %d/%d shards done, %d records, %.0f%% of the arrival range, %s\n",
-			p.ShardsDone, p.Shards, p.Records, 100*p.Covered, left)
+	prog := progress.New(stderr, "meter replay", *quiet)
+	defer prog.Done()
+	onProgress := func(p replay.Progress) {
+		// Progress through the arrival range, in thousandths, gives the rate and ETA.
+		prog.Update(int64(1000*p.Covered), 1000, "thousandths of the arrival range",
+			fmt.Sprintf("%d/%d shards done, %d records", p.ShardsDone, p.Shards, p.Records))
 	}
 	res, err := replay.Run(ctx, replay.Config{Source: src, Store: st, Day: *day, Margin: m, Prices: book, Scale: scaleOpt,
 		Apply: *apply, KeepStaging: *keep, Run: *run, Parallel: *parallel, BatchRecords: *batch,
-		Aggregator: aggregator.Config{Window: *window}, Progress: progress})
+		Aggregator: aggregator.Config{Window: *window}, Progress: onProgress})
 	if res != nil {
 		printReplay(stdout, *streamURI, res)
 	}

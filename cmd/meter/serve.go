@@ -30,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	prices := fs.String("prices", "", "price CSV for monthly budgets (default: the shipped Bedrock price file)")
 	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
 	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage: file://DIR or s3://BUCKET/PREFIX (default: /usage answers 501)")
-	quiet := fs.Bool("quiet", false, "log warnings only")
+	quiet := fs.Bool("quiet", false, quietUsage)
 	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when it changes")
 	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
 	if err := parse(fs, args, stdout); err != nil {
