@@ -52,6 +52,11 @@ type Stats struct {
 	Events      int // valid events written to the events table
 	Duplicates  int // events already seen within the dedup horizon (kept raw, not summed again)
 	Quarantined int // records written to quarantine
+	// QuarantinedBy splits Quarantined by kind (aggregator.QuarantineMalformed, QuarantineInvalid).
+	QuarantinedBy map[string]int
+	// BehindMS is how far the slowest shard was behind the stream's tip at its
+	// last read, in milliseconds (Kinesis' MillisBehindLatest; 0 for a file stream).
+	BehindMS int64
 	Objects     int // objects written to the store
 	Batches     int
 }
@@ -304,6 +309,18 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	c.stats.Events += b.Events
 	c.stats.Duplicates += b.Duplicates
 	c.stats.Quarantined += len(b.Quarantined)
+	if c.stats.QuarantinedBy == nil {
+		c.stats.QuarantinedBy = map[string]int{}
+	}
+	for _, q := range b.Quarantined {
+		c.stats.QuarantinedBy[q.Kind]++
+	}
+	c.stats.BehindMS = 0
+	for _, it := range c.iters {
+		if b, ok := it.(interface{ Behind() time.Duration }); ok {
+			c.stats.BehindMS = max(c.stats.BehindMS, b.Behind().Milliseconds())
+		}
+	}
 	c.stats.Objects += n
 	c.stats.Batches++
 	if c.cfg.Progress != nil {

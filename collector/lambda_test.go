@@ -25,6 +25,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/collector"
 	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
@@ -264,7 +265,8 @@ func TestWindowHandlerWritesWhatTheConsumerWrites(t *testing.T) {
 	// objects under the same names, byte for byte.
 	cst := mustFileStore(t, t.TempDir())
 	stats := runConsumer(t, collector.Config{Source: &recordSource{shard: lambdaShard, recs: all}, Store: cst, Now: runNow})
-	if stats.Batches != 1 || stats.Records != len(all) || stats.Quarantined != 1 || stats.Duplicates != 1 {
+	if stats.Batches != 1 || stats.Records != len(all) || stats.Quarantined != 1 || stats.Duplicates != 1 ||
+		stats.QuarantinedBy[aggregator.QuarantineMalformed]+stats.QuarantinedBy[aggregator.QuarantineInvalid] != stats.Quarantined {
 		t.Errorf("consumer stats %+v", stats)
 	}
 	consumerOut, _ := tableObjects(t, cst)

@@ -216,8 +216,9 @@ func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return usagef("%v", err)
 	}
 	stats, err := c.Run(ctx, *untilIdle)
-	fmt.Fprintf(stdout, "aggregated %d records: %d events, %d duplicates within the horizon, %d quarantined; %d objects written in %d batches\n",
-		stats.Records, stats.Events, stats.Duplicates, stats.Quarantined, stats.Objects, stats.Batches)
+	fmt.Fprintf(stdout, "aggregated %d records: %d events, %d duplicates within the horizon, %d quarantined (%d malformed, %d invalid); %d objects written in %d batches; %d ms behind the stream's tip\n",
+		stats.Records, stats.Events, stats.Duplicates, stats.Quarantined, stats.QuarantinedBy[aggregator.QuarantineMalformed],
+		stats.QuarantinedBy[aggregator.QuarantineInvalid], stats.Objects, stats.Batches, stats.BehindMS)
 	return err
 }
 

@@ -174,6 +174,12 @@ func (it *kinesisIterator) CaughtUp() bool {
 	return it.closed || (it.answered && it.behind == 0 && !it.full)
 }
 
+// Behind is how far the last read was behind the shard's tip
+// (MillisBehindLatest), for metrics.
+func (it *kinesisIterator) Behind() time.Duration {
+	return time.Duration(it.behind) * time.Millisecond
+}
+
 func (it *kinesisIterator) acquire(ctx context.Context, from Start) error {
 	it.skipThrough, it.skipBefore = "", time.Time{}
 	switch from.Kind {
