@@ -164,11 +164,21 @@ func TestCompactDayOrderIndependent(t *testing.T) {
 	}
 }
 
-func TestCompactDayMissingPriceNamesModel(t *testing.T) {
+// TestCompactDayLeavesUnpricedUsageOut: a call with no price in force is
+// never billed at zero: it is left out of the chargeback and the daily rows
+// and listed, with the price error naming the model; the priced call stays.
+func TestCompactDayLeavesUnpricedUsageOut(t *testing.T) {
 	book, _ := pricing.Parse(strings.NewReader(prices), "test")
-	_, err := CompactDay("2026-11-25", []schemas.Event{event("r", "a", "nope", time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC), 1, 1)}, book)
-	if err == nil || !strings.Contains(err.Error(), `"nope"`) {
-		t.Fatalf("want an error naming the model, got %v", err)
+	at := time.Date(2026, 11, 25, 1, 0, 0, 0, time.UTC)
+	res, err := CompactDay("2026-11-25", []schemas.Event{event("r", "a", "nope", at, 1, 1), event("s", "a", "m1", at, 1000, 100)}, book)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Unpriced) != 1 || res.Unpriced[0].ModelID != "nope" || res.Unpriced[0].Calls != 1 || !strings.Contains(res.Unpriced[0].Reason, `"nope"`) {
+		t.Fatalf("unpriced %+v", res.Unpriced)
+	}
+	if len(res.Chargeback) != 1 || res.Chargeback[0].ModelID != "m1" || len(res.Daily) != 1 || res.Daily[0].RequestID != "s" {
+		t.Fatalf("chargeback %+v, daily %d rows", res.Chargeback, len(res.Daily))
 	}
 }
 

@@ -89,14 +89,18 @@ type DayResult struct {
 	Duplicates int                // events dropped because their request_id was already counted
 	OtherDay   int                // events read whose event time is not on Day (ignored)
 	Totals     ChargebackRow      // the sum of every chargeback row
+	// Unpriced is usage left out because it could not be priced (sorted by
+	// model, team, cost center, tier).
+	Unpriced []Unpriced
 }
 
 // CompactDay deduplicates a day's events exactly by request_id, prices each
 // successful call with the price in force at its time, and sums the chargeback.
 // Of several events with one request_id the earliest (by time, then event_id)
 // is kept, so the result does not depend on the order events arrive in.
-// A successful call of a model with no price fails the whole day: nothing is
-// billed at a silent zero.
+// A successful call that cannot be priced (no price in force for its model)
+// is never billed at a silent zero: it is left out of the chargeback and the
+// daily rows and listed in Unpriced, and every priced row is billed as usual.
 //
 // CompactDay holds the whole day in memory; a Compactor does the same work
 // bucket by bucket for days larger than that.

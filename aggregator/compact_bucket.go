@@ -22,6 +22,9 @@ type Compactor struct {
 	end    time.Time
 	pricer *dayPricer
 	groups map[groupKey]*group
+	// unpriced holds usage that could not be priced, left out of the
+	// chargeback and the daily rows.
+	unpriced map[unpricedKey]*Unpriced
 
 	RowsRead   int // events given, duplicates and other days included
 	Duplicates int // events dropped because their request_id was already counted
@@ -30,6 +33,17 @@ type Compactor struct {
 }
 
 type groupKey struct{ team, cc, model string }
+
+type unpricedKey struct{ team, cc, model, tier string }
+
+// Unpriced is usage of one team, cost center, model and tier that could not
+// be priced: it is left out of the chargeback (never billed at zero) and
+// listed in the manifest, and the compaction reports it as an error.
+type Unpriced struct {
+	TeamID, CostCenter, ModelID, Tier string
+	Calls, InputTokens, OutputTokens  int64
+	Reason                            string // the first price error met
+}
 
 // group accumulates one chargeback row: fixed-point sums for what the day
 // pricer priced, decimals for the rest.
@@ -45,7 +59,8 @@ func NewCompactor(day string, p Pricer) (*Compactor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bad day %q: want YYYY-MM-DD", day)
 	}
-	return &Compactor{day: day, start: start, end: start.Add(24 * time.Hour), pricer: newDayPricer(p, start), groups: map[groupKey]*group{}}, nil
+	return &Compactor{day: day, start: start, end: start.Add(24 * time.Hour), pricer: newDayPricer(p, start), groups: map[groupKey]*group{},
+		unpriced: map[unpricedKey]*Unpriced{}}, nil
 }
 
 // BucketOf returns the bucket, of n, of a request id: the same for every
@@ -89,7 +104,8 @@ func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
 	c.Requests += len(keep)
 
 	rows := make([]schemas.DailyRow, len(keep))
-	var missing error
+	priced := rows[:0:0]
+	skipped := 0
 	var fc fixedCosts
 	for n, i := range keep {
 		e := &events[i]
@@ -106,20 +122,38 @@ func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
 		}
 		cost, err := c.pricer.p.Cost(e)
 		if err != nil {
-			if missing == nil {
-				missing = err
-			}
+			c.addUnpriced(e, err)
+			r.RequestID = "" // left out below
+			skipped++
 			continue
 		}
 		g.row.Count(e)
 		g.slow = g.slow.Add(cost)
 		*r = schemas.NewDailyRow(e, cost)
 	}
-	if missing != nil {
-		return nil, missing
+	if skipped > 0 {
+		priced = make([]schemas.DailyRow, 0, len(rows)-skipped)
+		for i := range rows {
+			if rows[i].RequestID != "" {
+				priced = append(priced, rows[i])
+			}
+		}
+		rows = priced
 	}
 	SortDaily(rows)
 	return rows, nil
+}
+
+func (c *Compactor) addUnpriced(e *schemas.Event, err error) {
+	k := unpricedKey{e.TeamID, e.CostCenter, e.ModelID, e.Tier()}
+	u := c.unpriced[k]
+	if u == nil {
+		u = &Unpriced{TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID, Tier: e.Tier(), Reason: err.Error()}
+		c.unpriced[k] = u
+	}
+	u.Calls++
+	u.InputTokens += e.InputTokens
+	u.OutputTokens += e.OutputTokens
 }
 
 // addFixed adds an event priced in fixed point; false (nothing added) when a
@@ -156,9 +190,18 @@ func (c *Compactor) Result() *DayResult {
 	res := &DayResult{Day: c.day, RowsRead: c.RowsRead, Duplicates: c.Duplicates, OtherDay: c.OtherDay}
 	for _, g := range c.groups {
 		row := g.row
+		if row.Counts == (Counts{}) {
+			continue // a group whose only usage could not be priced
+		}
 		row.Costs = g.fixed.costs().Add(g.slow)
 		res.Chargeback = append(res.Chargeback, row)
 	}
+	for _, u := range c.unpriced {
+		res.Unpriced = append(res.Unpriced, *u)
+	}
+	slices.SortFunc(res.Unpriced, func(a, b Unpriced) int {
+		return cmp.Or(cmp.Compare(a.ModelID, b.ModelID), cmp.Compare(a.TeamID, b.TeamID), cmp.Compare(a.CostCenter, b.CostCenter), cmp.Compare(a.Tier, b.Tier))
+	})
 	slices.SortFunc(res.Chargeback, func(a, b ChargebackRow) int {
 		return cmp.Or(cmp.Compare(a.TeamID, b.TeamID), cmp.Compare(a.CostCenter, b.CostCenter), cmp.Compare(a.ModelID, b.ModelID))
 	})
@@ -234,5 +277,15 @@ func (c *Compactor) Merge(o *Compactor) {
 			x.fixed = fixedCosts{}
 		}
 		x.slow = x.slow.Add(g.slow)
+	}
+	for k, u := range o.unpriced {
+		x := c.unpriced[k]
+		if x == nil {
+			c.unpriced[k] = u
+			continue
+		}
+		x.Calls += u.Calls
+		x.InputTokens += u.InputTokens
+		x.OutputTokens += u.OutputTokens
 	}
 }

@@ -193,6 +193,10 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 		CacheRead: t.CacheReadInputTokens, CacheWrite: t.CacheWriteInputTokens, Images: t.ImageCount,
 		Denied: t.Denied, Throttled: t.Throttled, Errors: t.Errors,
 		InputCost: t.Costs.Input.String(), OutputCost: t.Costs.Output.String(), TotalCost: t.Costs.Total().String()}
+	for _, u := range day.Unpriced {
+		m.Unpriced = append(m.Unpriced, schemas.ManifestUnpriced{TeamID: u.TeamID, CostCenter: u.CostCenter, ModelID: u.ModelID,
+			PricingTier: u.Tier, Calls: u.Calls, InputTokens: u.InputTokens, OutputTokens: u.OutputTokens, Reason: u.Reason})
+	}
 
 	prev, err := readManifest(ctx, cfg.Store, cfg.Day)
 	if err != nil {
@@ -253,7 +257,36 @@ func Compact(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	out.Manifest = m
+	if len(m.Unpriced) > 0 {
+		return out, &UnpricedError{Day: cfg.Day, Unpriced: m.Unpriced}
+	}
 	return out, nil
+}
+
+// UnpricedError reports usage that could not be priced. Compact returns it
+// with its Result after writing every output: the chargeback holds every
+// priced row, and the manifest lists the unpriced usage. It is an error so
+// that a scheduler alerts and an operator adds the price and compacts again.
+type UnpricedError struct {
+	Day      string
+	Unpriced []schemas.ManifestUnpriced
+}
+
+func (e *UnpricedError) Error() string {
+	models := map[string]int64{}
+	var names []string
+	for _, u := range e.Unpriced {
+		if _, ok := models[u.ModelID]; !ok {
+			names = append(names, u.ModelID)
+		}
+		models[u.ModelID] += u.Calls
+	}
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = fmt.Sprintf("%s (%d calls)", n, models[n])
+	}
+	return fmt.Sprintf("%s: no price for %s: that usage is left out of the chargeback and listed in the manifest; add the price and compact again",
+		e.Day, strings.Join(parts, ", "))
 }
 
 func bytesBody(b []byte) func() (io.Reader, error) {

@@ -50,19 +50,7 @@ func TestFixtureDayChargeback(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	byDay := map[string][]schemas.EventRow{}
-	for _, e := range readFixtureEvents(t) {
-		byDay[e.Day()] = append(byDay[e.Day()], schemas.NewEventRow(&e))
-	}
-	for day, rows := range byDay {
-		var buf bytes.Buffer
-		if err := parquetio.Write(&buf, rows, parquetio.Options{}); err != nil {
-			t.Fatal(err)
-		}
-		if err := st.Put(ctx, schemas.Partition(schemas.EventsPrefix, day)+"fixture.parquet", &buf); err != nil {
-			t.Fatal(err)
-		}
-	}
+	putFixtureEvents(t, st)
 	pf, err := os.Open(filepath.Join("..", "testdata", "prices", "2026-11.csv"))
 	if err != nil {
 		t.Fatal(err)
@@ -119,6 +107,25 @@ func TestFixtureDayChargeback(t *testing.T) {
 			if err1 != nil || err2 != nil || !gd.Equal(wd) {
 				t.Errorf("%v %s = %q, want %s", k, col, g, w)
 			}
+		}
+	}
+}
+
+// putFixtureEvents writes the fixture day's events as the collector does:
+// Parquet under events/dt=DAY/.
+func putFixtureEvents(t *testing.T, st store.Store) {
+	t.Helper()
+	byDay := map[string][]schemas.EventRow{}
+	for _, e := range readFixtureEvents(t) {
+		byDay[e.Day()] = append(byDay[e.Day()], schemas.NewEventRow(&e))
+	}
+	for day, rows := range byDay {
+		var buf bytes.Buffer
+		if err := parquetio.Write(&buf, rows, parquetio.Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Put(context.Background(), schemas.Partition(schemas.EventsPrefix, day)+"fixture.parquet", &buf); err != nil {
+			t.Fatal(err)
 		}
 	}
 }

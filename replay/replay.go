@@ -219,9 +219,21 @@ func Run(ctx context.Context, cfg Config) (res *Result, err error) {
 		return nil, err
 	}
 
+	// Usage that cannot be priced is left out and listed in the manifest, as
+	// the live compaction does; replay reports it once it is done.
+	var unpriced *compaction.UnpricedError
 	compact := func(st store.Store) (*compaction.Result, error) {
-		return compaction.Compact(ctx, compaction.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: compaction.Places(scale), Force: true, Now: cfg.Now})
+		r, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: cfg.Day, Prices: cfg.Prices, Scale: compaction.Places(scale), Force: true, Now: cfg.Now})
+		if errors.As(err, &unpriced) {
+			err = nil
+		}
+		return r, err
 	}
+	defer func() {
+		if err == nil && unpriced != nil {
+			err = unpriced
+		}
+	}()
 	if res.Rebuilt, err = compact(staging); err != nil {
 		return nil, fmt.Errorf("compacting the replayed day: %w", err)
 	}

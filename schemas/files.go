@@ -47,6 +47,22 @@ type Manifest struct {
 	Totals            ManifestTotals   `json:"totals"`
 	// Previous says how this revision differs from the one it replaced.
 	Previous *ManifestChange `json:"previous,omitempty"`
+	// Unpriced lists usage left out of the chargeback because no price was in
+	// force for it (never billed at a silent zero).
+	Unpriced []ManifestUnpriced `json:"unpriced,omitempty"`
+}
+
+// ManifestUnpriced is usage of one team, cost center, model and tier that
+// could not be priced.
+type ManifestUnpriced struct {
+	TeamID       string `json:"team_id"`
+	CostCenter   string `json:"cost_center"`
+	ModelID      string `json:"model_id"`
+	PricingTier  string `json:"pricing_tier"`
+	Calls        int64  `json:"calls"`
+	InputTokens  int64  `json:"input_tokens"`
+	OutputTokens int64  `json:"output_tokens"`
+	Reason       string `json:"reason"`
 }
 
 // ManifestChange says how a revision differs from the one before it.

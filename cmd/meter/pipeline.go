@@ -305,7 +305,8 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if errors.As(err, &open) {
 		return fmt.Errorf("%w; use --force to compact it now", err)
 	}
-	if err != nil {
+	var unpriced *compaction.UnpricedError
+	if err != nil && !errors.As(err, &unpriced) {
 		return err
 	}
 	m := res.Manifest
@@ -318,6 +319,9 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "%d invocations, %d input tokens, %d output tokens, total cost %s USD\n",
 		m.Totals.Invocations, m.Totals.InputTokens, m.Totals.OutputTokens, m.Totals.TotalCost)
 	fmt.Fprintf(stdout, "chargeback: %s\n", res.CSVKey)
+	if unpriced != nil {
+		return unpriced // named on stderr; the exit status tells a scheduler
+	}
 	return nil
 }
 
