@@ -2,6 +2,7 @@ package aggregator
 
 import (
 	"bytes"
+	"encoding/csv"
 	"encoding/json"
 	"strconv"
 	"strings"
@@ -183,3 +184,31 @@ func TestCompactDayLeavesUnpricedUsageOut(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// TestChargebackCSVNeutralizesFormulas: whatever reaches a text cell, finance's
+// spreadsheet shows it as text: no cell starts with = + - @, a tab or a return.
+func TestChargebackCSVNeutralizesFormulas(t *testing.T) {
+	var buf bytes.Buffer
+	rows := []ChargebackRow{{Day: "2026-11-25", TeamID: "=HYPERLINK(\"x\")", CostCenter: "-1", ModelID: "@SUM(A1)"}}
+	rows[0].Invocations = 1
+	if err := WriteChargebackCSV(&buf, rows, -1, 1); err != nil {
+		t.Fatal(err)
+	}
+	recs, err := csv.NewReader(&buf).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cell := range recs[1] {
+		if cell != "" && strings.ContainsRune("=+-@\t\r", rune(cell[0])) && !isNumber(cell) {
+			t.Errorf("cell %q starts a formula", cell)
+		}
+	}
+	if recs[1][1] != `'=HYPERLINK("x")` || recs[1][2] != "'-1" || recs[1][3] != "'@SUM(A1)" {
+		t.Errorf("row %q", recs[1])
+	}
+}
+
+func isNumber(s string) bool {
+	_, err := strconv.ParseFloat(s, 64)
+	return err == nil
+}

@@ -140,7 +140,8 @@ func WriteChargebackCSV(w io.Writer, rows []ChargebackRow, scale int, revision i
 	}
 	n := func(v int64) string { return strconv.FormatInt(v, 10) }
 	for _, r := range rows {
-		rec := []string{r.Day, r.TeamID, r.CostCenter, r.ModelID, n(r.Invocations), n(r.InputTokens), n(r.OutputTokens),
+		text := schemas.NeutralizeCell
+		rec := []string{r.Day, text(r.TeamID), text(r.CostCenter), text(r.ModelID), n(r.Invocations), n(r.InputTokens), n(r.OutputTokens),
 			money(r.Costs.Input), money(r.Costs.Output), money(r.Costs.Total()),
 			n(r.CacheReadInputTokens), n(r.CacheWriteInputTokens), money(r.Costs.CacheRead), money(r.Costs.CacheWrite),
 			n(r.ImageCount), money(r.Costs.Image), n(r.Denied), n(r.Throttled), n(r.Errors), strconv.Itoa(revision)}

@@ -118,9 +118,12 @@ type ReconciliationRow struct {
 
 // Record renders the row in the order of schemas.ReconciliationColumns.
 func (r *ReconciliationRow) Record() []string {
+	// Text from CloudTrail (a caller's model id, ARN or error) is as hostile
+	// as any: no cell may start a spreadsheet formula.
+	text := schemas.NeutralizeCell
 	return []string{
-		r.RequestID, r.Status, r.TeamID, r.ModelID, formatOptionalTime(r.EventTime), r.CloudTrailEventID,
-		formatOptionalTime(r.CloudTrailEventTime), r.CloudTrailModelID, r.Operation, r.Caller, r.Detail,
+		text(r.RequestID), r.Status, text(r.TeamID), text(r.ModelID), formatOptionalTime(r.EventTime), text(r.CloudTrailEventID),
+		formatOptionalTime(r.CloudTrailEventTime), text(r.CloudTrailModelID), text(r.Operation), text(r.Caller), text(r.Detail),
 	}
 }
 

@@ -266,7 +266,7 @@ func TestSeedRequestFlow(t *testing.T) {
 // TestFamilies invokes one model of every family through /invoke_model and
 // checks the metered tokens (and image settings) against the model server.
 func TestFamilies(t *testing.T) {
-	e := newEnv(t, envOpts{teams: []tenants.TeamSpec{{ID: "lab", CostCenter: "R&D", AllowedModels: []string{"*"}}}})
+	e := newEnv(t, envOpts{teams: []tenants.TeamSpec{{ID: "lab", CostCenter: "RnD-1", AllowedModels: []string{"*"}}}})
 	cases := []struct {
 		model, params string
 		in            int64 // the model server counts every word sent, wrappers included
@@ -320,7 +320,7 @@ func TestFamilies(t *testing.T) {
 				}
 			}
 			ev := e.oneEvent(t)
-			checkMetered(t, e, r, ev, "lab", "R&D", c.model, "InvokeModel")
+			checkMetered(t, e, r, ev, "lab", "RnD-1", c.model, "InvokeModel")
 			if c.in == 0 {
 				c.in = 7
 			}

@@ -348,6 +348,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
 		}
 		return true
 	}
+	if err := schemas.CheckModelID(c.modelID); err != nil {
+		// No Bedrock model has such an id: refused before it reaches an
+		// event, a log line's label or a CSV cell.
+		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_model_id", msg: "model id " + err.Error()})
+		return false
+	}
 	if !team.Allows(c.modelID) {
 		s.fail(w, r, c, &apiError{status: http.StatusForbidden, code: "model_not_allowed", eventStatus: schemas.StatusDenied,
 			msg: fmt.Sprintf("team %s may not invoke model %s", team.ID, c.modelID)})

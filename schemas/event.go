@@ -199,6 +199,22 @@ func (e *Event) Validate() error {
 		return &FieldError{"team_id", "must not be empty"}
 	case e.ModelID == "":
 		return &FieldError{"model_id", "must not be empty"}
+	}
+	for _, f := range []struct {
+		name  string
+		err   error
+		check bool
+	}{
+		{"event_id", checkRef(e.EventID), true}, {"request_id", checkRef(e.RequestID), true},
+		{"team_id", CheckID(e.TeamID), true}, {"cost_center", CheckID(e.CostCenter), e.CostCenter != ""},
+		{"api_key_id", CheckID(e.APIKeyID), e.APIKeyID != ""}, {"model_id", CheckModelID(e.ModelID), true},
+		{"region", CheckID(e.Region), e.Region != ""}, {"image_quality", CheckID(e.ImageQuality), e.ImageQuality != ""},
+	} {
+		if f.check && f.err != nil {
+			return &FieldError{f.name, f.err.Error()}
+		}
+	}
+	switch {
 	case !contains(Operations, e.Operation):
 		return &FieldError{"operation", fmt.Sprintf("%q is not one of %s", e.Operation, strings.Join(Operations, ", "))}
 	case !contains(Statuses, e.Status):
@@ -216,6 +232,19 @@ func (e *Event) Validate() error {
 	} {
 		if n.v < 0 {
 			return &FieldError{n.name, fmt.Sprintf("must not be negative (got %d)", n.v)}
+		}
+	}
+	for _, n := range []struct {
+		name    string
+		v, most int64
+	}{
+		{"input_tokens", e.InputTokens, MaxTokens}, {"output_tokens", e.OutputTokens, MaxTokens},
+		{"cache_read_input_tokens", e.CacheReadInputTokens, MaxTokens}, {"cache_write_input_tokens", e.CacheWriteInputTokens, MaxTokens},
+		{"latency_ms", e.LatencyMS, MaxLatencyMS}, {"image_count", e.ImageCount, MaxImages},
+		{"image_height", e.ImageHeight, MaxImageSide}, {"image_width", e.ImageWidth, MaxImageSide}, {"image_steps", e.ImageSteps, MaxSteps},
+	} {
+		if n.v > n.most {
+			return &FieldError{n.name, fmt.Sprintf("at most %d (got %d)", n.most, n.v)}
 		}
 	}
 	return nil

@@ -27,6 +27,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/meter-dev/meter/internal/atomicfile"
+	"github.com/meter-dev/meter/schemas"
 )
 
 // File is the YAML document of the tenant registry (--tenants FILE).
@@ -352,8 +353,18 @@ func buildSnapshot(doc File) (*snapshot, error) {
 	s := &snapshot{teams: map[string]*Team{}, byHash: map[[sha256.Size]byte]keyEntry{}}
 	keyIDs := map[string]bool{}
 	for i, ts := range doc.Teams {
-		if ts.ID == "" {
-			return nil, fmt.Errorf("team #%d: id is empty", i+1)
+		if err := schemas.CheckID(ts.ID); err != nil {
+			return nil, fmt.Errorf("team #%d: id %q %v", i+1, ts.ID, err)
+		}
+		if ts.CostCenter != "" {
+			if err := schemas.CheckID(ts.CostCenter); err != nil {
+				return nil, fmt.Errorf("team %q: cost_center %q %v", ts.ID, ts.CostCenter, err)
+			}
+		}
+		for _, other := range ts.ActFor {
+			if err := schemas.CheckID(other); err != nil {
+				return nil, fmt.Errorf("team %q: act_for %q %v", ts.ID, other, err)
+			}
 		}
 		if s.teams[ts.ID] != nil {
 			return nil, fmt.Errorf("team %q: defined twice", ts.ID)
@@ -363,10 +374,16 @@ func buildSnapshot(doc File) (*snapshot, error) {
 			if strings.Contains(strings.TrimSuffix(p, "*"), "*") || p == "" {
 				return nil, fmt.Errorf("team %q: allowed model %q: only a trailing '*' is allowed", ts.ID, p)
 			}
+			if stem := strings.TrimSuffix(p, "*"); stem != "" {
+				if err := schemas.CheckModelID(stem); err != nil {
+					return nil, fmt.Errorf("team %q: allowed model %q %v", ts.ID, p, err)
+				}
+			}
 		}
 		if ts.RateLimit != nil {
-			if ts.RateLimit.RPS < 0 || ts.RateLimit.Burst < 0 {
-				return nil, fmt.Errorf("team %q: rate_limit must not be negative", ts.ID)
+			if !(ts.RateLimit.RPS >= 0 && ts.RateLimit.RPS <= 1e6) || ts.RateLimit.Burst < 0 || ts.RateLimit.Burst > 1e6 {
+				// !(x >= 0) also refuses NaN; the bound refuses +Inf.
+				return nil, fmt.Errorf("team %q: rate_limit rps and burst must be numbers from 0 to 1,000,000", ts.ID)
 			}
 			t.RateLimit = *ts.RateLimit
 		}
@@ -388,8 +405,8 @@ func buildSnapshot(doc File) (*snapshot, error) {
 			if err != nil || len(raw) != sha256.Size {
 				return nil, fmt.Errorf("team %q: key %q: sha256 must be 64 hex digits", ts.ID, k.ID)
 			}
-			if k.ID == "" {
-				return nil, fmt.Errorf("team %q: a key has no id", ts.ID)
+			if err := schemas.CheckID(k.ID); err != nil {
+				return nil, fmt.Errorf("team %q: key id %q %v", ts.ID, k.ID, err)
 			}
 			if keyIDs[k.ID] {
 				return nil, fmt.Errorf("team %q: key id %q used twice", ts.ID, k.ID)
