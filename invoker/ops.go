@@ -1,6 +1,7 @@
 package invoker
 
 import (
+	"crypto/tls"
 	"net/http"
 	"time"
 
@@ -93,4 +94,22 @@ func (s *Server) knownModels() map[string]struct{} {
 		known[pricing.BaseModel(m)] = struct{}{}
 	}
 	return known
+}
+
+// Connection limits of the HTTP server: a client that announces a body and
+// never sends it, or keeps an idle connection open, is cut off instead of
+// holding a connection for ever. There is no write timeout: a stream may
+// answer for minutes (StreamTimeout bounds it).
+const (
+	ReadHeaderTimeout = 10 * time.Second
+	ReadTimeout       = 60 * time.Second // the whole request, body included (4 MiB at most)
+	IdleTimeout       = 2 * time.Minute
+	MaxHeaderBytes    = 64 << 10
+)
+
+// HTTPServer returns the http.Server meter serves an API with: these limits,
+// and HTTPS (HTTP/2 where offered) when tc is set.
+func HTTPServer(h http.Handler, tc *tls.Config) *http.Server {
+	return &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
+		IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
 }

@@ -137,7 +137,7 @@ func (s *Server) handleRuntimeInvoke(w http.ResponseWriter, r *http.Request) {
 	c.latency = time.Since(start)
 	if err != nil {
 		c.requestID = errorRequestID(err)
-		s.fail(w, r, c, bedrockError(err))
+		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
@@ -314,7 +314,7 @@ func (s *Server) handleRuntimeInvokeStream(w http.ResponseWriter, r *http.Reques
 	if err != nil {
 		c.latency = time.Since(start)
 		c.requestID = errorRequestID(err)
-		s.fail(w, r, c, bedrockError(err))
+		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)

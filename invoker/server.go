@@ -21,6 +21,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"regexp"
 	"runtime/debug"
 	"sort"
 	"strconv"
@@ -33,7 +34,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
-	"github.com/aws/smithy-go"
 	"github.com/aws/smithy-go/middleware"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/prometheus/client_golang/prometheus"
@@ -553,7 +553,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	c.latency = time.Since(start)
 	if err != nil {
 		c.requestID = errorRequestID(err)
-		s.fail(w, r, c, bedrockError(err))
+		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
@@ -643,7 +643,7 @@ func (s *Server) converse(w http.ResponseWriter, r *http.Request, c *call, body 
 	c.latency = time.Since(start)
 	if err != nil {
 		c.requestID = errorRequestID(err)
-		s.fail(w, r, c, bedrockError(err))
+		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
@@ -710,7 +710,7 @@ func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call,
 	if err != nil {
 		c.latency = time.Since(start)
 		c.requestID = errorRequestID(err)
-		s.fail(w, r, c, bedrockError(err))
+		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
 	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
@@ -771,7 +771,7 @@ func (s *Server) endStream(r *http.Request, c *call, sink streamSink, ev *schema
 		return
 	}
 	if streamErr != nil {
-		sink.fail(bedrockError(streamErr))
+		sink.fail(s.bedrockError(c, streamErr))
 		return
 	}
 	if last != nil {
@@ -919,7 +919,13 @@ func errorRequestID(err error) string {
 
 // bedrockError maps a Bedrock Runtime error to the API's status, code and the
 // usage event's status. This is the one place upstream errors are classified.
-func bedrockError(err error) *apiError {
+// What the caller reads is meter's own sentence: Bedrock's text, the SDK's
+// and the network's (addresses, retry counts, IAM principals and accounts)
+// go to the log with the request id, never to the caller. Only a validation
+// message, which is about the caller's own request, is passed on, with any
+// ARN or account number blanked.
+func (s *Server) bedrockError(c *call, err error) *apiError {
+	s.log.Warn("Bedrock call failed", "op", c.op, "model_id", c.modelID, "request_id", c.requestID, "err", err)
 	var (
 		throttle *types.ThrottlingException
 		quota    *types.ServiceQuotaExceededException
@@ -934,31 +940,34 @@ func bedrockError(err error) *apiError {
 	switch {
 	case errors.As(err, &throttle), errors.As(err, &quota), errors.As(err, &notReady):
 		return &apiError{status: http.StatusTooManyRequests, code: "upstream_throttled", retryAfter: time.Second,
-			eventStatus: schemas.StatusThrottled, msg: "Bedrock throttled the call: " + apiMessage(err)}
+			eventStatus: schemas.StatusThrottled, msg: "Bedrock throttled the call; retry after a pause"}
 	case errors.As(err, &valid):
-		return &apiError{status: http.StatusBadRequest, code: "validation_error", eventStatus: schemas.StatusClientError, msg: apiMessage(err)}
+		return &apiError{status: http.StatusBadRequest, code: "validation_error", eventStatus: schemas.StatusClientError,
+			msg: "Bedrock refused the request: " + redactAWS(valid.ErrorMessage())}
 	case errors.As(err, &denied):
-		return &apiError{status: http.StatusForbidden, code: "upstream_access_denied", eventStatus: schemas.StatusDenied, msg: "Bedrock denied access: " + apiMessage(err)}
+		return &apiError{status: http.StatusForbidden, code: "upstream_access_denied", eventStatus: schemas.StatusDenied,
+			msg: "Bedrock refused meter access to this model; the platform team can grant it"}
 	case errors.As(err, &notFound):
-		return &apiError{status: http.StatusBadRequest, code: "model_not_found", eventStatus: schemas.StatusClientError, msg: apiMessage(err)}
+		return &apiError{status: http.StatusBadRequest, code: "model_not_found", eventStatus: schemas.StatusClientError,
+			msg: "Bedrock has no model " + c.modelID + " in this region"}
 	case errors.As(err, &mtimeout), errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return &apiError{status: http.StatusGatewayTimeout, code: "upstream_timeout", eventStatus: schemas.StatusUpstreamError, msg: "the model did not answer in time"}
 	case errors.As(err, &unavail):
-		return &apiError{status: http.StatusServiceUnavailable, code: "upstream_unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError, msg: apiMessage(err)}
+		return &apiError{status: http.StatusServiceUnavailable, code: "upstream_unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError,
+			msg: "Bedrock is unavailable; retry later"}
 	}
-	return &apiError{status: http.StatusBadGateway, code: "upstream_error", eventStatus: schemas.StatusUpstreamError, msg: "Bedrock call failed: " + apiMessage(err)}
+	return &apiError{status: http.StatusBadGateway, code: "upstream_error", eventStatus: schemas.StatusUpstreamError, msg: "the Bedrock call failed"}
 }
 
-func apiMessage(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode() + ": " + ae.ErrorMessage()
-	}
-	var oe *smithy.OperationError
-	if errors.As(err, &oe) {
-		return oe.Unwrap().Error()
-	}
-	return err.Error()
+var (
+	arnPattern     = regexp.MustCompile(`arn:aws[a-zA-Z-]*:[^\s"',]*`)
+	accountPattern = regexp.MustCompile(`\b\d{12}\b`)
+)
+
+// redactAWS blanks ARNs and account numbers out of a message.
+func redactAWS(msg string) string {
+	msg = arnPattern.ReplaceAllString(msg, "[arn]")
+	return accountPattern.ReplaceAllString(msg, "[account]")
 }
 
 // newID returns a random RFC 4122 version 4 UUID.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/reconcile"
 )
 
@@ -48,7 +49,7 @@ func serveUntil(ctx context.Context, ln net.Listener, h http.Handler) error {
 // serveTLSUntil serves HTTPS when tc is set (HTTP/2 where the client offers
 // it), plain HTTP otherwise, until ctx ends.
 func serveTLSUntil(ctx context.Context, ln net.Listener, h http.Handler, tc *tls.Config) error {
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: tc}
+	hs := invoker.HTTPServer(h, tc)
 	errc := make(chan error, 1)
 	go func() {
 		if tc != nil {
