@@ -145,6 +145,9 @@ func parseGeneral(data []byte) (Event, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return Event{}, &FieldError{Field: "", Reason: "not a JSON object"}
 	}
+	if err := checkKeys(data); err != nil {
+		return Event{}, err
+	}
 	if err := json.Unmarshal(data, &w); err != nil {
 		var te *json.UnmarshalTypeError
 		if errors.As(err, &te) {

@@ -1,6 +1,9 @@
 package schemas
 
 import (
+	"bytes"
+	"encoding/json"
+	"strings"
 	"time"
 )
 
@@ -26,6 +29,7 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 		hAll = 1<<iota - 1
 	)
 	var have int
+	var seen uint32 // fields met, to leave a repeated field to the general path
 	i := skipWS(data, 0)
 	if i >= len(data) || data[i] != '{' {
 		return e, false
@@ -37,6 +41,16 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 	for {
 		key, j, ok := scanString(data, i)
 		if !ok {
+			return e, false
+		}
+		// A field named twice, or in other letter case, is for the general
+		// path to refuse: encoding/json would match it case-insensitively.
+		if idx, known := fieldIndex[string(key)]; known {
+			if seen&(1<<idx) != 0 {
+				return e, false
+			}
+			seen |= 1 << idx
+		} else if foldsToField(key) {
 			return e, false
 		}
 		i = skipWS(data, j)
@@ -265,4 +279,59 @@ func parseTimestamp(b []byte) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	return t, true
+}
+
+// fieldIndex numbers the event's JSON field names.
+var fieldIndex = func() map[string]int {
+	m := map[string]int{}
+	for i, name := range eventFields {
+		m[name] = i
+	}
+	return m
+}()
+
+// eventFields are the usage event's JSON field names.
+var eventFields = []string{"schema_version", "event_id", "request_id", "timestamp", "team_id", "cost_center", "model_id",
+	"operation", "status", "input_tokens", "output_tokens", "latency_ms", "cache_read_input_tokens", "cache_write_input_tokens",
+	"image_count", "image_height", "image_width", "image_steps", "image_quality", "api_key_id", "region", "pricing_tier", "model_alias"}
+
+// foldsToField reports whether key is a field name in other letter case.
+func foldsToField(key []byte) bool {
+	for _, name := range eventFields {
+		if len(name) == len(key) && strings.EqualFold(name, string(key)) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkKeys refuses a record whose top-level object names a field twice or in
+// other letter case: encoding/json would take the last one, or match it
+// case-insensitively, where a reader of the record sees another value.
+func checkKeys(data []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil // not an object: the decoder says so
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil
+		}
+		key, _ := t.(string)
+		if _, known := fieldIndex[key]; known {
+			if seen[key] {
+				return &FieldError{Field: key, Reason: "named twice"}
+			}
+			seen[key] = true
+		} else if foldsToField([]byte(key)) {
+			return &FieldError{Field: key, Reason: "field names are lower case (" + strings.ToLower(key) + ")"}
+		}
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return nil
+		}
+	}
+	return nil
 }

@@ -20,6 +20,9 @@ var parseCorpus = []string{
 	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3}trailing`,
 	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":01,"output_tokens":2,"latency_ms":3}`,
 	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":null,"model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3}`,
+	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3,"TEAM_ID":"b"}`,
+	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3,"team_id":"b"}`,
+	`{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a\xff","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3}`,
 	`{}`, `[]`, ``, `{"a":1}`,
 }
 
@@ -84,5 +87,26 @@ func BenchmarkParseEventGeneral(b *testing.B) {
 		if _, err := parseGeneral(in); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestOneDecoderBehaviour: a field named twice or in other letter case, and
+// text that is not valid UTF-8, are refused by both decoders alike, with the
+// field named (encoding/json alone would take the last value, or match the
+// name case-insensitively, and keep invalid bytes).
+func TestOneDecoderBehaviour(t *testing.T) {
+	base := `{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3`
+	for in, field := range map[string]string{
+		base + `,"TEAM_ID":"b"}`:  "TEAM_ID",
+		base + `,"team_id":"b"}`:  "team_id",
+		base + `,"Status":"x"}`:   "Status",
+		strings.Replace(base, `"team_id":"a"`, "\"team_id\":\"a\xff\"", 1) + "}": "team_id",
+	} {
+		_, err := ParseEvent([]byte(in))
+		fe, ok := err.(*FieldError)
+		if !ok || fe.Field != field {
+			t.Errorf("%s: err = %v, want a FieldError on %s", in[len(in)-20:], err, field)
+		}
+		checkAgree(t, []byte(in))
 	}
 }
