@@ -84,6 +84,15 @@ func Default() *Book {
 
 // Parse reads a price CSV. Errors name the line and column.
 func Parse(r io.Reader, source string) (*Book, error) {
+	type rowKey struct {
+		model        string
+		from         int64
+		region, tier string
+		pixels       int64
+		quality      string
+		steps        int64
+	}
+	seen := map[rowKey]int{}
 	data, err := io.ReadAll(r)
 	if err != nil {
 		return nil, err
@@ -173,6 +182,14 @@ func Parse(r io.Reader, source string) (*Book, error) {
 				*n.dst = v
 			}
 		}
+		// Two rows for the same model, date, region, tier and image kind
+		// would leave the price to the order of the file: refused.
+		k := rowKey{row.ModelID, row.EffectiveFrom.UnixNano(), row.Region, row.Tier, row.ImageMaxPixels, row.ImageQuality, row.ImageMaxSteps}
+		if first, dup := seen[k]; dup {
+			return nil, fmt.Errorf("line %d: a second price for %s from %s (tier %s, region %q) after line %d",
+				line, row.ModelID, row.EffectiveFrom.Format(time.RFC3339), row.Tier, row.Region, first)
+		}
+		seen[k] = line
 		b.rows[row.ModelID] = append(b.rows[row.ModelID], row)
 	}
 	if len(b.rows) == 0 {

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/meter-dev/meter/invoker/tenants"
+	"github.com/meter-dev/meter/schemas"
 )
 
 // TestHostileTenantEntries: ids that would reach CSV cells, file names or
@@ -39,4 +40,30 @@ func TestHostileTenantEntries(t *testing.T) {
 			t.Errorf("rps %s: err = %v, want the rate limit refused", rps, err)
 		}
 	}
+}
+
+// FuzzTenantsFile: no tenants file, however broken, panics the loader, and a
+// registry that loads holds only ids the contract allows.
+func FuzzTenantsFile(f *testing.F) {
+	f.Add([]byte("teams:\n  - id: search\n    cost_center: CC-1\n    allowed_models: [\"anthropic.*\"]\n    rate_limit: {rps: 5, burst: 10}\n"))
+	f.Add([]byte("teams: [ {id: "))
+	f.Add([]byte("teams:\n  - id: a\n    api_keys: [{id: k1, sha256: \"00\"}]\n    monthly_budget_usd: \"1e9\"\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		path := filepath.Join(t.TempDir(), "tenants.yaml")
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tenants.OpenRegistry(path); err != nil {
+			return
+		}
+		teams, err := tenants.ListTeams(path)
+		if err != nil {
+			t.Fatalf("loaded but not listed: %v", err)
+		}
+		for _, tm := range teams {
+			if schemas.CheckID(tm.ID) != nil || (tm.CostCenter != "" && schemas.CheckID(tm.CostCenter) != nil) {
+				t.Fatalf("loaded a team with a bad id %q / %q", tm.ID, tm.CostCenter)
+			}
+		}
+	})
 }
