@@ -21,15 +21,16 @@ const Namespace = "meter"
 // Metric names. Counters end in _total in Prometheus; the same name is the
 // CloudWatch metric's.
 const (
-	InvokerCalls          = "meter_invoker_calls_total"           // team, model, status
-	InvokerBedrockSeconds = "meter_invoker_bedrock_seconds"       // op: time in the Bedrock call
-	InvokerOwnSeconds     = "meter_invoker_own_seconds"           // op: meter's own time around it
-	InvokerLimitRefusals  = "meter_invoker_limit_refusals_total"  // team, kind
-	UsageEmitted          = "meter_usage_events_emitted_total"    // events put to the stream directly
-	UsageSpilled          = "meter_usage_events_spilled_total"    // events written to the spill
-	UsageRedriven         = "meter_usage_events_redriven_total"   // spilled events re-sent to the stream
-	UsageNotRecorded      = "meter_usage_events_lost_total"       // events neither streamed nor spilled (calls refused 503)
-	UsageSpillBacklog     = "meter_usage_spill_backlog_events"    // events waiting in the spill
+	InvokerCalls          = "meter_invoker_calls_total"          // team, model, status
+	InvokerBedrockSeconds = "meter_invoker_bedrock_seconds"      // op: time in the Bedrock call
+	InvokerOwnSeconds     = "meter_invoker_own_seconds"          // op: meter's own time around it
+	InvokerLimitRefusals  = "meter_invoker_limit_refusals_total" // team, kind
+	UsageEmitted          = "meter_usage_events_emitted_total"   // events put to the stream directly
+	UsageSpilled          = "meter_usage_events_spilled_total"   // events written to the spill
+	UsageRedriven         = "meter_usage_events_redriven_total"  // spilled events re-sent to the stream
+	UsageNotRecorded      = "meter_usage_events_lost_total"      // events neither streamed nor spilled (calls refused 503)
+	UsageSpillBacklog     = "meter_usage_spill_backlog_events"   // events waiting in the spill
+	UsageDeadLettered     = "meter_usage_events_dead_lettered_total"
 	TenantsReloadFailures = "meter_tenants_reload_failures_total" // tenant files refused (the last good one stays)
 
 	CollectorRecords       = "meter_collector_records_read_total"
@@ -50,7 +51,7 @@ const (
 )
 
 // Names lists every metric name above, for the test that holds the alarms to them.
-var Names = []string{InvokerCalls, InvokerBedrockSeconds, InvokerOwnSeconds, InvokerLimitRefusals, UsageEmitted, UsageSpilled,
+var Names = []string{InvokerCalls, InvokerBedrockSeconds, InvokerOwnSeconds, InvokerLimitRefusals, UsageEmitted, UsageSpilled, UsageDeadLettered,
 	UsageRedriven, UsageNotRecorded, UsageSpillBacklog, TenantsReloadFailures, CollectorRecords, CollectorEvents, CollectorDuplicates,
 	CollectorQuarantined, CollectorFailures, CollectorIteratorAgeMS, CompactionRowsRead, CompactionDuplicates, CompactionCostUSD,
 	CompactionSeconds, CompactionFailures, ReconcileRows, ReconcileUnmetered}
@@ -106,6 +107,7 @@ func (m *Invoker) Refused(team, kind string) {
 // UsageStats are the usage emitter's running counts.
 type UsageStats struct {
 	Emitted, Spilled, Redriven, Lost int64
+	DeadLettered                     int64 // events no stream can take, kept with the reason
 	Backlog                          int64 // events in the spill now
 }
 
@@ -119,6 +121,7 @@ func RegisterUsage(reg prometheus.Registerer, stats func() UsageStats) {
 		counter(UsageSpilled, "Usage events written to the spill while the stream could not take them.", func(s UsageStats) int64 { return s.Spilled }),
 		counter(UsageRedriven, "Spilled usage events re-sent to the stream.", func(s UsageStats) int64 { return s.Redriven }),
 		counter(UsageNotRecorded, "Usage events neither streamed nor spilled: their calls were refused with 503.", func(s UsageStats) int64 { return s.Lost }),
+		counter(UsageDeadLettered, "Usage events no stream can take (too large, a bad key), kept as dead letters with the reason.", func(s UsageStats) int64 { return s.DeadLettered }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: UsageSpillBacklog, Help: "Usage events waiting in the spill."},
 			func() float64 { return float64(stats().Backlog) }),
 	)

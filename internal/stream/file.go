@@ -40,7 +40,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-	"unicode/utf8"
 
 	"github.com/meter-dev/meter/internal/atomicfile"
 )
@@ -279,11 +278,8 @@ func (s *FileStream) Put(ctx context.Context, entries []Entry) error {
 	}
 	byShard := make([][]Entry, len(s.shards))
 	for i, e := range entries {
-		if n := utf8.RuneCountInString(e.PartitionKey); n == 0 || n > MaxPartitionKeyLen {
-			return fmt.Errorf("file stream %s: entry %d: %w: partition key of %d characters (1 to %d)", s.dir, i, ErrInvalidEntry, n, MaxPartitionKeyLen)
-		}
-		if size := len(e.Data) + len(e.PartitionKey); size > MaxRecordBytes {
-			return fmt.Errorf("file stream %s: entry %d: %w: record of %d bytes (key %q) exceeds %d", s.dir, i, ErrInvalidEntry, size, e.PartitionKey, MaxRecordBytes)
+		if err := CheckEntry(e); err != nil {
+			return fmt.Errorf("file stream %s: entry %d: %w", s.dir, i, err)
 		}
 		k := shardIndex(e.PartitionKey, len(s.shards))
 		byShard[k] = append(byShard[k], e)

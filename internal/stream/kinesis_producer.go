@@ -166,16 +166,7 @@ func (p *KinesisProducer) putBatch(ctx context.Context, batch []Entry) ([]Entry,
 	}
 }
 
-func validateKinesisEntry(e Entry) error {
-	n := len([]rune(e.PartitionKey))
-	if n == 0 || n > kinesisMaxPartitionKeyCh {
-		return fmt.Errorf("%w: partition key of %d characters (1 to %d)", ErrInvalidEntry, n, kinesisMaxPartitionKeyCh)
-	}
-	if size := kinesisEntrySize(e); size > kinesisMaxRecordBytes {
-		return fmt.Errorf("%w: record of %d bytes (key %q) exceeds %d", ErrInvalidEntry, size, e.PartitionKey, kinesisMaxRecordBytes)
-	}
-	return nil
-}
+func validateKinesisEntry(e Entry) error { return CheckEntry(e) }
 
 func kinesisEntrySize(e Entry) int { return len(e.Data) + len(e.PartitionKey) }
 

@@ -6,8 +6,10 @@ package stream
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"time"
+	"unicode/utf8"
 )
 
 // Record is one record read from a shard.
@@ -105,4 +107,18 @@ func ParentsRead(s Shard, listed []Shard, read func(id string) bool) bool {
 		}
 	}
 	return true
+}
+
+// CheckEntry reports an entry no stream can ever take (a partition key of 0
+// or more than MaxPartitionKeyLen characters, or a record over
+// MaxRecordBytes): the limits of Kinesis, which the file stream keeps too.
+// The error wraps ErrInvalidEntry. Retrying such an entry is futile.
+func CheckEntry(e Entry) error {
+	if n := utf8.RuneCountInString(e.PartitionKey); n == 0 || n > MaxPartitionKeyLen {
+		return fmt.Errorf("%w: partition key of %d characters (1 to %d)", ErrInvalidEntry, n, MaxPartitionKeyLen)
+	}
+	if size := len(e.Data) + len(e.PartitionKey); size > MaxRecordBytes {
+		return fmt.Errorf("%w: record of %d bytes (key %q) exceeds %d", ErrInvalidEntry, size, e.PartitionKey, MaxRecordBytes)
+	}
+	return nil
 }

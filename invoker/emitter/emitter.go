@@ -62,8 +62,8 @@ type Emitter struct {
 	degraded atomic.Bool
 
 	// Running counts, for metrics.
-	emitted, spilled, redriven, lost atomic.Int64
-	failing                          atomic.Bool // the last batch was neither streamed nor spilled
+	emitted, spilled, redriven, lost, deadLettered atomic.Int64
+	failing                                        atomic.Bool // the last batch was neither streamed nor spilled
 
 	spill    store.Store
 	instance string     // distinguishes this emitter's spill objects from others'
@@ -192,7 +192,8 @@ func (e *Emitter) Spilled() bool { return e.degraded.Load() }
 // spilled by this emitter and not yet re-driven (re-driving what an earlier
 // run left in the spill does not make it negative).
 func (e *Emitter) Stats() metrics.UsageStats {
-	st := metrics.UsageStats{Emitted: e.emitted.Load(), Spilled: e.spilled.Load(), Redriven: e.redriven.Load(), Lost: e.lost.Load()}
+	st := metrics.UsageStats{Emitted: e.emitted.Load(), Spilled: e.spilled.Load(), Redriven: e.redriven.Load(), Lost: e.lost.Load(),
+		DeadLettered: e.deadLettered.Load()}
 	st.Backlog = max(st.Spilled-st.Redriven, 0)
 	if !e.degraded.Load() {
 		st.Backlog = 0
@@ -227,6 +228,23 @@ func (e *Emitter) commitLoop() {
 }
 
 func (e *Emitter) commit(batch []*pending) {
+	// An event no stream can take (too large, a bad key) is refused for good,
+	// not for now: it goes to the dead letters with the reason, and the rest
+	// of the batch goes on, so one bad event never holds up the others.
+	kept := batch[:0:0]
+	for _, p := range batch {
+		if err := stream.CheckEntry(p.entry); err != nil {
+			p.done <- e.deadLetter(p.entry, err)
+			continue
+		}
+		kept = append(kept, p)
+	}
+	if len(kept) < len(batch) {
+		batch = kept
+		if len(batch) == 0 {
+			return
+		}
+	}
 	entries := make([]stream.Entry, len(batch))
 	for i, p := range batch {
 		entries[i] = p.entry
@@ -264,6 +282,28 @@ func (e *Emitter) commit(batch []*pending) {
 
 // spillPrefix starts every spill object's key; keys sort oldest first.
 const spillPrefix = "spill-"
+
+// DeadLetterPrefix starts the keys of events no stream can take, kept in the
+// spill store with the reason and never re-driven: an operator reads them.
+const DeadLetterPrefix = "dead-letter-"
+
+// deadLetter keeps an event the stream refuses for good, with the reason.
+func (e *Emitter) deadLetter(en stream.Entry, reason error) error {
+	e.spillMu.Lock()
+	e.seq++
+	key := fmt.Sprintf("%s%020d-%s-%06d.json", DeadLetterPrefix, time.Now().UnixNano(), e.instance, e.seq)
+	e.spillMu.Unlock()
+	body, _ := json.Marshal(map[string]any{"reason": reason.Error(), "partition_key": en.PartitionKey, "event": json.RawMessage(en.Data)})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*e.cfg.PutTimeout)
+	defer cancel()
+	if err := e.spill.Put(ctx, key, bytes.NewReader(body)); err != nil {
+		e.lost.Add(1)
+		return fmt.Errorf("usage event refused by the stream (%v) and not kept: %w", reason, err)
+	}
+	e.deadLettered.Add(1)
+	e.log.Error("usage event refused by the stream for good; kept as a dead letter", "key", key, "reason", reason)
+	return nil
+}
 
 func (e *Emitter) spillEntries(entries []stream.Entry) error {
 	e.spillMu.Lock()
