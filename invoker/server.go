@@ -111,6 +111,10 @@ type Server struct {
 	stop    chan struct{}
 	metrics *metrics.Invoker
 	known   map[string]struct{} // models a metric label may name
+	// usage caches compacted days for GET /usage; usageSlots bounds the
+	// reads it does at once.
+	usage      usageCache
+	usageSlots chan struct{}
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -165,7 +169,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), stop: make(chan struct{})}
+	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), stop: make(chan struct{}), usageSlots: make(chan struct{}, 2)}
 	s.known = s.knownModels()
 	s.opsRoutes()
 	s.mux.HandleFunc("/invoke_model", s.method(http.MethodPost, s.handleInvoke))

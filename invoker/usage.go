@@ -7,6 +7,8 @@ import (
 	"io"
 	"net/http"
 	"sort"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/shopspring/decimal"
@@ -47,6 +49,12 @@ func (t *usageTotals) add(r *schemas.DailyRow) {
 }
 
 func (t *usageTotals) seal() { t.TotalCost = t.cost.String() }
+
+func (t *usageTotals) merge(o *usageTotals) {
+	t.Requests += o.Requests
+	t.Counts.Add(o.Counts)
+	t.cost = t.cost.Add(o.cost)
+}
 
 type usageLine struct {
 	Day     string `json:"day"`
@@ -103,9 +111,18 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 	}
 	rep := usageReport{TeamID: c.team.ID, CostCenter: c.team.CostCenter, From: from.Format(time.DateOnly), To: to.Format(time.DateOnly),
 		Currency: "USD", ByDayModel: []usageLine{}, PendingDays: []string{}}
+	// At most a few /usage reads at once: the rest are told to come back.
+	select {
+	case s.usageSlots <- struct{}{}:
+		defer func() { <-s.usageSlots }()
+	default:
+		writeError(w, &apiError{status: http.StatusTooManyRequests, code: "usage_busy", retryAfter: time.Second,
+			msg: "usage is being read for other callers; try again in a moment"})
+		return
+	}
 	for d := from; !d.After(to); d = d.AddDate(0, 0, 1) {
 		day := d.Format(time.DateOnly)
-		rows, found, err := s.dailyRows(r.Context(), day, c.team.ID)
+		sum, found, err := s.usage.day(r.Context(), s.cfg.Store, day)
 		if err != nil {
 			s.log.Error("reading daily usage", "day", day, "err", err)
 			writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "usage_unavailable", retryAfter: time.Second,
@@ -116,55 +133,99 @@ func (s *Server) handleUsage(w http.ResponseWriter, r *http.Request) {
 			rep.PendingDays = append(rep.PendingDays, day)
 			continue
 		}
-		byModel := map[string]*usageLine{}
-		for i := range rows {
-			l := byModel[rows[i].ModelID]
-			if l == nil {
-				l = &usageLine{Day: day, ModelID: rows[i].ModelID}
-				byModel[rows[i].ModelID] = l
-			}
-			l.add(&rows[i])
-			rep.add(&rows[i])
-		}
+		byModel := sum[c.team.ID]
 		models := make([]string, 0, len(byModel))
 		for m := range byModel {
 			models = append(models, m)
 		}
 		sort.Strings(models)
 		for _, m := range models {
-			byModel[m].seal()
-			rep.ByDayModel = append(rep.ByDayModel, *byModel[m])
+			l := usageLine{Day: day, ModelID: m, usageTotals: *byModel[m]}
+			rep.merge(&l.usageTotals)
+			l.seal()
+			rep.ByDayModel = append(rep.ByDayModel, l)
 		}
 	}
 	rep.seal()
 	writeJSON(w, http.StatusOK, rep)
 }
 
-// dailyRows reads one day's compacted Parquet and keeps the team's rows.
-// found is false when the day has not been compacted.
-func (s *Server) dailyRows(ctx context.Context, day, team string) (rows []schemas.DailyRow, found bool, err error) {
-	objs, err := s.cfg.Store.List(ctx, schemas.Partition(schemas.DailyPrefix, day))
+// usageCache keeps each compacted day's totals per team and model, read once
+// for every team: a day's daily Parquet is read again only when its objects
+// change (a new revision). It holds at most maxCachedDays days.
+type usageCache struct {
+	mu    sync.Mutex
+	days  map[string]*daySummary
+	order []string // days in the order they were cached, for eviction
+}
+
+const maxCachedDays = 800
+
+type daySummary struct {
+	version string                             // the day's objects' keys and sizes
+	teams   map[string]map[string]*usageTotals // team -> model -> totals
+}
+
+// day returns the day's totals per team and model; found is false when the
+// day has not been compacted.
+func (u *usageCache) day(ctx context.Context, st UsageStore, day string) (map[string]map[string]*usageTotals, bool, error) {
+	objs, err := st.List(ctx, schemas.Partition(schemas.DailyPrefix, day))
 	if err != nil {
 		return nil, false, err
 	}
+	var version strings.Builder
+	var keys []string
 	for _, o := range objs {
-		if len(o.Key) < 8 || o.Key[len(o.Key)-8:] != ".parquet" {
-			continue
+		if strings.HasSuffix(o.Key, ".parquet") {
+			fmt.Fprintf(&version, "%s:%d;", o.Key, o.Size)
+			keys = append(keys, o.Key)
 		}
-		found = true
-		b, err := store.ReadAll(ctx, s.cfg.Store, o.Key)
+	}
+	if len(keys) == 0 {
+		return nil, false, nil
+	}
+	u.mu.Lock()
+	if d := u.days[day]; d != nil && d.version == version.String() {
+		u.mu.Unlock()
+		return d.teams, true, nil
+	}
+	u.mu.Unlock()
+	teams := map[string]map[string]*usageTotals{}
+	for _, key := range keys {
+		b, err := store.ReadAll(ctx, st, key)
 		if err != nil {
 			return nil, true, err
 		}
-		all, err := parquetio.ReadDaily(bytes.NewReader(b), int64(len(b)))
+		rows, err := parquetio.ReadDaily(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
-			return nil, true, fmt.Errorf("decoding %s: %w", o.Key, err)
+			return nil, true, fmt.Errorf("decoding %s: %w", key, err)
 		}
-		for _, row := range all {
-			if row.TeamID == team {
-				rows = append(rows, row)
+		for i := range rows {
+			byModel := teams[rows[i].TeamID]
+			if byModel == nil {
+				byModel = map[string]*usageTotals{}
+				teams[rows[i].TeamID] = byModel
 			}
+			t := byModel[rows[i].ModelID]
+			if t == nil {
+				t = &usageTotals{}
+				byModel[rows[i].ModelID] = t
+			}
+			t.add(&rows[i])
 		}
 	}
-	return rows, found, nil
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.days == nil {
+		u.days = map[string]*daySummary{}
+	}
+	if _, had := u.days[day]; !had {
+		u.order = append(u.order, day)
+	}
+	u.days[day] = &daySummary{version: version.String(), teams: teams}
+	for len(u.order) > maxCachedDays {
+		delete(u.days, u.order[0])
+		u.order = u.order[1:]
+	}
+	return teams, true, nil
 }

@@ -3,7 +3,9 @@ package invoker_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,5 +203,61 @@ func TestUsageIsNeverAnotherTeams(t *testing.T) {
 	// The same key still invokes for search.
 	if r = e.invoke("platform", haiku, map[string]string{"team_id": "search"}, `{"inputs": "hi"}`); r.status != 200 {
 		t.Fatalf("act-for invoke: %d %s", r.status, r.body)
+	}
+}
+
+// countingStore counts the objects read whole.
+type countingStore struct {
+	store.Store
+	gets atomic.Int64
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.gets.Add(1)
+	return c.Store.Get(ctx, key)
+}
+
+// TestUsageIsBoundedInCost: a compacted day is read once for every team and
+// every later query, and read again only when the day is compacted anew.
+func TestUsageIsBoundedInCost(t *testing.T) {
+	e := newEnv(t, envOpts{teams: seedTeams})
+	fst, err := store.OpenFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, day := range []string{"2026-03-01", "2026-03-02", "2026-03-03"} {
+		writeDaily(t, fst, day, []schemas.DailyRow{
+			dailyRow(day, "search", haiku, "success", 100, 20, "0.0001"),
+			dailyRow(day, "ads", "meta.llama3-8b-instruct-v1:0", "success", 9, 9, "1"),
+		})
+	}
+	st := &countingStore{Store: fst}
+	e.srv.Close()
+	e.srv = e.newServer(t, st)
+	e.api.Config.Handler = e.srv
+	query := func(team string) int64 {
+		before := st.gets.Load()
+		r := e.do("GET", "/usage?from=2026-03-01&to=2026-03-05", map[string]string{"x-api-key": e.keys[team]}, "")
+		if r.status != 200 {
+			t.Fatalf("%s: %d %s", team, r.status, r.body)
+		}
+		return st.gets.Load() - before
+	}
+	if n := query("search"); n != 3 {
+		t.Fatalf("first query read %d objects, want the 3 days", n)
+	}
+	if n := query("search"); n != 0 {
+		t.Errorf("the same query again read %d objects", n)
+	}
+	if n := query("ads"); n != 0 {
+		t.Errorf("another team's query read %d objects", n)
+	}
+	// A new revision of a day is read again, and only that day.
+	writeDaily(t, fst, "2026-03-02", []schemas.DailyRow{
+		dailyRow("2026-03-02", "search", haiku, "success", 100, 20, "0.0001"),
+		dailyRow("2026-03-02", "search", haiku, "success", 300, 60, "0.0003"),
+	})
+	if n := query("search"); n != 1 {
+		t.Errorf("after a new revision of one day: %d reads, want 1", n)
 	}
 }
