@@ -67,10 +67,7 @@ func (cfg *Config) Validate() error {
 var ErrNoData = errors.New("no chargeback in the store for the period")
 
 // Counts are a group's calls and tokens, summed from chargeback cells.
-type Counts struct {
-	Invocations, InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens int64
-	Denied, Throttled, Errors                                                 int64
-}
+type Counts = aggregator.Counts
 
 // Line is one group's figures: a team, a cost center, a model, a day or a
 // team and model.
@@ -162,7 +159,7 @@ func Build(ctx context.Context, cfg Config) (*Report, error) {
 			for _, l := range []*Line{line(teams, g.key[0]), line(ccs, g.key[1]), line(models, g.key[2]), r.pair(tm, g.key[0], g.key[2])} {
 				l.add(g.Counts, g.cost)
 			}
-			r.Counts.add(g.Counts)
+			r.Counts.Add(g.Counts)
 			r.Total = r.Total.Add(g.cost)
 		}
 		dr.groups = nil
@@ -196,20 +193,10 @@ func (r *Report) pair(m map[[2]string]*Line, team, model string) *Line {
 }
 
 func (l *Line) add(c Counts, cost decimal.Decimal) {
-	l.Counts.add(c)
+	l.Counts.Add(c)
 	l.Cost = l.Cost.Add(cost)
 }
 
-func (c *Counts) add(o Counts) {
-	c.Invocations += o.Invocations
-	c.InputTokens += o.InputTokens
-	c.OutputTokens += o.OutputTokens
-	c.CacheReadTokens += o.CacheReadTokens
-	c.CacheWriteTokens += o.CacheWriteTokens
-	c.Denied += o.Denied
-	c.Throttled += o.Throttled
-	c.Errors += o.Errors
-}
 
 // countColumns are the chargeback columns Counts reads, beside invocations.
 var countColumns = [...]string{"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens", "denied", "throttled", "errors"}
@@ -218,7 +205,7 @@ var countColumns = [...]string{"input_tokens", "output_tokens", "cache_read_inpu
 // release did not write counts as zero.
 func countsOf(row *aggregator.ChargebackLine) (Counts, error) {
 	c := Counts{Invocations: row.Invocations}
-	dst := [...]*int64{&c.InputTokens, &c.OutputTokens, &c.CacheReadTokens, &c.CacheWriteTokens, &c.Denied, &c.Throttled, &c.Errors}
+	dst := [...]*int64{&c.InputTokens, &c.OutputTokens, &c.CacheReadInputTokens, &c.CacheWriteInputTokens, &c.Denied, &c.Throttled, &c.Errors}
 	for i, col := range countColumns {
 		v := row.Cell(col)
 		if v == "" {
