@@ -54,7 +54,21 @@ type Input struct {
 	Data         []byte
 	Source       string // e.g. "shardId-000000000000/00000000000000000042"
 	PartitionKey string
+	// Arrival is when the stream accepted the record (zero: when it was
+	// received). An event dated after its own arrival cannot be true.
+	Arrival time.Time
 }
+
+// Bounds of an event's time: a record dated more than MaxAhead after it
+// reached the stream (a clock far ahead, a forged date such as 9999-12-31)
+// or before EarliestEventTime (year 0) is quarantined: it would land in a
+// partition nothing compacts, and a future date would stop the dedup memory
+// from forgetting. Late events (hours or days) are accepted: the compaction
+// recounts a day whose inputs changed.
+const MaxAhead = 5 * time.Minute
+
+// EarliestEventTime is the earliest event time meter accepts.
+var EarliestEventTime = time.Date(2023, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // MalformedKey is the partition key `meter put` gives a line it could not parse,
 // so that the line's origin reaches quarantine with it: "malformed/FILE:LINE".
@@ -132,6 +146,22 @@ func (a *Aggregator) Add(in Input, received time.Time) {
 			q.Field = fe.Field
 		}
 		a.quarantined = append(a.quarantined, q)
+		return
+	}
+	arrived := in.Arrival
+	if arrived.IsZero() {
+		arrived = received
+	}
+	var why string
+	switch {
+	case e.Timestamp.After(arrived.Add(MaxAhead)):
+		why = fmt.Sprintf("event time %s is after the record reached the stream (%s) by more than %s", schemas.FormatTime(e.Timestamp), schemas.FormatTime(arrived), MaxAhead)
+	case e.Timestamp.Before(EarliestEventTime):
+		why = fmt.Sprintf("event time %s is before %s", schemas.FormatTime(e.Timestamp), EarliestEventTime.Format(time.DateOnly))
+	}
+	if why != "" {
+		a.quarantined = append(a.quarantined, Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
+			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()})
 		return
 	}
 	a.AddEvent(e)

@@ -212,3 +212,30 @@ func isNumber(s string) bool {
 	_, err := strconv.ParseFloat(s, 64)
 	return err == nil
 }
+
+// TestEventTimeIsBoundedByArrival: an event dated after it reached the stream
+// (9999-12-31, a clock far ahead) or before meter's time (year 0) is
+// quarantined naming the timestamp; an event a day late still counts.
+func TestEventTimeIsBoundedByArrival(t *testing.T) {
+	arrival := time.Date(2026, 11, 26, 12, 0, 0, 0, time.UTC)
+	line := func(id, ts string) []byte {
+		return []byte(`{"schema_version":1,"event_id":"e-` + id + `","request_id":"` + id + `","timestamp":"` + ts +
+			`","team_id":"a","cost_center":"","model_id":"m1","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":1,"latency_ms":1}`)
+	}
+	a := New(Config{})
+	for id, ts := range map[string]string{
+		"far-future": "9999-12-31T23:59:59Z", "year-zero": "0000-01-01T00:00:00Z", "ahead": "2026-11-26T12:06:00Z",
+		"day-late": "2026-11-25T12:00:00Z", "skew-ok": "2026-11-26T12:04:00Z",
+	} {
+		a.Add(Input{Data: line(id, ts), Source: id, PartitionKey: id, Arrival: arrival}, arrival.Add(time.Hour))
+	}
+	b := a.Flush()
+	if b.Events != 2 || len(b.Quarantined) != 3 {
+		t.Fatalf("%d events, %d quarantined; want the day-late and skewed events kept, 3 quarantined", b.Events, len(b.Quarantined))
+	}
+	for _, q := range b.Quarantined {
+		if q.Field != "timestamp" || q.Kind != QuarantineInvalid || (q.Source != "far-future" && q.Source != "year-zero" && q.Source != "ahead") {
+			t.Errorf("quarantined %+v", q)
+		}
+	}
+}

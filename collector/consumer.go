@@ -57,8 +57,8 @@ type Stats struct {
 	// BehindMS is how far the slowest shard was behind the stream's tip at its
 	// last read, in milliseconds (Kinesis' MillisBehindLatest; 0 for a file stream).
 	BehindMS int64
-	Objects     int // objects written to the store
-	Batches     int
+	Objects  int // objects written to the store
+	Batches  int
 }
 
 // Checkpoint is a shard's durable read position.
@@ -297,7 +297,7 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	}
 	now := c.cfg.Now()
 	for _, r := range recs {
-		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey}, now)
+		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
 	}
 	b := c.agg.Flush()
 	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)

@@ -67,9 +67,10 @@ const (
 )
 
 type stagedRecord struct {
-	Seq  string `json:"seq"`
-	Key  string `json:"key"`
-	Data []byte `json:"data"`
+	Seq     string    `json:"seq"`
+	Key     string    `json:"key"`
+	Arrival time.Time `json:"arrival"`
+	Data    []byte    `json:"data"`
 }
 
 // Handle processes one invocation.
@@ -91,7 +92,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 		for _, r := range ev.Records {
 			k := r.Kinesis
 			for _, u := range stream.Deaggregate(ev.ShardID, k.SequenceNumber, k.PartitionKey, k.ApproximateArrivalTimestamp.Time, k.Data) {
-				recs = append(recs, stagedRecord{Seq: u.SequenceNumber, Key: u.PartitionKey, Data: u.Data})
+				recs = append(recs, stagedRecord{Seq: u.SequenceNumber, Key: u.PartitionKey, Arrival: u.Arrival, Data: u.Data})
 			}
 		}
 		first, last := ev.Records[0].Kinesis.SequenceNumber, ev.Records[len(ev.Records)-1].Kinesis.SequenceNumber
@@ -134,7 +135,7 @@ func (h *WindowHandler) Handle(ctx context.Context, ev events.KinesisTimeWindowE
 			if err := dec.Decode(&r); err != nil {
 				return resp, fmt.Errorf("staged records %s are corrupt: %w", key, err)
 			}
-			agg.Add(aggregator.Input{Data: r.Data, Source: ev.ShardID + "/" + r.Seq, PartitionKey: r.Key}, at)
+			agg.Add(aggregator.Input{Data: r.Data, Source: ev.ShardID + "/" + r.Seq, PartitionKey: r.Key, Arrival: r.Arrival}, at)
 			records++
 		}
 	}

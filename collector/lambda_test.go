@@ -49,7 +49,9 @@ var lambdaFixtures = []string{"window-1.json", "window-2.json", "window-3-final.
 // the third. Each carries the state the previous invocation returns.
 func writeLambdaFixtures(t *testing.T) {
 	u := generate(t, genOptions{requests: 10, days: usageDays[:1], seed: 5})
-	start := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	// The records reach the stream just after the day their events are of:
+	// late, as events may be, never ahead of their own time.
+	start := time.Date(2026, 11, 26, 0, 30, 0, 0, time.UTC)
 	var recs []stream.Record
 	seq := new(big.Int)
 	seq.SetString(lambdaSeq0, 10)

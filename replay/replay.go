@@ -407,7 +407,7 @@ func (r *dayReader) shard(ctx context.Context, id string) error {
 func (r *dayReader) process(ctx context.Context, agg *aggregator.Aggregator, id string, recs []stream.Record) error {
 	now := r.cfg.Now()
 	for _, rec := range recs {
-		agg.Add(aggregator.Input{Data: rec.Data, Source: id + "/" + rec.SequenceNumber, PartitionKey: rec.PartitionKey}, now)
+		agg.Add(aggregator.Input{Data: rec.Data, Source: id + "/" + rec.SequenceNumber, PartitionKey: rec.PartitionKey, Arrival: rec.Arrival}, now)
 	}
 	b := agg.Flush()
 	keep := aggregator.Batch{Days: map[string]*aggregator.DayBatch{}, Quarantined: b.Quarantined, Duplicates: b.Duplicates, Events: b.Events}

@@ -197,7 +197,6 @@ func (l *Line) add(c Counts, cost decimal.Decimal) {
 	l.Cost = l.Cost.Add(cost)
 }
 
-
 // countColumns are the chargeback columns Counts reads, beside invocations.
 var countColumns = [...]string{"input_tokens", "output_tokens", "cache_read_input_tokens", "cache_write_input_tokens", "denied", "throttled", "errors"}
 

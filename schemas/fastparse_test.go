@@ -97,9 +97,9 @@ func BenchmarkParseEventGeneral(b *testing.B) {
 func TestOneDecoderBehaviour(t *testing.T) {
 	base := `{"schema_version":1,"event_id":"e","request_id":"r","timestamp":"2026-11-25T10:00:00Z","team_id":"a","cost_center":"","model_id":"m","operation":"InvokeModel","status":"success","input_tokens":1,"output_tokens":2,"latency_ms":3`
 	for in, field := range map[string]string{
-		base + `,"TEAM_ID":"b"}`:  "TEAM_ID",
-		base + `,"team_id":"b"}`:  "team_id",
-		base + `,"Status":"x"}`:   "Status",
+		base + `,"TEAM_ID":"b"}`: "TEAM_ID",
+		base + `,"team_id":"b"}`: "team_id",
+		base + `,"Status":"x"}`:  "Status",
 		strings.Replace(base, `"team_id":"a"`, "\"team_id\":\"a\xff\"", 1) + "}": "team_id",
 	} {
 		_, err := ParseEvent([]byte(in))
