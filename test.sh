@@ -37,7 +37,8 @@ go test -count=1 -timeout 20m "$@" ./...
 # Short fuzz runs of the parsers that take hostile input (10 s each; set
 # METER_FUZZTIME=10m for a long run). A failing input is written under the
 # package's testdata/fuzz/ and replays in every later go test.
-for target in "FuzzParseEvent ./schemas" "FuzzParse ./aggregator/pricing" "FuzzTenantsFile ./invoker/tenants"; do
+for target in "FuzzParseEvent ./schemas" "FuzzParse ./aggregator/pricing" "FuzzTenantsFile ./invoker/tenants" \
+  "FuzzCloudTrailRecord ./reconcile" "FuzzRequestBodies ./invoker" "FuzzModelAnswers ./invoker"; do
   set -- $target
   go test -run '^$' -fuzz "^$1\$" -fuzztime "${METER_FUZZTIME:-10s}" "$2"
 done
