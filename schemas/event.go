@@ -203,19 +203,8 @@ func (e *Event) Validate() error {
 	case e.ModelID == "":
 		return &FieldError{"model_id", "must not be empty"}
 	}
-	for _, f := range []struct {
-		name  string
-		err   error
-		check bool
-	}{
-		{"event_id", checkRef(e.EventID), true}, {"request_id", checkRef(e.RequestID), true},
-		{"team_id", CheckID(e.TeamID), true}, {"cost_center", CheckID(e.CostCenter), e.CostCenter != ""},
-		{"api_key_id", CheckID(e.APIKeyID), e.APIKeyID != ""}, {"model_id", CheckModelID(e.ModelID), true},
-		{"region", CheckID(e.Region), e.Region != ""}, {"image_quality", CheckID(e.ImageQuality), e.ImageQuality != ""},
-	} {
-		if f.check && f.err != nil {
-			return &FieldError{f.name, f.err.Error()}
-		}
+	if err := e.checkIDs(); err != nil {
+		return err
 	}
 	switch {
 	case !contains(Operations, e.Operation):
@@ -248,6 +237,30 @@ func (e *Event) Validate() error {
 	} {
 		if n.v > n.most {
 			return &FieldError{n.name, fmt.Sprintf("at most %d (got %d)", n.most, n.v)}
+		}
+	}
+	return nil
+}
+
+// checkIDs checks the event's ids by the contract's rules, naming the first bad one.
+func (e *Event) checkIDs() error {
+	check := func(name, v string, rule func(string) error, optional bool) error {
+		if optional && v == "" {
+			return nil
+		}
+		if err := rule(v); err != nil {
+			return &FieldError{name, err.Error()}
+		}
+		return nil
+	}
+	for _, err := range [...]error{
+		check("event_id", e.EventID, checkRef, false), check("request_id", e.RequestID, checkRef, false),
+		check("team_id", e.TeamID, CheckID, false), check("cost_center", e.CostCenter, CheckID, true),
+		check("api_key_id", e.APIKeyID, CheckID, true), check("model_id", e.ModelID, CheckModelID, false),
+		check("region", e.Region, CheckID, true), check("image_quality", e.ImageQuality, CheckID, true),
+	} {
+		if err != nil {
+			return err
 		}
 	}
 	return nil

@@ -21,21 +21,41 @@ const (
 	MaxLatencyMS = 24 * 60 * 60 * 1000
 )
 
+// Character sets as tables, so the checks cost one load per byte on the
+// decoder's hot path.
+var idChars, modelChars, refChars = charTable(func(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-'
+}), charTable(func(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == ':' || c == '/' || c == '_' || c == '-'
+}), charTable(func(c byte) bool { return c > ' ' && c < 0x7f && c != ',' && c != '"' })
+
+func charTable(ok func(byte) bool) (t [256]bool) {
+	for c := 0; c < 256; c++ {
+		t[c] = ok(byte(c))
+	}
+	return t
+}
+
+func allIn(s string, table *[256]bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !table[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // CheckID reports whether s is a valid team id, cost center or key id: 1 to
 // 64 characters of a-z A-Z 0-9 . _ -, starting with a letter or digit.
 func CheckID(s string) error {
 	if s == "" || len(s) > MaxIDLen {
 		return fmt.Errorf("must be 1 to %d characters", MaxIDLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
-		if i == 0 && !alnum {
-			return fmt.Errorf("must start with a letter or digit")
-		}
-		if !alnum && c != '.' && c != '_' && c != '-' {
-			return fmt.Errorf("may hold only letters, digits, '.', '_' and '-'")
-		}
+	if !allIn(s, &idChars) {
+		return fmt.Errorf("may hold only letters, digits, '.', '_' and '-'")
+	}
+	if c := s[0]; c == '.' || c == '_' || c == '-' {
+		return fmt.Errorf("must start with a letter or digit")
 	}
 	return nil
 }
@@ -46,11 +66,8 @@ func CheckModelID(s string) error {
 	if s == "" || len(s) > MaxModelIDLen {
 		return fmt.Errorf("must be 1 to %d characters", MaxModelIDLen)
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == ':' || c == '/' || c == '_' || c == '-') {
-			return fmt.Errorf("may hold only letters, digits and . : / _ -")
-		}
+	if !allIn(s, &modelChars) {
+		return fmt.Errorf("may hold only letters, digits and . : / _ -")
 	}
 	return nil
 }
@@ -61,10 +78,8 @@ func checkRef(s string) error {
 	if s == "" || len(s) > MaxRefLen {
 		return fmt.Errorf("must be 1 to %d characters", MaxRefLen)
 	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c <= ' ' || c >= 0x7f || c == ',' || c == '"' || (i == 0 && (c == '=' || c == '+' || c == '-' || c == '@')) {
-			return fmt.Errorf("may hold only printable characters, no space, comma or quote, and may not start with = + - @")
-		}
+	if c := s[0]; !allIn(s, &refChars) || c == '=' || c == '+' || c == '-' || c == '@' {
+		return fmt.Errorf("may hold only printable characters, no space, comma or quote, and may not start with = + - @")
 	}
 	return nil
 }

@@ -15,10 +15,8 @@ import (
 
 // Kinesis service limits for PutRecords.
 const (
-	kinesisMaxBatchRecords   = 500
-	kinesisMaxBatchBytes     = 5 << 20 // data plus partition keys of one request
-	kinesisMaxRecordBytes    = 1 << 20 // data plus partition key of one record
-	kinesisMaxPartitionKeyCh = 256
+	kinesisMaxBatchRecords = 500
+	kinesisMaxBatchBytes   = 5 << 20 // data plus partition keys of one request
 )
 
 // KinesisPutAPI is the part of the Kinesis client a KinesisProducer uses;
@@ -90,7 +88,7 @@ func (p *KinesisProducer) Put(ctx context.Context, entries []Entry) error {
 	var lastErr error
 	valid := make([]Entry, 0, len(entries))
 	for _, e := range entries {
-		if err := validateKinesisEntry(e); err != nil {
+		if err := CheckEntry(e); err != nil {
 			failed = append(failed, e)
 			lastErr = err
 			continue
@@ -165,8 +163,6 @@ func (p *KinesisProducer) putBatch(ctx context.Context, batch []Entry) ([]Entry,
 		pending = next
 	}
 }
-
-func validateKinesisEntry(e Entry) error { return CheckEntry(e) }
 
 func kinesisEntrySize(e Entry) int { return len(e.Data) + len(e.PartitionKey) }
 

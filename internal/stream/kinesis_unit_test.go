@@ -104,7 +104,7 @@ func TestKinesisProducerRetriesOnlyFailedRecords(t *testing.T) {
 
 func TestKinesisProducerGivesUpNamingFailedEntries(t *testing.T) {
 	want := kinesisEntries("req", 10)
-	huge := Entry{PartitionKey: "huge", Data: make([]byte, kinesisMaxRecordBytes)}
+	huge := Entry{PartitionKey: "huge", Data: make([]byte, MaxRecordBytes)}
 	noKey := Entry{Data: []byte("x")}
 	api := &scriptedPut{respond: func(call int, keys []string) (map[string]string, error) {
 		for _, k := range keys {
@@ -134,7 +134,7 @@ func TestKinesisProducerGivesUpNamingFailedEntries(t *testing.T) {
 	if !strings.Contains(err.Error(), "InternalFailure") {
 		t.Fatalf("error %q does not name the cause", err)
 	}
-	if err := validateKinesisEntry(huge); !errors.Is(err, ErrInvalidEntry) {
+	if err := CheckEntry(huge); !errors.Is(err, ErrInvalidEntry) {
 		t.Fatalf("oversize entry: %v", err)
 	}
 }
