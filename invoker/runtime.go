@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"regexp"
 	"strconv"
 	"time"
 
@@ -91,17 +92,21 @@ func (s *Server) runtimeCall(w http.ResponseWriter, r *http.Request, op string) 
 	return c, body, ok
 }
 
-// invokeHeaders are the request headers of InvokeModel that meter passes on.
+// invokeHeaders are the request headers of InvokeModel that meter passes on:
+// a media type such as application/json (parameters included), at most 128
+// characters; anything else is taken as application/json.
 func invokeHeaders(r *http.Request) (contentType, accept *string) {
 	contentType, accept = aws.String("application/json"), aws.String("application/json")
-	if v := r.Header.Get("Content-Type"); v != "" {
+	if v := r.Header.Get("Content-Type"); mediaType.MatchString(v) {
 		contentType = aws.String(v)
 	}
-	if v := r.Header.Get("Accept"); v != "" && v != "*/*" {
+	if v := r.Header.Get("Accept"); v != "*/*" && mediaType.MatchString(v) {
 		accept = aws.String(v)
 	}
 	return contentType, accept
 }
+
+var mediaType = regexp.MustCompile(`^[A-Za-z0-9!#$&^_.+-]{1,48}/[A-Za-z0-9!#$&^_.+-]{1,48}(;[ A-Za-z0-9!#$&^_.+=-]{0,30})?$`)
 
 // imageOf reads an image model's requested size from its native body, so the
 // reservation and the event carry it.

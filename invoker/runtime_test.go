@@ -13,6 +13,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -449,4 +450,48 @@ func TestHTTPSOffersHTTP2(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || resp.ProtoMajor != 2 {
 		t.Fatalf("got %s %d, want HTTP/2 200", resp.Proto, resp.StatusCode)
 	}
+}
+
+// TestRuntimeHostileInput: the runtime routes check what the caller sends as
+// the others do: a model id no Bedrock model can have is refused as a
+// ValidationException before it is metered, and a hostile Content-Type or
+// Accept is not passed on to Bedrock.
+func TestRuntimeHostileInput(t *testing.T) {
+	re := newRuntimeEnv(t, seedTeams)
+	certPEM, err := os.ReadFile(re.certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	post := func(model string, headers map[string]string) (*http.Response, string) {
+		req, _ := http.NewRequest(http.MethodPost, re.url+"/bedrock/model/"+url.PathEscape(model)+"/invoke", bytes.NewReader(anthropicBody))
+		req.Header.Set("Authorization", "Bearer "+re.keys["search"])
+		for k, v := range headers {
+			req.Header.Set(k, v)
+		}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, string(b)
+	}
+	for _, model := range []string{"=HYPERLINK(\"x\")", "anthropic." + strings.Repeat("x", 5000), "anthropic.claude v1"} {
+		resp, body := post(model, nil)
+		if resp.StatusCode != 400 || resp.Header.Get("x-amzn-ErrorType") != "ValidationException" {
+			t.Errorf("model %.30q: %d %s %s", model, resp.StatusCode, resp.Header.Get("x-amzn-ErrorType"), body)
+		}
+	}
+	if evs := re.newEvents(t); len(evs) != 0 {
+		t.Errorf("hostile model ids were metered: %d events", len(evs))
+	}
+	// A header value no media type has is not passed on: the call goes through as JSON.
+	resp, body := post(haiku, map[string]string{"Content-Type": "application/json;" + strings.Repeat("x", 4000), "Accept": "=cmd|' /C calc'!A0"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("hostile headers: %d %s", resp.StatusCode, body)
+	}
+	re.oneEvent(t)
 }
