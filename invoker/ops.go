@@ -113,3 +113,19 @@ func HTTPServer(h http.Handler, tc *tls.Config) *http.Server {
 	return &http.Server{Handler: h, TLSConfig: tc, ReadHeaderTimeout: ReadHeaderTimeout, ReadTimeout: ReadTimeout,
 		IdleTimeout: IdleTimeout, MaxHeaderBytes: MaxHeaderBytes}
 }
+
+// usageAccepting refuses a call before it reaches Bedrock when its usage
+// event could not be recorded (the spill's disk full, or neither stream nor
+// spill taking events): a call served then would go unmetered. The refusal
+// is answered 503 with Retry-After and counted; it has no event, since none
+// can be recorded, and costs nothing.
+func (s *Server) usageAccepting(w http.ResponseWriter, r *http.Request, c *call) bool {
+	u, ok := s.cfg.Usage.(usageReadiness)
+	if !ok || u.Ready() {
+		return true
+	}
+	s.metrics.Refused(c.team.ID, "usage_unavailable")
+	s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "usage_unavailable", retryAfter: 5 * time.Second,
+		msg: "usage cannot be recorded right now, so no call is made; try again later"})
+	return false
+}

@@ -221,12 +221,18 @@ func TestMetricsHealthAndReadiness(t *testing.T) {
 	if code, body := readyz(t, api.URL); code != http.StatusServiceUnavailable || !strings.Contains(body, "neither streamed nor spilled") {
 		t.Fatalf("/readyz with nowhere to record usage: %d %s", code, body)
 	}
-	// The spill comes back: ready again (spilling); then the stream, and the spill drains.
+	// Until usage can be recorded again, calls are refused before they reach
+	// Bedrock (nothing served goes unmetered).
+	if got := call("search", haiku); got != http.StatusServiceUnavailable {
+		t.Fatalf("while not ready: %d", got)
+	}
+	// The spill comes back: ready again within a probe (spilling), calls are
+	// served; then the stream, and the spill drains.
 	spill.down.Store(false)
+	waitReady(t, api.URL, http.StatusOK)
 	if got := call("search", haiku); got != 200 {
 		t.Fatalf("spill back: %d", got)
 	}
-	waitReady(t, api.URL, http.StatusOK)
 	prod.down.Store(false)
 	if n, err := em.Redrive(context.Background()); err != nil || n != 1 {
 		t.Fatalf("redrive: %d, %v", n, err)

@@ -401,6 +401,9 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]by
 // refusal is a policy decision, metered as denied (zero cost) and answered
 // 503 budget_unenforceable, since only an operator adding a price can lift it.
 func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
+	if !s.usageAccepting(w, r, c) {
+		return false
+	}
 	now := s.cfg.Now()
 	est := limits.Usage{Tokens: s.cfg.DefaultReservationTokens}
 	if c.team.MonthlyBudgetUSD != nil {

@@ -15,9 +15,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/meter-dev/meter/internal/metrics"
@@ -43,10 +46,27 @@ type Config struct {
 	PutTimeout time.Duration
 	// RedriveInterval is how often spilled events are re-sent (default 5s).
 	RedriveInterval time.Duration
+	// ProbeInterval is how often, while events can be recorded nowhere (or
+	// the disk is full), the emitter looks for room again (default 1s).
+	ProbeInterval time.Duration
 	// MaxBatch is the largest group commit (default 500, Kinesis' PutRecords limit).
 	MaxBatch int
-	Logger   *slog.Logger
+	// ReserveBytes is disk space the emitter holds in SpillDir as a reserve
+	// file (default 16 MiB; negative: none). When the disk fills and a spill
+	// write fails, the reserve is released so the events of calls already
+	// served still land, and Ready turns false so the invoker refuses new
+	// calls before they reach Bedrock, until the reserve can be held again
+	// with as much space to spare. Only with SpillDir.
+	ReserveBytes int64
+	Logger       *slog.Logger
 }
+
+// DefaultReserveBytes is Config.ReserveBytes' default: room for some 20,000
+// usage events of calls in flight when the disk fills.
+const DefaultReserveBytes = 16 << 20
+
+// ReserveFile is the name of the reserve file in the spill directory.
+const ReserveFile = "reserve.bin"
 
 // Emitter hands usage events to the stream. Emit returns only when the event is
 // durable in the stream or in the local spill; concurrent Emits are committed
@@ -60,6 +80,10 @@ type Emitter struct {
 	queue chan *pending
 
 	degraded atomic.Bool
+	// lowDisk: the disk filled and the reserve was spent on the events of
+	// calls in flight; no new call should start until it is held again.
+	lowDisk atomic.Bool
+	reserve string // the reserve file's path; "" without one
 
 	// Running counts, for metrics.
 	emitted, spilled, redriven, lost, deadLettered atomic.Int64
@@ -92,8 +116,8 @@ func (cfg *Config) Validate() error {
 		return errors.New("emitter: no stream producer")
 	case cfg.Spill == nil && cfg.SpillDir == "":
 		return errors.New("emitter: no spill store or directory")
-	case cfg.PutTimeout < 0 || cfg.RedriveInterval < 0 || cfg.MaxBatch < 0:
-		return errors.New("emitter: PutTimeout, RedriveInterval and MaxBatch cannot be negative")
+	case cfg.PutTimeout < 0 || cfg.RedriveInterval < 0 || cfg.ProbeInterval < 0 || cfg.MaxBatch < 0:
+		return errors.New("emitter: PutTimeout, RedriveInterval, ProbeInterval and MaxBatch cannot be negative")
 	}
 	return nil
 }
@@ -118,8 +142,14 @@ func New(cfg Config) (*Emitter, error) {
 	if cfg.RedriveInterval <= 0 {
 		cfg.RedriveInterval = 5 * time.Second
 	}
+	if cfg.ProbeInterval <= 0 {
+		cfg.ProbeInterval = time.Second
+	}
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 500
+	}
+	if cfg.ReserveBytes == 0 {
+		cfg.ReserveBytes = DefaultReserveBytes
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -129,6 +159,13 @@ func New(cfg Config) (*Emitter, error) {
 	rand.Read(inst[:])
 	e := &Emitter{cfg: cfg, log: log, queue: make(chan *pending, 4*cfg.MaxBatch), stop: make(chan struct{}),
 		spill: spill, instance: hex.EncodeToString(inst[:])}
+	if cfg.Spill == nil && cfg.ReserveBytes > 0 {
+		e.reserve = filepath.Join(cfg.SpillDir, ReserveFile)
+		if err := e.holdReserve(); err != nil {
+			log.Error("the disk has no room for the usage spill's reserve; refusing calls until it has", "dir", cfg.SpillDir, "err", err)
+			e.lowDisk.Store(true)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	segs, err := e.segments(ctx)
 	cancel()
@@ -201,10 +238,11 @@ func (e *Emitter) Stats() metrics.UsageStats {
 	return st
 }
 
-// Ready reports whether a usage event emitted now would be recorded: the
-// stream took the last batch, or the spill did. It is false only after a
-// batch could be neither streamed nor spilled, until one is recorded again.
-func (e *Emitter) Ready() bool { return !e.failing.Load() }
+// Ready reports whether a call started now can have its usage event
+// recorded: false after a batch could be neither streamed nor spilled, and
+// while the disk is full (the reserve spent), until the re-driver finds room
+// again. The invoker refuses calls before they reach Bedrock while it is false.
+func (e *Emitter) Ready() bool { return !e.failing.Load() && !e.lowDisk.Load() }
 
 func (e *Emitter) commitLoop() {
 	defer e.wg.Done()
@@ -266,6 +304,9 @@ func (e *Emitter) commit(batch []*pending) {
 		e.log.Warn("usage stream unreachable; spilling events to disk", "err", err, "events", len(entries))
 	}
 	err = e.spillEntries(entries)
+	if err != nil && e.releaseReserve(err) {
+		err = e.spillEntries(entries)
+	}
 	if err != nil {
 		e.lost.Add(int64(len(entries)))
 		e.failing.Store(true)
@@ -330,6 +371,8 @@ func (e *Emitter) redriveLoop() {
 	defer e.wg.Done()
 	t := time.NewTicker(e.cfg.RedriveInterval)
 	defer t.Stop()
+	probe := time.NewTicker(e.cfg.ProbeInterval)
+	defer probe.Stop()
 	for {
 		select {
 		case <-e.stop:
@@ -338,8 +381,92 @@ func (e *Emitter) redriveLoop() {
 			if e.degraded.Load() {
 				e.Redrive(context.Background())
 			}
+		case <-probe.C:
+			if e.failing.Load() || e.lowDisk.Load() {
+				if e.degraded.Load() {
+					e.Redrive(context.Background()) // draining the spill frees its disk
+				}
+				e.recover(context.Background())
+			}
 		}
 	}
+}
+
+// holdReserve writes the reserve file, fsynced, unless it is already there
+// whole. Zeros written (not a sparse hole) hold real blocks.
+func (e *Emitter) holdReserve() error {
+	if st, err := os.Stat(e.reserve); err == nil && st.Size() == e.cfg.ReserveBytes {
+		return nil
+	}
+	f, err := os.OpenFile(e.reserve, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	zeros := make([]byte, 1<<20)
+	for left := e.cfg.ReserveBytes; left > 0 && err == nil; {
+		n := min(left, int64(len(zeros)))
+		_, err = f.Write(zeros[:n])
+		left -= n
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(e.reserve)
+	}
+	return err
+}
+
+// releaseReserve frees the reserve after a spill write failed, so the batch
+// can be written into its room, and stops new calls (Ready turns false). It
+// reports whether there was a reserve to free.
+func (e *Emitter) releaseReserve(cause error) bool {
+	if e.reserve == "" || e.lowDisk.Load() {
+		return false
+	}
+	if err := os.Remove(e.reserve); err != nil && !errors.Is(err, os.ErrNotExist) {
+		e.log.Error("releasing the usage spill's reserve", "err", err)
+		return false
+	}
+	e.lowDisk.Store(true)
+	e.log.Error("usage spill full; spending its reserve on calls in flight and refusing new calls until there is room",
+		"dir", e.cfg.SpillDir, "err", cause)
+	return true
+}
+
+// recover looks for room again after the spill failed or the disk filled.
+// With a spill directory the reserve is held again only when the disk has
+// twice its size free, so that a disk hovering at full does not flap; with a
+// spill store, a small probe object must be written and deleted.
+func (e *Emitter) recover(ctx context.Context) {
+	if e.reserve != "" {
+		var fs syscall.Statfs_t
+		if err := syscall.Statfs(e.cfg.SpillDir, &fs); err != nil {
+			return
+		}
+		if free := int64(fs.Bavail) * int64(fs.Bsize); e.lowDisk.Load() && free < 2*e.cfg.ReserveBytes {
+			return
+		}
+		if err := e.holdReserve(); err != nil {
+			return
+		}
+		if e.lowDisk.Swap(false) {
+			e.log.Info("usage spill has room again; accepting calls")
+		}
+		e.failing.Store(false)
+		return
+	}
+	key := fmt.Sprintf("probe-%s.tmp", e.instance)
+	pctx, cancel := context.WithTimeout(ctx, 4*e.cfg.PutTimeout)
+	defer cancel()
+	if err := e.spill.Put(pctx, key, strings.NewReader("probe")); err != nil {
+		return
+	}
+	e.spill.Delete(pctx, key)
+	e.failing.Store(false)
 }
 
 func (e *Emitter) segments(ctx context.Context) ([]string, error) {
