@@ -3,6 +3,7 @@
 # integration tests start as real servers on 127.0.0.1 (into .tools/, ignored by git):
 #   kinesalite  (npm)             a Kinesis-API server
 #   versitygw   (Go module proxy) an S3-API server
+#   toxiproxy   (Go module proxy) a TCP fault proxy, for the fault scenarios
 #   chromium    (Debian package)  the headless browser the report's page is tested in
 # DuckDB comes in as a Go module (cgo) and needs gcc, which the Go image has.
 set -euo pipefail
@@ -17,6 +18,12 @@ fi
 if [ ! -x .tools/bin/versitygw ]; then
   echo "test.sh: building versitygw (an S3-API server) into .tools/bin; about a minute" >&2
   GOBIN="$root/.tools/bin" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >&2
+fi
+
+if [ ! -x .tools/bin/toxiproxy-server ]; then
+  echo "test.sh: building toxiproxy-server (a TCP fault proxy) into .tools/bin" >&2
+  GOBIN="$root/.tools/bin" go install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 >&2
+  mv "$root/.tools/bin/server" "$root/.tools/bin/toxiproxy-server"
 fi
 
 if ! command -v chromium >/dev/null 2>&1; then

@@ -23,6 +23,7 @@ import (
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -56,13 +57,13 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 	putAll(t, fs, u.records)
 	fs.Close()
 
-	args := []string{"aggregate", "--stream", "file://" + streamDir, "--store", "file://" + storeDir, "--batch", "5000", "--quiet"}
+	args := []string{"aggregate", "--stream", "file://" + streamDir, "--store", "file://" + storeDir, "--batch", "2000", "--quiet"}
 	rng := rand.New(rand.NewPCG(3, 3))
 	kills := 0
 	start := time.Now()
-	// At least 12 kills, and on until both shards are mostly read, so that
+	// At least 20 kills, and on until both shards are mostly read, so that
 	// kills land all along the stream, not only near its start.
-	for kills < 12 || (readShare(streamDir, storeDir) < 0.5 && kills < 24) {
+	for kills < 20 || (readShare(streamDir, storeDir) < 0.8 && kills < 80) {
 		cmd := exec.Command(bin, args...)
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr
@@ -90,7 +91,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		select {
 		case err := <-exited:
 			t.Fatalf("meter aggregate exited by itself: %v\n%s", err, stderr.String())
-		case <-time.After(time.Duration(rng.IntN(400)) * time.Millisecond):
+		case <-time.After(time.Duration(rng.IntN(250)) * time.Millisecond):
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -125,7 +126,11 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := compactAll(t, st, []string{day})[day]
-	compareChargeback(t, day, parseChargeback(t, getObject(t, st, schemas.ChargebackCSVKey(day))), u.chargeback())
+	got := parseChargeback(t, getObject(t, st, schemas.ChargebackCSVKey(day)))
+	compareChargeback(t, day, got, u.chargeback())
+	counts := countScenario("aggregator SIGKILLed", u.chargeback(), got)
+	counts.Faults = fmt.Sprintf("meter aggregate SIGKILLed %d times at random points over %d records (1%% redelivered)", kills, len(u.records))
+	testenv.ReportScenario(t, counts)
 	m := res.Manifest
 	if m.RequestIDs != len(u.requests) || m.RowsRead != len(u.events) {
 		for _, in := range m.Inputs {

@@ -130,9 +130,17 @@ func TestS3FailingWritesLoseNothing(t *testing.T) {
 	// Charged: the chargeback from S3 (read directly, not through the faults) equals the truth.
 	direct := store.NewS3(gw.Client(), gw.Bucket(), "meter", store.S3Options{})
 	want := u.chargeback()
+	got := map[chargeKey]charge{}
 	for _, d := range usageDays {
-		compareChargeback(t, d, parseChargeback(t, getObject(t, direct, schemas.ChargebackCSVKey(d))), want)
+		day := parseChargeback(t, getObject(t, direct, schemas.ChargebackCSVKey(d)))
+		compareChargeback(t, d, day, want)
+		for k, c := range day {
+			got[k] = c
+		}
 	}
+	counts := countScenario("S3 failing writes", want, got)
+	counts.Faults = fmt.Sprintf("%d of %d S3 writes refused (503 SlowDown), %d failed after landing (500 InternalError); %d failed runs retried", refused, writes, failedAfter, failures)
+	testenv.ReportScenario(t, counts)
 	// Lost and double-counted: every event is in the raw table exactly once.
 	rows := 0
 	for _, f := range parquetFiles(t, filepath.Join(gw.Dir(), gw.Bucket(), "meter"), "events") {

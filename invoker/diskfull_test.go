@@ -23,6 +23,7 @@ import (
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/limits"
@@ -193,6 +194,8 @@ func TestNoUsageLostOnAFullDisk(t *testing.T) {
 	st := em.Stats()
 	t.Logf("full disk: %d calls answered, %d refused before Bedrock, other %v; stream holds %d events (%d extra copies, deduplicated by request id); %d spilled; lost %d; emitter lost %d",
 		len(answered), refused, codes, len(inStream), extra, st.Spilled, lost, st.Lost)
+	testenv.ReportScenario(t, testenv.ScenarioCounts{Scenario: "invoker on a full disk", Sent: len(answered), Charged: len(answered) - lost, Lost: lost + int(st.Lost), DoubleCounted: unanswered,
+		Faults: fmt.Sprintf("stream and spill on a 4 MiB tmpfs filled under 8 clients; %d calls refused before reaching Bedrock until room returned", refused)})
 	if lost != 0 || st.Lost != 0 {
 		t.Fatalf("%d answered calls have no event in the stream (emitter lost %d)", lost, st.Lost)
 	}

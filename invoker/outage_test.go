@@ -147,14 +147,14 @@ func (r *streamReader) readOnce(ctx context.Context, k *testenv.Kinesalite, name
 // copies are allowed only under the same request id.
 func TestNoUsageLostWhileKinesisIsDown(t *testing.T) {
 	if testing.Short() {
-		t.Skip("a 20 s Kinesis outage under load")
+		t.Skip("a 30 s Kinesis outage under load")
 	}
 	const (
 		streamName = "usage-outage"
-		calls      = 5200
+		calls      = 6800
 		clients    = 16
 		before     = 5 * time.Second  // load before the outage
-		outage     = 20 * time.Second // kinesalite down
+		outage     = 30 * time.Second // kinesalite down
 		rate       = 160              // calls per second, so the load spans the outage
 	)
 	k := testenv.StartKinesalite(t)
@@ -331,6 +331,8 @@ func TestNoUsageLostWhileKinesisIsDown(t *testing.T) {
 	if em.Spilled() {
 		t.Errorf("spill not drained")
 	}
+	testenv.ReportScenario(t, testenv.ScenarioCounts{Scenario: "invoker with Kinesis down", Sent: len(want), Charged: len(want) - missing, Lost: missing, DoubleCounted: extra,
+		Faults: fmt.Sprintf("kinesalite stopped %.0f s under %d calls/s; events spilled and re-driven (%d request ids sent twice under the same id, deduplicated downstream)", outage.Seconds(), rate, dups)})
 	t.Logf("%d calls served in %.1fs (%d metered refusals); stream holds %d distinct request ids, %d with copies under the same id; spill re-driven %.1fs after the load",
 		len(want), loadTime.Seconds(), countStatus(&served, 403), len(reader.copies), dups, drained.Seconds())
 }
