@@ -1,0 +1,122 @@
+package compaction_test
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/schemas"
+)
+
+func TestLateEventMakesANewRevision(t *testing.T) {
+	for _, engine := range []string{"go", "athena"} {
+		t.Run(engine, func(t *testing.T) {
+			ctx := context.Background()
+			dir := t.TempDir()
+			next := "2026-03-15"
+			st, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 2_000, Files: 2, Seed: 5})
+			addFiles(t, st, daygen.Config{Day: next, Events: 1_000, Files: 1, Seed: 6})
+			now := time.Date(2026, 3, 17, 3, 0, 0, 0, time.UTC) // both days closed, the 16th still open
+			compact := compaction.Compact
+			if engine == "athena" {
+				ath := compaction.Athena{Client: startAthena(t, dir), Location: athenaLocation, PriceCSV: []byte(daygen.PriceCSV(testDay))}
+				compact = func(ctx context.Context, cfg compaction.Config) (*compaction.Result, error) {
+					res, err := compaction.CompactAthena(ctx, cfg, ath)
+					if res == nil {
+						return nil, err
+					}
+					return res.Result, err
+				}
+			}
+			cfg := compaction.Config{Store: st, Prices: book, Now: func() time.Time { return now }}
+
+			// The scheduled run finds both days never compacted and compacts them.
+			first, err := compaction.RecompactChanged(ctx, cfg, now, 7, compact)
+			if err != nil || len(first) != 2 || first[0].Day != testDay || first[1].Day != next {
+				t.Fatalf("first run: %+v, %v", first, err)
+			}
+			before := readKey(t, st, schemas.ChargebackCSVKey(testDay))
+			nextCSV := readKey(t, st, schemas.ChargebackCSVKey(next))
+			if changed, err := compaction.ChangedDays(ctx, cfg, now, 7); err != nil || len(changed) != 0 {
+				t.Fatalf("after compacting, changed days %+v, %v", changed, err)
+			}
+
+			// A call of testDay arrives two days late.
+			late := schemas.Event{SchemaVersion: 1, EventID: "late-event-1", RequestID: "late-request-1",
+				Timestamp: time.Date(2026, 3, 14, 23, 59, 30, 0, time.UTC), TeamID: "team-ads", CostCenter: "cc-ads",
+				ModelID: "meta.llama3-70b-instruct-v1:0", Operation: "InvokeModel", Status: "success",
+				InputTokens: 1000, OutputTokens: 1000, LatencyMS: 800}
+			var buf bytes.Buffer
+			if err := parquetio.Write(&buf, []schemas.EventRow{schemas.NewEventRow(&late)}, parquetio.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			lateKey := schemas.Partition(schemas.EventsPrefix, testDay) + "late-arrival.parquet"
+			if err := st.Put(ctx, lateKey, &buf); err != nil {
+				t.Fatal(err)
+			}
+
+			later := now.Add(24 * time.Hour)
+			second, err := compaction.RecompactChanged(ctx, cfg, later, 7, compact)
+			if err != nil || len(second) != 1 || second[0].Day != testDay {
+				t.Fatalf("after the late event: %+v, %v (only %s changed)", second, err, testDay)
+			}
+			m := second[0].Result.Manifest
+			if m.Revision != 2 || m.Previous == nil || m.Previous.Revision != 1 || !slices.Contains(m.Previous.InputsAdded, lateKey) ||
+				m.Previous.InvocationsDiff != 1 {
+				t.Fatalf("manifest of the recompaction: revision %d, previous %+v", m.Revision, m.Previous)
+			}
+			after := readKey(t, st, schemas.ChargebackCSVKey(testDay))
+			key := aggregator.ChargebackKey{"team-ads", "cc-ads", "meta.llama3-70b-instruct-v1:0"}
+			b, err := aggregator.ReadChargebackCSV(before)
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, err := aggregator.ReadChargebackCSV(after)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b[key].Cells["invocations"] == a[key].Cells["invocations"] || a[key].Cells["revision"] != "2" {
+				t.Errorf("late call not in the chargeback: invocations %s -> %s, revision %s", b[key].Cells["invocations"], a[key].Cells["invocations"], a[key].Cells["revision"])
+			}
+			if got := readKey(t, st, schemas.ChargebackCSVKey(next)); !bytes.Equal(got, nextCSV) {
+				t.Errorf("the unchanged day %s was rewritten", next)
+			}
+			if man := readKey(t, st, schemas.ManifestKey(next)); !bytes.Contains(man, []byte(`"revision": 1,`)) {
+				t.Errorf("the unchanged day %s has a new revision:\n%s", next, man)
+			}
+			// Nothing changed since: the next scheduled run compacts nothing.
+			if third, err := compaction.RecompactChanged(ctx, cfg, later.Add(time.Hour), 7, compact); err != nil || len(third) != 0 {
+				t.Errorf("third run: %+v, %v", third, err)
+			}
+		})
+	}
+}
+
+func TestChangedDaysSkipsOpenDaysAndBoundsLookback(t *testing.T) {
+	ctx := context.Background()
+	st, _, book := genStore(t, t.TempDir(), daygen.Config{Day: testDay, Events: 100, Files: 1, Seed: 2})
+	cfg := compaction.Config{Store: st, Prices: book}
+	// 01:00 on the next day: testDay is in its grace period.
+	open := time.Date(2026, 3, 15, 1, 0, 0, 0, time.UTC)
+	if d, err := compaction.ChangedDays(ctx, cfg, open, 3); err != nil || len(d) != 0 {
+		t.Errorf("an open day was listed: %+v, %v", d, err)
+	}
+	if d, err := compaction.ChangedDays(ctx, cfg, open.Add(2*time.Hour), 3); err != nil || len(d) != 1 || d[0].Day != testDay {
+		t.Errorf("the closed, never compacted day: %+v, %v", d, err)
+	}
+	// Beyond the lookback: not checked.
+	if d, err := compaction.ChangedDays(ctx, cfg, open.AddDate(0, 0, 5), 3); err != nil || len(d) != 0 {
+		t.Errorf("a day beyond the lookback was listed: %+v, %v", d, err)
+	}
+	for _, n := range []int{0, -1, 401} {
+		if _, err := compaction.ChangedDays(ctx, cfg, open, n); err == nil {
+			t.Errorf("lookback %d accepted", n)
+		}
+	}
+}
