@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/athena"
 	"github.com/aws/aws-sdk-go-v2/service/athena/types"
 )
@@ -223,4 +224,16 @@ func (c *Client) Exec(ctx context.Context, sql string) (*types.QueryExecution, e
 		return nil, err
 	}
 	return c.Wait(ctx, id)
+}
+
+// New returns a Client with the SDK's default configuration: AWS_REGION,
+// credentials, and AWS_ENDPOINT_URL_ATHENA (or AWS_ENDPOINT_URL) for a local
+// server such as internal/athenalocal.
+func New(ctx context.Context, c Client) (*Client, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("athena: loading AWS configuration: %w", err)
+	}
+	c.API = athena.NewFromConfig(cfg)
+	return &c, nil
 }
