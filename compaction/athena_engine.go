@@ -25,6 +25,7 @@ import (
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/infra/athena"
 	"github.com/meter-dev/meter/internal/athenaq"
+	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -56,8 +57,12 @@ type AthenaResult struct {
 // manifest (engine "athena") as Compact does: the same revisions, the same
 // CSV bytes for the same inputs and prices. The manifest's inputs carry key,
 // size and rows; their sha256 is empty, because the objects are never read
-// here. The daily Parquet is not written by this engine; the manifest's
-// outputs list the CSV only.
+// here, so a day is unchanged when its objects' keys and sizes are (then no
+// query runs at all). The daily table's rows are Athena's own UNLOAD output
+// under daily/dt=D/ (several objects, no global order), listed in the
+// manifest's outputs; once the manifest is committed, the previous
+// revision's daily objects are deleted (PruneDaily). Until then the daily
+// table holds both: the chargeback CSV and manifest are the bill.
 func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -110,35 +115,68 @@ func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, 
 	if m.QuarantineObjects, m.QuarantineRecords, err = countQuarantine(ctx, cfg.Store, cfg.Day); err != nil {
 		return nil, err
 	}
+	out := &AthenaResult{}
+	prev, err := readManifest(ctx, cfg.Store, cfg.Day)
+	if err != nil {
+		return nil, err
+	}
+	if prev != nil && prev.Engine == m.Engine && sameListedInputs(prev.Inputs, m.Inputs) && prev.PriceSHA256 == m.PriceSHA256 && prev.Scale == m.Scale {
+		// Nothing to ask Athena: the committed revision stands.
+		out.Result = &Result{Manifest: *prev, CSVKey: schemas.ChargebackCSVKey(cfg.Day), Unchanged: true}
+		if err := PruneDaily(ctx, cfg.Store, cfg.Day); err != nil {
+			return out, err
+		}
+		if len(prev.Unpriced) > 0 {
+			return out, &UnpricedError{Day: cfg.Day, Unpriced: prev.Unpriced}
+		}
+		return out, nil
+	}
 	if err := cfg.Store.Put(ctx, PricesKey, bytes.NewReader(priceCSV)); err != nil {
 		return nil, fmt.Errorf("writing %s for Athena: %w", PricesKey, err)
 	}
+	dailyPrefix := schemas.Partition(schemas.DailyPrefix, cfg.Day)
+	before, err := cfg.Store.List(ctx, dailyPrefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", dailyPrefix, err)
+	}
 
-	out := &AthenaResult{}
 	chargeSQL, err := AthenaSQL(cfg.Day)
 	if err != nil {
 		return nil, err
 	}
+	unloadSQL, err := athenaDailySQL(cfg.Day, loc)
+	if err != nil {
+		return nil, err
+	}
 	inputsSQL := strings.ReplaceAll(athena.CompactInputs, "${DAY}", cfg.Day)
-	// Both queries run at once in Athena.
-	chargeID, err := ath.Client.Start(ctx, chargeSQL)
-	if err != nil {
-		return nil, err
+	// The three queries run at once in Athena.
+	var ids [3]string
+	for i, q := range []string{chargeSQL, inputsSQL, unloadSQL} {
+		if ids[i], err = ath.Client.Start(ctx, q); err != nil {
+			return nil, err
+		}
 	}
-	inputsID, err := ath.Client.Start(ctx, inputsSQL)
-	if err != nil {
-		return nil, err
-	}
-	out.QueryIDs = []string{chargeID, inputsID}
-	charge, err := ath.Client.Collect(ctx, chargeID)
+	out.QueryIDs = ids[:]
+	charge, err := ath.Client.Collect(ctx, ids[0])
 	if err != nil {
 		return nil, fmt.Errorf("chargeback of %s in Athena: %w", cfg.Day, err)
 	}
-	inputs, err := ath.Client.Collect(ctx, inputsID)
+	inputs, err := ath.Client.Collect(ctx, ids[1])
 	if err != nil {
 		return nil, fmt.Errorf("inputs of %s in Athena: %w", cfg.Day, err)
 	}
+	unload, err := ath.Client.Wait(ctx, ids[2])
+	if err != nil {
+		return nil, fmt.Errorf("daily table of %s in Athena (UNLOAD to %s%s): %w", cfg.Day, loc, schemas.DailyPrefix, err)
+	}
 	out.ScannedBytes = charge.ScannedBytes + inputs.ScannedBytes
+	if unload.Statistics != nil && unload.Statistics.DataScannedInBytes != nil {
+		out.ScannedBytes += *unload.Statistics.DataScannedInBytes
+	}
+	dailyOut, err := newDailyObjects(ctx, cfg, ath, loc, before, out)
+	if err != nil {
+		return nil, err
+	}
 
 	day := &aggregator.DayResult{Day: cfg.Day}
 	if err := readAthenaInputs(inputs, loc, index, &m, day); err != nil {
@@ -175,11 +213,14 @@ func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, 
 		Denied: t.Denied, Throttled: t.Throttled, Errors: t.Errors,
 		InputCost: t.Costs.Input.String(), OutputCost: t.Costs.Output.String(), TotalCost: t.Costs.Total().String()}
 
-	res, err := commitAthena(ctx, cfg, &m, day)
+	res, err := commitAthena(ctx, cfg, prev, &m, day, dailyOut)
 	if err != nil {
 		return nil, err
 	}
 	out.Result = res
+	if err := PruneDaily(ctx, cfg.Store, cfg.Day); err != nil {
+		return out, err
+	}
 	if len(m.Unpriced) > 0 {
 		return out, &UnpricedError{Day: cfg.Day, Unpriced: m.Unpriced}
 	}
@@ -416,36 +457,30 @@ func sameListedInputs(a, b []schemas.ManifestObject) bool {
 	return true
 }
 
-// commitAthena writes the revision as Compact does (revision copies, the
-// CSV, the manifest last), without a daily Parquet of its own.
-func commitAthena(ctx context.Context, cfg Config, m *schemas.Manifest, day *aggregator.DayResult) (*Result, error) {
+// commitAthena writes a new revision as Compact does (revision copies, the
+// CSV, the manifest last); the daily objects Athena wrote are its outputs.
+func commitAthena(ctx context.Context, cfg Config, prev, m *schemas.Manifest, day *aggregator.DayResult, daily []schemas.ManifestObject) (*Result, error) {
 	out := &Result{Day: day, CSVKey: schemas.ChargebackCSVKey(cfg.Day)}
-	prev, err := readManifest(ctx, cfg.Store, cfg.Day)
-	if err != nil {
-		return nil, err
-	}
 	m.Revision = 1
 	var prevCSV []byte
+	var err error
 	if prev != nil {
-		if prev.Engine == m.Engine && sameListedInputs(prev.Inputs, m.Inputs) && prev.PriceSHA256 == m.PriceSHA256 && prev.Scale == m.Scale {
-			m.Revision, m.Previous, out.Unchanged = prev.Revision, prev.Previous, true
-		} else {
-			m.Revision = prev.Revision + 1
-			if prevCSV, err = keepRevision(ctx, cfg.Store, cfg.Day, prev.Revision); err != nil {
-				return nil, err
-			}
+		m.Revision = prev.Revision + 1
+		if prevCSV, err = keepRevision(ctx, cfg.Store, cfg.Day, prev.Revision); err != nil {
+			return nil, err
 		}
 	}
 	var csvBuf bytes.Buffer
 	if err := aggregator.WriteChargebackCSV(&csvBuf, day.Chargeback, m.Scale, m.Revision); err != nil {
 		return nil, err
 	}
-	if prev != nil && !out.Unchanged {
+	if prev != nil {
 		if m.Previous, err = diff(prev, m, prevCSV, csvBuf.Bytes()); err != nil {
 			return nil, err
 		}
 	}
-	m.Outputs = []schemas.ManifestObject{{Key: schemas.ChargebackCSVKey(cfg.Day), Size: int64(csvBuf.Len()), SHA256: sha(csvBuf.Bytes()), Rows: len(day.Chargeback)}}
+	m.Outputs = append(append([]schemas.ManifestObject{}, daily...),
+		schemas.ManifestObject{Key: schemas.ChargebackCSVKey(cfg.Day), Size: int64(csvBuf.Len()), SHA256: sha(csvBuf.Bytes()), Rows: len(day.Chargeback)})
 	mj, err := json.MarshalIndent(m, "", "  ")
 	if err != nil {
 		return nil, err
@@ -471,4 +506,113 @@ func commitAthena(ctx context.Context, cfg Config, m *schemas.Manifest, day *agg
 	}
 	out.Manifest = *m
 	return out, nil
+}
+
+// athenaDailyFinal selects the daily table's rows from compact.sql's steps:
+// one per request id, priced, as the Go engine's daily Parquet holds them.
+const athenaDailyFinal = `
+SELECT
+  schema_version, event_id, request_id, ts AS "timestamp", team_id, cost_center, model_id, operation, status,
+  input_tokens, output_tokens, latency_ms, cache_read_input_tokens, cache_write_input_tokens,
+  image_count, image_height, image_width, image_steps, image_quality, api_key_id, region, pricing_tier,
+  CAST(COALESCE(input_cost, 0) AS DECIMAL(18, 10)) AS input_cost,
+  CAST(COALESCE(output_cost, 0) AS DECIMAL(18, 10)) AS output_cost,
+  CAST(COALESCE(cache_read_cost, 0) AS DECIMAL(18, 10)) AS cache_read_cost,
+  CAST(COALESCE(cache_write_cost, 0) AS DECIMAL(18, 10)) AS cache_write_cost,
+  CAST(COALESCE(image_cost, 0) AS DECIMAL(18, 10)) AS image_cost,
+  CAST(COALESCE(input_cost, 0) + COALESCE(output_cost, 0) + COALESCE(cache_read_cost, 0) + COALESCE(cache_write_cost, 0)
+    + COALESCE(image_cost, 0) AS DECIMAL(18, 10)) AS total_cost,
+  '${DAY}' AS dt
+FROM flagged
+WHERE NOT unpriced
+ORDER BY team_id, model_id, ts, request_id`
+
+// athenaDailySQL is the UNLOAD that writes the day's daily table under
+// loc/daily/dt=DAY/ (partitioned: Athena adds objects to the partition).
+func athenaDailySQL(day, loc string) (string, error) {
+	q, err := AthenaSQL(day)
+	if err != nil {
+		return "", err
+	}
+	w := strings.Index(q, "\nWITH ")
+	i := strings.Index(q, "\ngroups AS (")
+	if w < 0 || i < 0 {
+		return "", errors.New("compact.sql has no WITH or groups step")
+	}
+	sel := strings.TrimSuffix(strings.TrimSpace(q[w+1:i]), ",") + strings.ReplaceAll(athenaDailyFinal, "${DAY}", day)
+	return "UNLOAD (\n" + sel + "\n) TO '" + loc + schemas.DailyPrefix + "'\nWITH (format = 'PARQUET', compression = 'SNAPPY', partitioned_by = ARRAY['dt'])", nil
+}
+
+// newDailyObjects lists the objects the UNLOAD added under daily/dt=D/ and
+// asks Athena for their rows.
+func newDailyObjects(ctx context.Context, cfg Config, ath Athena, loc string, before []store.Object, out *AthenaResult) ([]schemas.ManifestObject, error) {
+	prefix := schemas.Partition(schemas.DailyPrefix, cfg.Day)
+	after, err := cfg.Store.List(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s: %w", prefix, err)
+	}
+	old := map[string]bool{}
+	for _, o := range before {
+		old[o.Key] = true
+	}
+	idx := map[string]int{}
+	var objs []schemas.ManifestObject
+	for _, o := range after {
+		if !old[o.Key] {
+			idx[o.Key] = len(objs)
+			objs = append(objs, schemas.ManifestObject{Key: o.Key, Size: o.Size})
+		}
+	}
+	if len(objs) == 0 {
+		return nil, nil
+	}
+	q := "SELECT \"$path\" AS path, count(*) AS rows FROM daily WHERE dt = '" + cfg.Day + "' GROUP BY 1"
+	res, err := ath.Client.Run(ctx, q)
+	if err != nil {
+		return nil, fmt.Errorf("rows of the daily table of %s in Athena: %w", cfg.Day, err)
+	}
+	out.QueryIDs = append(out.QueryIDs, res.QueryID)
+	out.ScannedBytes += res.ScannedBytes
+	ix, err := columns(res, "path", "rows")
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range res.Rows {
+		key, _ := strings.CutPrefix(r[ix["path"]], loc)
+		if i, ok := idx[key]; ok {
+			n, err := cellInt(r, ix["rows"], "rows")
+			if err != nil {
+				return nil, err
+			}
+			objs[i].Rows = int(n)
+		}
+	}
+	return objs, nil
+}
+
+// PruneDaily deletes the objects under daily/dt=D/ that the day's committed
+// manifest does not list among its outputs: what an earlier revision (of
+// either engine) or an interrupted run left there. Without a manifest it
+// deletes nothing.
+func PruneDaily(ctx context.Context, st store.Store, day string) error {
+	m, err := readManifest(ctx, st, day)
+	if err != nil || m == nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for _, o := range m.Outputs {
+		keep[o.Key] = true
+	}
+	objs, err := st.List(ctx, schemas.Partition(schemas.DailyPrefix, day))
+	if err != nil {
+		return fmt.Errorf("listing the daily objects of %s: %w", day, err)
+	}
+	for _, o := range objs {
+		if !keep[o.Key] {
+			if err := st.Delete(ctx, o.Key); err != nil {
+				return fmt.Errorf("deleting %s, left by an earlier revision: %w", o.Key, err)
+			}
+		}
+	}
+	return nil
 }

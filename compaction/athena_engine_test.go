@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +26,7 @@ import (
 	"github.com/meter-dev/meter/internal/athenalocal"
 	"github.com/meter-dev/meter/internal/athenaq"
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -155,6 +157,41 @@ func TestAthenaEngineEqualsGoEngine(t *testing.T) {
 					t.Errorf("unpriced %d: go %+v, athena %+v", i, gu, au)
 				}
 			}
+			// The daily table: Athena's UNLOAD objects hold the Go engine's daily rows.
+			goDaily, err := parquetio.ReadDaily(bytes.NewReader(readKey(t, goStore, schemas.DailyKey(testDay))), int64(len(readKey(t, goStore, schemas.DailyKey(testDay)))))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var athDaily []schemas.DailyRow
+			outputs := 0
+			for _, o := range a.Outputs {
+				if !strings.HasPrefix(o.Key, schemas.Partition(schemas.DailyPrefix, testDay)) {
+					continue
+				}
+				outputs++
+				data := readKey(t, athStore, o.Key)
+				rows, err := parquetio.ReadDaily(bytes.NewReader(data), int64(len(data)))
+				if err != nil {
+					t.Fatalf("%s: %v", o.Key, err)
+				}
+				if len(rows) != o.Rows || int64(len(data)) != o.Size {
+					t.Errorf("%s: manifest says %d rows %d bytes, has %d rows %d bytes", o.Key, o.Rows, o.Size, len(rows), len(data))
+				}
+				athDaily = append(athDaily, rows...)
+			}
+			byID := func(rows []schemas.DailyRow) {
+				slices.SortFunc(rows, func(x, y schemas.DailyRow) int { return strings.Compare(x.RequestID, y.RequestID) })
+			}
+			byID(goDaily)
+			byID(athDaily)
+			if outputs == 0 || len(goDaily) != len(athDaily) {
+				t.Fatalf("daily rows: go %d, athena %d in %d objects", len(goDaily), len(athDaily), outputs)
+			}
+			for i := range goDaily {
+				if goDaily[i] != athDaily[i] {
+					t.Fatalf("daily row %d:\ngo     %+v\nathena %+v", i, goDaily[i], athDaily[i])
+				}
+			}
 			if athRes.ScannedBytes <= 0 || len(athRes.QueryIDs) < 2 {
 				t.Errorf("scanned %d bytes in %d queries", athRes.ScannedBytes, len(athRes.QueryIDs))
 			}
@@ -164,7 +201,7 @@ func TestAthenaEngineEqualsGoEngine(t *testing.T) {
 			if (err != nil) != (athErr != nil) || !again.Unchanged || again.Manifest.Revision != 1 {
 				t.Errorf("rerun: unchanged %v revision %d err %v", again != nil && again.Unchanged, again.Manifest.Revision, err)
 			}
-			t.Logf("%d chargeback lines byte-equal; Athena scanned %d bytes in %d queries", bytes.Count(goCSV, []byte("\n")), athRes.ScannedBytes, len(athRes.QueryIDs))
+			t.Logf("%d chargeback lines byte-equal, %d daily rows equal (%d objects); Athena scanned %d bytes in %d queries", bytes.Count(goCSV, []byte("\n")), len(goDaily), outputs, athRes.ScannedBytes, len(athRes.QueryIDs))
 		})
 	}
 }

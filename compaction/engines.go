@@ -2,6 +2,7 @@ package compaction
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -61,7 +62,8 @@ type Engines struct {
 }
 
 // Compact compacts cfg.Day with the engine its size calls for; the
-// manifest's engine says which ran.
+// manifest's engine says which ran. Either way, daily objects of an earlier
+// revision are pruned once the new one is committed (PruneDaily).
 func (e *Engines) Compact(ctx context.Context, cfg Config) (*Result, error) {
 	if e.Athena != nil && e.AboveEvents > 0 {
 		n, err := EstimateEvents(ctx, cfg.Store, cfg.Day)
@@ -76,7 +78,15 @@ func (e *Engines) Compact(ctx context.Context, cfg Config) (*Result, error) {
 			return res.Result, err
 		}
 	}
-	return Compact(ctx, cfg)
+	res, err := Compact(ctx, cfg)
+	var unpriced *UnpricedError
+	if err == nil || errors.As(err, &unpriced) {
+		// An earlier revision compacted in Athena left its own daily objects.
+		if perr := PruneDaily(ctx, cfg.Store, cfg.Day); perr != nil {
+			return res, errors.Join(err, perr)
+		}
+	}
+	return res, err
 }
 
 // EnginesFromEnv reads the Env* variables above. storeURI is the store's

@@ -71,6 +71,24 @@ func TestLateEventMakesANewRevision(t *testing.T) {
 				m.Previous.InvocationsDiff != 1 {
 				t.Fatalf("manifest of the recompaction: revision %d, previous %+v", m.Revision, m.Previous)
 			}
+			// The daily partition holds exactly the new revision's objects.
+			objs, err := st.List(ctx, schemas.Partition(schemas.DailyPrefix, testDay))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var listed, outputs []string
+			for _, o := range objs {
+				listed = append(listed, o.Key)
+			}
+			for _, o := range m.Outputs {
+				if o.Key != schemas.ChargebackCSVKey(testDay) {
+					outputs = append(outputs, o.Key)
+				}
+			}
+			slices.Sort(outputs)
+			if len(listed) == 0 || !slices.Equal(listed, outputs) {
+				t.Errorf("daily objects %v, manifest outputs %v", listed, outputs)
+			}
 			after := readKey(t, st, schemas.ChargebackCSVKey(testDay))
 			key := aggregator.ChargebackKey{"team-ads", "cc-ads", "meta.llama3-70b-instruct-v1:0"}
 			b, err := aggregator.ReadChargebackCSV(before)
@@ -117,6 +135,46 @@ func TestChangedDaysSkipsOpenDaysAndBoundsLookback(t *testing.T) {
 	for _, n := range []int{0, -1, 401} {
 		if _, err := compaction.ChangedDays(ctx, cfg, open, n); err == nil {
 			t.Errorf("lookback %d accepted", n)
+		}
+	}
+}
+
+// TestEnginesAlternating compacts one day in Athena, then in Go, then in
+// Athena again (a day crossing the size threshold as late events arrive):
+// each revision's daily objects replace the previous one's.
+func TestEnginesAlternating(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 1_000, Files: 1, Seed: 4})
+	ath := &compaction.Athena{Client: startAthena(t, dir), Location: athenaLocation, PriceCSV: []byte(daygen.PriceCSV(testDay))}
+	cfg := compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}
+	count := func() int {
+		objs, err := st.List(ctx, schemas.Partition(schemas.DailyPrefix, testDay))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, o := range objs {
+			data := readKey(t, st, o.Key)
+			rows, err := parquetio.ReadDaily(bytes.NewReader(data), int64(len(data)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += len(rows)
+		}
+		return n
+	}
+	want := 0
+	for i, e := range []*compaction.Engines{{Athena: ath, AboveEvents: 1}, {}, {Athena: ath, AboveEvents: 1}} {
+		res, err := e.Compact(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want == 0 {
+			want = count()
+		}
+		if got := count(); got != want || got == 0 || res.Manifest.Revision != i+1 {
+			t.Errorf("run %d (%s): %d daily rows, want %d; revision %d", i+1, res.Manifest.Engine, got, want, res.Manifest.Revision)
 		}
 	}
 }

@@ -36,7 +36,7 @@ func athenaFlags(fs *flag.FlagSet) *athenaOptions {
 func compactorFor(ctx context.Context, engine string, o *athenaOptions, storeURI, prices string) (*pricing.Book, func(context.Context, compaction.Config) (*compaction.Result, error), error) {
 	if engine != "athena" {
 		book, err := loadPrices(ctx, prices)
-		return book, compaction.Compact, err
+		return book, (&compaction.Engines{}).Compact, err
 	}
 	if !strings.HasPrefix(storeURI, "s3://") {
 		return nil, nil, usagef("--engine athena needs an s3:// store (Athena reads only S3), not %s", storeURI)
