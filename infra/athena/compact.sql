@@ -1,6 +1,7 @@
 -- Daily compaction in Athena (engine v3): the chargeback of one day, computed
 -- as `meter compact --engine go` computes it. Replace ${DAY} with the day
--- (YYYY-MM-DD); `meter compact --engine athena --day D` prints it filled in.
+-- (YYYY-MM-DD); `meter compact --engine athena --day D` runs it (and an UNLOAD
+-- of its priced rows into the daily table); with --print-sql it prints it.
 -- Tables: events (infra/athena/tables.sql) and prices (infra/athena/prices.sql).
 --
 -- The result has the chargeback CSV's columns in order, sorted like it, with
