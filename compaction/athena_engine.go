@@ -179,7 +179,7 @@ func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, 
 	}
 
 	day := &aggregator.DayResult{Day: cfg.Day}
-	if err := readAthenaInputs(inputs, loc, index, &m, day); err != nil {
+	if err := readAthenaInputs(ctx, cfg, inputs, loc, index, &m, day); err != nil {
 		return nil, err
 	}
 	unpricedCalls, err := readAthenaChargeback(charge, cfg.Day, day)
@@ -312,18 +312,42 @@ func cellDec(row []string, i int, name string) (decimal.Decimal, error) {
 	return v, nil
 }
 
-// readAthenaInputs fills the inputs' rows and the day's counts.
-func readAthenaInputs(res *athenaq.Result, loc string, index map[string]int, m *schemas.Manifest, day *aggregator.DayResult) error {
+// readAthenaInputs fills the inputs' rows and the day's counts. An object
+// Athena read that the listing before the queries did not hold (a late event
+// written meanwhile) is counted, so it joins the inputs with its size from a
+// new listing. An object written after Athena listed the partition is in
+// neither, and the next RecompactChanged finds it.
+func readAthenaInputs(ctx context.Context, cfg Config, res *athenaq.Result, loc string, index map[string]int, m *schemas.Manifest, day *aggregator.DayResult) error {
 	ix, err := columns(res, "path", "rows_read", "day_rows", "request_ids")
 	if err != nil {
 		return err
 	}
+	var relisted map[string]int64
 	var rowsRead, dayRows, ids int64
 	for _, r := range res.Rows {
 		key, ok := strings.CutPrefix(r[ix["path"]], loc)
+		if !ok || !strings.HasPrefix(key, schemas.Partition(schemas.EventsPrefix, cfg.Day)) {
+			return fmt.Errorf("athena read %s, outside the day's events partition under %s: check the events table's location", r[ix["path"]], loc)
+		}
 		i, listed := index[key]
-		if !ok || !listed {
-			return fmt.Errorf("athena read %s, which was not among the day's events objects when the compaction listed them: events changed during the compaction; run it again", r[ix["path"]])
+		if !listed {
+			if relisted == nil {
+				objs, err := cfg.Store.List(ctx, schemas.Partition(schemas.EventsPrefix, cfg.Day))
+				if err != nil {
+					return fmt.Errorf("listing events of %s again: %w", cfg.Day, err)
+				}
+				relisted = map[string]int64{}
+				for _, o := range objs {
+					relisted[o.Key] = o.Size
+				}
+			}
+			size, ok := relisted[key]
+			if !ok {
+				return fmt.Errorf("athena read %s, which the store does not list: run the compaction again", r[ix["path"]])
+			}
+			i = len(m.Inputs)
+			index[key] = i
+			m.Inputs = append(m.Inputs, schemas.ManifestObject{Key: key, Size: size})
 		}
 		n, err := cellInt(r, ix["rows_read"], "rows_read")
 		if err != nil {
@@ -342,6 +366,7 @@ func readAthenaInputs(res *athenaq.Result, loc string, index map[string]int, m *
 	}
 	day.RowsRead, day.OtherDay, day.Duplicates = int(rowsRead), int(rowsRead-dayRows), int(dayRows-ids)
 	m.RequestIDs = int(ids)
+	sort.Slice(m.Inputs, func(a, b int) bool { return m.Inputs[a].Key < m.Inputs[b].Key })
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +12,7 @@ import (
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/internal/parquetio"
+	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -176,5 +178,59 @@ func TestEnginesAlternating(t *testing.T) {
 		if got := count(); got != want || got == 0 || res.Manifest.Revision != i+1 {
 			t.Errorf("run %d (%s): %d daily rows, want %d; revision %d", i+1, res.Manifest.Engine, got, want, res.Manifest.Revision)
 		}
+	}
+}
+
+// racingStore writes one more events object right after the compaction's
+// first listing of the day: a late event landing while Athena works.
+type racingStore struct {
+	*store.FileStore
+	key  string
+	body []byte
+	done bool
+}
+
+func (r *racingStore) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	objs, err := r.FileStore.List(ctx, prefix)
+	if err == nil && !r.done && strings.HasPrefix(r.key, prefix) && strings.HasPrefix(prefix, schemas.EventsPrefix) {
+		r.done = true
+		err = r.FileStore.Put(ctx, r.key, bytes.NewReader(r.body))
+	}
+	return objs, err
+}
+
+func TestAthenaCountsAnEventWrittenDuringTheQueries(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 500, Files: 1, Seed: 8})
+	late := schemas.Event{SchemaVersion: 1, EventID: "race-1", RequestID: "race-request-1", Timestamp: time.Date(2026, 3, 14, 8, 0, 0, 0, time.UTC),
+		TeamID: "team-voice", CostCenter: "cc-voice", ModelID: "cohere.command-r-v1:0", Operation: "InvokeModel", Status: "success",
+		InputTokens: 100, OutputTokens: 100}
+	var buf bytes.Buffer
+	if err := parquetio.Write(&buf, []schemas.EventRow{schemas.NewEventRow(&late)}, parquetio.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rs := &racingStore{FileStore: st, key: schemas.Partition(schemas.EventsPrefix, testDay) + "zz-during.parquet", body: buf.Bytes()}
+	ath := compaction.Athena{Client: startAthena(t, dir), Location: athenaLocation, PriceCSV: []byte(daygen.PriceCSV(testDay))}
+	res, err := compaction.CompactAthena(ctx, compaction.Config{Store: rs, Day: testDay, Prices: book, Force: true}, ath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := res.Manifest
+	lastIn := m.Inputs[len(m.Inputs)-1]
+	if len(m.Inputs) != 2 || lastIn.Key != rs.key || lastIn.Rows != 1 || lastIn.Size != int64(len(rs.body)) {
+		t.Fatalf("inputs %+v: the object written during the queries is missing", m.Inputs)
+	}
+	// What the manifest lists is what the store holds: nothing for the late pass to do.
+	if d, err := compaction.ChangedDays(ctx, compaction.Config{Store: st}, time.Date(2026, 3, 16, 3, 0, 0, 0, time.UTC), 3); err != nil || len(d) != 0 {
+		t.Errorf("changed days after the race: %+v %v", d, err)
+	}
+	// And the Go engine agrees on the day's bill.
+	goRes, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: testDay, Prices: book, Force: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if goRes.Manifest.Totals != m.Totals {
+		t.Errorf("totals: go %+v, athena %+v", goRes.Manifest.Totals, m.Totals)
 	}
 }
