@@ -62,7 +62,9 @@ type AthenaResult struct {
 // under daily/dt=D/ (several objects, no global order), listed in the
 // manifest's outputs; once the manifest is committed, the previous
 // revision's daily objects are deleted (PruneDaily). Until then the daily
-// table holds both: the chargeback CSV and manifest are the bill.
+// table holds both: the chargeback CSV and manifest are the bill. The queries
+// are recorded at PendingKey before the wait, so a run stopped while Athena
+// works (a Lambda's timeout) is resumed by the next run for the same inputs.
 func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -131,43 +133,72 @@ func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, 
 		}
 		return out, nil
 	}
-	if err := cfg.Store.Put(ctx, PricesKey, bytes.NewReader(priceCSV)); err != nil {
-		return nil, fmt.Errorf("writing %s for Athena: %w", PricesKey, err)
-	}
-	dailyPrefix := schemas.Partition(schemas.DailyPrefix, cfg.Day)
-	before, err := cfg.Store.List(ctx, dailyPrefix)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s: %w", dailyPrefix, err)
-	}
-
-	chargeSQL, err := AthenaSQL(cfg.Day)
+	sig := athenaSignature(&m, loc)
+	pending, err := readPending(ctx, cfg.Store, cfg.Day, sig)
 	if err != nil {
 		return nil, err
 	}
-	unloadSQL, err := athenaDailySQL(cfg.Day, loc)
-	if err != nil {
-		return nil, err
-	}
-	inputsSQL := strings.ReplaceAll(athena.CompactInputs, "${DAY}", cfg.Day)
-	// The three queries run at once in Athena.
 	var ids [3]string
-	for i, q := range []string{chargeSQL, inputsSQL, unloadSQL} {
-		if ids[i], err = ath.Client.Start(ctx, q); err != nil {
+	var before []store.Object
+	if pending != nil {
+		// A run for these inputs started the queries and stopped waiting.
+		copy(ids[:], pending.QueryIDs)
+		for _, k := range pending.DailyBefore {
+			before = append(before, store.Object{Key: k})
+		}
+	} else {
+		if err := cfg.Store.Put(ctx, PricesKey, bytes.NewReader(priceCSV)); err != nil {
+			return nil, fmt.Errorf("writing %s for Athena: %w", PricesKey, err)
+		}
+		dailyPrefix := schemas.Partition(schemas.DailyPrefix, cfg.Day)
+		if before, err = cfg.Store.List(ctx, dailyPrefix); err != nil {
+			return nil, fmt.Errorf("listing %s: %w", dailyPrefix, err)
+		}
+		chargeSQL, err := AthenaSQL(cfg.Day)
+		if err != nil {
 			return nil, err
 		}
+		unloadSQL, err := athenaDailySQL(cfg.Day, loc)
+		if err != nil {
+			return nil, err
+		}
+		inputsSQL := strings.ReplaceAll(athena.CompactInputs, "${DAY}", cfg.Day)
+		// The three queries run at once in Athena.
+		for i, q := range []string{chargeSQL, inputsSQL, unloadSQL} {
+			if ids[i], err = ath.Client.Start(ctx, q); err != nil {
+				return nil, err
+			}
+		}
+		p := &athenaPending{Signature: sig, QueryIDs: ids[:]}
+		for _, o := range before {
+			p.DailyBefore = append(p.DailyBefore, o.Key)
+		}
+		if err := writePending(ctx, cfg.Store, cfg.Day, p); err != nil {
+			return nil, err
+		}
+	}
+	// A query that failed is not waited for again: the next run starts afresh.
+	forget := func(err error) error {
+		var qe *athenaq.QueryError
+		if errors.As(err, &qe) {
+			if derr := cfg.Store.Delete(ctx, PendingKey(cfg.Day)); derr != nil {
+				return errors.Join(err, derr)
+			}
+		}
+		return err
 	}
 	out.QueryIDs = ids[:]
 	charge, err := ath.Client.Collect(ctx, ids[0])
 	if err != nil {
-		return nil, fmt.Errorf("chargeback of %s in Athena: %w", cfg.Day, err)
+		return nil, forget(fmt.Errorf("chargeback of %s in Athena: %w", cfg.Day, err))
 	}
 	inputs, err := ath.Client.Collect(ctx, ids[1])
 	if err != nil {
-		return nil, fmt.Errorf("inputs of %s in Athena: %w", cfg.Day, err)
+		return nil, forget(fmt.Errorf("inputs of %s in Athena: %w", cfg.Day, err))
 	}
 	unload, err := ath.Client.Wait(ctx, ids[2])
 	if err != nil {
-		return nil, fmt.Errorf("daily table of %s in Athena (UNLOAD to %s%s): %w", cfg.Day, loc, schemas.DailyPrefix, err)
+		return nil, forget(fmt.Errorf("daily table of %s in Athena (UNLOAD to %s%s): %w", cfg.Day, loc, schemas.DailyPrefix, err))
 	}
 	out.ScannedBytes = charge.ScannedBytes + inputs.ScannedBytes
 	if unload.Statistics != nil && unload.Statistics.DataScannedInBytes != nil {
@@ -218,6 +249,9 @@ func CompactAthena(ctx context.Context, cfg Config, ath Athena) (*AthenaResult, 
 		return nil, err
 	}
 	out.Result = res
+	if err := cfg.Store.Delete(ctx, PendingKey(cfg.Day)); err != nil {
+		return out, fmt.Errorf("removing %s after the commit: %w", PendingKey(cfg.Day), err)
+	}
 	if err := PruneDaily(ctx, cfg.Store, cfg.Day); err != nil {
 		return out, err
 	}

@@ -9,6 +9,8 @@ package compaction_test
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -230,5 +232,93 @@ func TestAthenaEngineRefusesWhatAthenaWouldMisread(t *testing.T) {
 	_, err = compaction.CompactAthena(ctx, cfg, compaction.Athena{Client: c, Location: athenaLocation, PriceCSV: []byte("other")})
 	if err == nil {
 		t.Error("a price file other than the book's was accepted")
+	}
+}
+
+// countingAPI counts the queries submitted through it.
+type countingAPI struct {
+	athenaq.API
+	starts int
+}
+
+func (c *countingAPI) StartQueryExecution(ctx context.Context, in *athena.StartQueryExecutionInput, opts ...func(*athena.Options)) (*athena.StartQueryExecutionOutput, error) {
+	c.starts++
+	return c.API.StartQueryExecution(ctx, in, opts...)
+}
+
+// stopAfterPending cancels the run once it has recorded its queries: a
+// Lambda reaching its timeout while Athena works.
+type stopAfterPending struct {
+	*store.FileStore
+	cancel context.CancelFunc
+}
+
+func (s *stopAfterPending) Put(ctx context.Context, key string, body io.Reader) error {
+	err := s.FileStore.Put(ctx, key, body)
+	if key == compaction.PendingKey(testDay) && s.cancel != nil {
+		s.cancel()
+		s.cancel = nil
+	}
+	return err
+}
+
+func TestAthenaRunResumesQueriesAnEarlierRunStarted(t *testing.T) {
+	dir := t.TempDir()
+	goStore, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 3_000, Files: 2, Seed: 13})
+	athDir, athStore := copyEvents(t, dir)
+	if _, err := compaction.Compact(context.Background(), compaction.Config{Store: goStore, Day: testDay, Prices: book, Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	client := startAthena(t, athDir)
+	api := &countingAPI{API: client.API}
+	client.API = api
+	ath := compaction.Athena{Client: client, Location: athenaLocation, PriceCSV: []byte(daygen.PriceCSV(testDay))}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	st := &stopAfterPending{FileStore: athStore, cancel: cancel}
+	cfg := compaction.Config{Store: st, Day: testDay, Prices: book, Force: true}
+	if _, err := compaction.CompactAthena(ctx, cfg, ath); !errors.Is(err, context.Canceled) {
+		t.Fatalf("the first run was not stopped while waiting: %v", err)
+	}
+	if api.starts != 3 {
+		t.Fatalf("first run started %d queries, want 3", api.starts)
+	}
+	if _, err := athStore.Get(context.Background(), schemas.ManifestKey(testDay)); err == nil {
+		t.Fatal("a stopped run committed a manifest")
+	}
+	res, err := compaction.CompactAthena(context.Background(), cfg, ath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if api.starts != 4 { // only the daily table's row count is new
+		t.Errorf("the second run started %d more queries, want 1: it did not resume", api.starts-3)
+	}
+	if !bytes.Equal(readKey(t, goStore, schemas.ChargebackCSVKey(testDay)), readKey(t, athStore, schemas.ChargebackCSVKey(testDay))) || res.Manifest.Revision != 1 {
+		t.Error("the resumed run's chargeback differs from the Go engine's")
+	}
+	if _, err := athStore.Get(context.Background(), compaction.PendingKey(testDay)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("pending record left after the commit: %v", err)
+	}
+}
+
+func TestAthenaRunForgetsQueriesAthenaNoLongerKnows(t *testing.T) {
+	dir := t.TempDir()
+	st, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 500, Files: 1, Seed: 14})
+	price := []byte(daygen.PriceCSV(testDay))
+	ctx, cancel := context.WithCancel(context.Background())
+	stop := &stopAfterPending{FileStore: st, cancel: cancel}
+	cfg := compaction.Config{Store: stop, Day: testDay, Prices: book, Force: true}
+	if _, err := compaction.CompactAthena(ctx, cfg, compaction.Athena{Client: startAthena(t, dir), Location: athenaLocation, PriceCSV: price}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("first run: %v", err)
+	}
+	// Another Athena (a restarted local server) has never heard of those queries.
+	other := compaction.Athena{Client: startAthena(t, dir), Location: athenaLocation, PriceCSV: price}
+	var qe *athenaq.QueryError
+	if _, err := compaction.CompactAthena(context.Background(), cfg, other); !errors.As(err, &qe) || qe.State != "UNKNOWN" {
+		t.Fatalf("second run: %v", err)
+	}
+	res, err := compaction.CompactAthena(context.Background(), cfg, other)
+	if err != nil || res.Manifest.Revision != 1 || len(res.QueryIDs) < 3 {
+		t.Fatalf("third run (fresh queries): %v", err)
 	}
 }

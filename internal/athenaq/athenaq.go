@@ -57,7 +57,8 @@ type Result struct {
 	OutputLocation string
 }
 
-// QueryError is a query Athena ran and failed or cancelled.
+// QueryError is a query Athena ran and failed or cancelled, or one it does
+// not know (State UNKNOWN): waiting longer will not change it.
 type QueryError struct {
 	QueryID, State, Reason string
 }
@@ -109,6 +110,11 @@ func (c *Client) Wait(ctx context.Context, id string) (*types.QueryExecution, er
 	}
 	for {
 		out, err := c.API.GetQueryExecution(ctx, &athena.GetQueryExecutionInput{QueryExecutionId: aws.String(id)})
+		var gone *types.InvalidRequestException
+		if errors.As(err, &gone) {
+			// Athena knows no such query (or no longer): it will never end.
+			return nil, &QueryError{QueryID: id, State: "UNKNOWN", Reason: aws.ToString(gone.Message)}
+		}
 		if err != nil {
 			return nil, fmt.Errorf("polling athena query %s: %w", id, err)
 		}
