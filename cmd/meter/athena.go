@@ -33,7 +33,7 @@ func athenaFlags(fs *flag.FlagSet) *athenaOptions {
 
 // compactorFor returns the price book and the function that compacts one
 // day with the engine asked for.
-func compactorFor(ctx context.Context, engine string, o *athenaOptions, storeURI, prices string) (*pricing.Book, func(context.Context, compaction.Config) (*compaction.Result, error), error) {
+func compactorFor(ctx context.Context, engine string, o *athenaOptions, storeURI, prices string, stderr io.Writer) (*pricing.Book, func(context.Context, compaction.Config) (*compaction.Result, error), error) {
 	if engine != "athena" {
 		book, err := loadPrices(ctx, prices)
 		return book, (&compaction.Engines{}).Compact, err
@@ -57,6 +57,10 @@ func compactorFor(ctx context.Context, engine string, o *athenaOptions, storeURI
 		res, err := compaction.CompactAthena(ctx, cfg, ath)
 		if res == nil {
 			return nil, err
+		}
+		if len(res.QueryIDs) > 0 {
+			fmt.Fprintf(stderr, "meter compact: %s in Athena: %d queries (%s), %d bytes scanned\n",
+				cfg.Day, len(res.QueryIDs), strings.Join(res.QueryIDs, ", "), res.ScannedBytes)
 		}
 		return res.Result, err
 	}, nil
@@ -86,4 +90,12 @@ func recompactChanged(ctx context.Context, cfg compaction.Config, days int, comp
 		fmt.Fprintf(stdout, "no closed day of the last %d changed since its compaction\n", days)
 	}
 	return err
+}
+
+// infoWriter is stderr, or nothing with --quiet.
+func infoWriter(stderr io.Writer, quiet bool) io.Writer {
+	if quiet {
+		return io.Discard
+	}
+	return stderr
 }

@@ -81,9 +81,9 @@ func TestCompactEngineAthenaEqualsGo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("go engine: %d %s %s", code, out, errs)
 	}
-	code, out, errs = meter(t, "compact", "--engine", "athena", "--day", day, "--store", athURI, "--prices", prices, "--quiet",
+	code, out, errs = meter(t, "compact", "--engine", "athena", "--day", day, "--store", athURI, "--prices", prices,
 		"--athena-database", "meter", "--athena-workgroup", "meter", "--athena-output", "s3://"+gw.Bucket()+"/results/", "--athena-poll", "5ms")
-	if code != 0 || !strings.Contains(out, "revision 1") {
+	if code != 0 || !strings.Contains(out, "revision 1") || !strings.Contains(errs, "bytes scanned") {
 		t.Fatalf("athena engine: %d %s %s", code, out, errs)
 	}
 	goCSV, err := store.ReadAll(ctx, goStore, schemas.ChargebackCSVKey(day))

@@ -292,7 +292,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *scale > 12 {
 		return usagef("--scale %d: at most 12 places", *scale)
 	}
-	book, compact, err := compactorFor(ctx, *engine, ath, *storeURI, *prices)
+	book, compact, err := compactorFor(ctx, *engine, ath, *storeURI, *prices, infoWriter(stderr, *quiet))
 	if err != nil {
 		return err
 	}
