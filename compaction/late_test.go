@@ -3,6 +3,7 @@ package compaction_test
 import (
 	"bytes"
 	"context"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -232,5 +233,53 @@ func TestAthenaCountsAnEventWrittenDuringTheQueries(t *testing.T) {
 	}
 	if goRes.Manifest.Totals != m.Totals {
 		t.Errorf("totals: go %+v, athena %+v", goRes.Manifest.Totals, m.Totals)
+	}
+}
+
+// countingStore counts requests by kind.
+type countingStore struct {
+	*store.FileStore
+	lists, gets int
+	got         []string
+}
+
+func (c *countingStore) List(ctx context.Context, prefix string) ([]store.Object, error) {
+	c.lists++
+	return c.FileStore.List(ctx, prefix)
+}
+
+func (c *countingStore) Get(ctx context.Context, key string) (io.ReadCloser, error) {
+	c.gets++
+	c.got = append(c.got, key)
+	return c.FileStore.Get(ctx, key)
+}
+
+// The scheduled check of a week of unchanged days reads no event: one
+// listing and one manifest per day.
+func TestChangedDaysReadsOnlyListingsAndManifests(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	st, _, book := genStore(t, dir, daygen.Config{Day: testDay, Events: 300, Files: 2, Seed: 1})
+	for i, d := range []string{"2026-03-10", "2026-03-11", "2026-03-12", "2026-03-13"} {
+		addFiles(t, st, daygen.Config{Day: d, Events: 100, Files: 1, Seed: uint64(20 + i)})
+	}
+	now := time.Date(2026, 3, 17, 3, 0, 0, 0, time.UTC)
+	cfg := compaction.Config{Store: st, Prices: book}
+	if done, err := compaction.RecompactChanged(ctx, cfg, now, 7, compaction.Compact); err != nil || len(done) != 5 {
+		t.Fatalf("first pass: %d days, %v", len(done), err)
+	}
+	cs := &countingStore{FileStore: st}
+	cfg.Store = cs
+	changed, err := compaction.ChangedDays(ctx, cfg, now, 7)
+	if err != nil || len(changed) != 0 {
+		t.Fatalf("changed %+v, %v", changed, err)
+	}
+	if cs.lists != 7 || cs.gets != 7 {
+		t.Errorf("%d listings and %d reads for 7 days, want 7 and 7", cs.lists, cs.gets)
+	}
+	for _, k := range cs.got {
+		if !strings.HasSuffix(k, "/manifest.json") {
+			t.Errorf("read %s", k)
+		}
 	}
 }
