@@ -21,6 +21,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -118,7 +119,8 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *
 	}
 	cfg := compaction.Config{Store: st, Day: day, Prices: book, Scale: compaction.Places(scale), Now: h.Now, TempDir: os.TempDir()}
 	res, err := engines.Compact(ctx, cfg)
-	if err != nil {
+	var unpriced *compaction.UnpricedError
+	if err != nil && !errors.As(err, &unpriced) {
 		return nil, fmt.Errorf("compacting %s: %w", day, err)
 	}
 	m := res.Manifest
@@ -126,10 +128,19 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *
 		Invocations: m.Totals.Invocations, TotalCost: m.Totals.TotalCost, CSVKey: res.CSVKey, Engine: m.Engine}
 	h.Logger.Info("compacted", "day", day, "engine", m.Engine, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
 		"duplicates", m.DuplicatesDropped, "total_cost", m.Totals.TotalCost, "buckets", res.Buckets)
+	var errs []error
+	if unpriced != nil {
+		errs = append(errs, fmt.Errorf("compacting %s: %w", day, err))
+	}
 	if !named {
-		if out.Recompacted, err = h.recompactLate(ctx, cfg, at, engines); err != nil {
-			return out, err
+		// Also when yesterday has unpriced usage: that must not hold back other days' late events.
+		var lateErr error
+		if out.Recompacted, lateErr = h.recompactLate(ctx, cfg, at, engines); lateErr != nil {
+			errs = append(errs, lateErr)
 		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	return out, nil
 }
