@@ -25,9 +25,3 @@ var Queries string
 //
 //go:embed compact.sql
 var Compact string
-
-// CompactInputs is compact_inputs.sql: what the compaction of one day (${DAY})
-// read, per events object, for its manifest.
-//
-//go:embed compact_inputs.sql
-var CompactInputs string
