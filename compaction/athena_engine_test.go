@@ -322,3 +322,33 @@ func TestAthenaRunForgetsQueriesAthenaNoLongerKnows(t *testing.T) {
 		t.Fatalf("third run (fresh queries): %v", err)
 	}
 }
+
+func TestAthenaEngineOnADayWithoutEvents(t *testing.T) {
+	ctx := context.Background()
+	goStore, err := store.OpenFile(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	athDir := t.TempDir()
+	athStore, err := store.OpenFile(athDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	book, err := pricing.Parse(strings.NewReader(daygen.PriceCSV(testDay)), "gen-prices.csv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := compaction.Config{Store: goStore, Day: testDay, Prices: book, Force: true}
+	if _, err := compaction.Compact(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = athStore
+	res, err := compaction.CompactAthena(ctx, cfg, compaction.Athena{Client: startAthena(t, athDir), Location: athenaLocation, PriceCSV: []byte(daygen.PriceCSV(testDay))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, a := readKey(t, goStore, schemas.ChargebackCSVKey(testDay)), readKey(t, athStore, schemas.ChargebackCSVKey(testDay))
+	if !bytes.Equal(g, a) || res.Manifest.RowsRead != 0 || len(res.Manifest.Inputs) != 0 {
+		t.Fatalf("empty day: go %q, athena %q, manifest %+v", g, a, res.Manifest)
+	}
+}
