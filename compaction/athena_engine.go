@@ -625,21 +625,21 @@ func newDailyObjects(ctx context.Context, cfg Config, ath Athena, loc string, be
 	if len(objs) == 0 {
 		return nil, nil
 	}
-	q := "SELECT \"$path\" AS path, count(*) AS rows FROM daily WHERE dt = '" + cfg.Day + "' GROUP BY 1"
+	q := "SELECT \"$path\" AS path, count(*) AS row_count FROM daily WHERE dt = '" + cfg.Day + "' GROUP BY 1"
 	res, err := ath.Client.Run(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("rows of the daily table of %s in Athena: %w", cfg.Day, err)
 	}
 	out.QueryIDs = append(out.QueryIDs, res.QueryID)
 	out.ScannedBytes += res.ScannedBytes
-	ix, err := columns(res, "path", "rows")
+	ix, err := columns(res, "path", "row_count")
 	if err != nil {
 		return nil, err
 	}
 	for _, r := range res.Rows {
 		key, _ := strings.CutPrefix(r[ix["path"]], loc)
 		if i, ok := idx[key]; ok {
-			n, err := cellInt(r, ix["rows"], "rows")
+			n, err := cellInt(r, ix["row_count"], "row_count")
 			if err != nil {
 				return nil, err
 			}
