@@ -262,24 +262,27 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	scale := fs.Int("scale", -1, "round costs half-up to N decimal places in the CSV (default: exact)")
 	force := fs.Bool("force", false, "compact even if the day's grace period for late events has not ended")
 	grace := fs.Duration("grace", compaction.DefaultGrace, "how long after midnight UTC a day stays open for late events")
-	engine := fs.String("engine", "go", "go: compact here and write the outputs; athena: print the equivalent Athena SQL (not submitted)")
+	engine := fs.String("engine", "go", "go: compact here; athena: run the compaction in Athena (s3:// store, see --athena-*); both write the same outputs")
+	ath := athenaFlags(fs)
+	changed := fs.Int("changed-since-days", 0, "instead of --day: compact again each closed day of the last N whose events changed since its compaction (late events)")
 	quiet := fs.Bool("quiet", false, quietUsage)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	if err := parseDay(*day); err != nil {
-		return err
+	if *changed < 0 || *changed > 400 || (*changed > 0 && *day != "") {
+		return usagef("--changed-since-days %d: want 1 to 400, without --day", *changed)
+	}
+	if *changed == 0 {
+		if err := parseDay(*day); err != nil {
+			return err
+		}
 	}
 	switch *engine {
 	case "go":
 	case "athena":
-		q, err := compaction.AthenaSQL(*day)
-		if err != nil {
-			return usagef("%v", err)
+		if *ath.printSQL {
+			return printAthenaSQL(*day, stdout, stderr)
 		}
-		fmt.Fprintf(stderr, "meter does not submit queries to Athena: run the SQL below (infra/athena/compact.sql for %s) in Athena engine v3 over the events and prices tables (infra/athena/tables.sql, infra/athena/prices.sql); it writes no CSV, manifest or revision\n", *day)
-		fmt.Fprintln(stdout, q)
-		return nil
 	default:
 		return usagef("--engine %q: want go or athena", *engine)
 	}
@@ -289,7 +292,7 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if *scale > 12 {
 		return usagef("--scale %d: at most 12 places", *scale)
 	}
-	book, err := loadPrices(ctx, *prices)
+	book, compact, err := compactorFor(ctx, *engine, ath, *storeURI, *prices, infoWriter(stderr, *quiet))
 	if err != nil {
 		return err
 	}
@@ -298,8 +301,14 @@ func runCompact(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	prog := progress.New(stderr, "meter compact", *quiet)
-	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace,
-		Progress: func(read, total int) { prog.Update(int64(read), int64(total), "events objects read", "") }})
+	cfg := compaction.Config{Store: st, Day: *day, Prices: book, Scale: compaction.Places(*scale), Force: *force, Grace: *grace,
+		Progress: func(read, total int) { prog.Update(int64(read), int64(total), "events objects read", "") }}
+	if *changed > 0 {
+		err := recompactChanged(ctx, cfg, *changed, compact, stdout)
+		prog.Done()
+		return err
+	}
+	res, err := compact(ctx, cfg)
 	prog.Done()
 	var open *compaction.OpenDayError
 	if errors.As(err, &open) {

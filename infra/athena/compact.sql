@@ -1,13 +1,15 @@
 -- Daily compaction in Athena (engine v3): the chargeback of one day, computed
 -- as `meter compact --engine go` computes it. Replace ${DAY} with the day
--- (YYYY-MM-DD); `meter compact --engine athena --day D` prints it filled in.
+-- (YYYY-MM-DD); `meter compact --engine athena --day D` runs it (and an UNLOAD
+-- of its priced rows into the daily table); with --print-sql it prints it.
 -- Tables: events (infra/athena/tables.sql) and prices (infra/athena/prices.sql).
 --
 -- The result has the chargeback CSV's columns in order, sorted like it, with
 -- two differences: revision is 0 (revisions are numbered by meter when it
 -- commits a manifest), and unpriced_calls counts successful calls with no
--- price in force. meter refuses such a day; here their costs are left out,
--- so a non-zero unpriced_calls means the costs of that row are incomplete.
+-- price in force. As in the Go engine, those calls are left out of every
+-- other column (never billed at a silent zero); a row whose counts are all
+-- zero holds only such calls, and is no chargeback row.
 --
 -- Money is exact: costs are DECIMAL, tokens * price / 1000 written as
 -- tokens * price * 0.001 so the scale grows (13 places) instead of rounding.
@@ -29,6 +31,7 @@ dedup AS (
   SELECT
     request_id, team_id, cost_center, model_id, status,
     CAST("timestamp" AS timestamp) AS ts,
+    schema_version, event_id, operation, latency_ms, api_key_id, region, pricing_tier,
     input_tokens, output_tokens, cache_read_input_tokens, cache_write_input_tokens,
     image_count, image_height, image_width, image_steps, image_quality,
     COALESCE(NULLIF(pricing_tier, ''), 'on_demand') AS tier,
@@ -105,7 +108,10 @@ image_rates AS (
 ),
 priced AS (
   SELECT
-    d.team_id, d.cost_center, d.model_id, d.status,
+    d.team_id, d.cost_center, d.model_id, d.status, d.tier,
+    -- The rest of the event, for the daily table (meter compact --engine athena).
+    d.request_id, d.ts, d.schema_version, d.event_id, d.operation, d.latency_ms, d.image_height, d.image_width,
+    d.image_steps, d.image_quality, d.api_key_id, d.region, d.pricing_tier,
     d.input_tokens, d.output_tokens, d.cache_read_input_tokens, d.cache_write_input_tokens, d.image_count,
     CAST(d.input_tokens AS DECIMAL(12, 0)) * r.input_per_1k * DECIMAL '0.001' AS input_cost,
     CAST(d.output_tokens AS DECIMAL(12, 0)) * r.output_per_1k * DECIMAL '0.001' AS output_cost,
@@ -119,26 +125,31 @@ priced AS (
   LEFT JOIN token_rates r ON r.request_id = d.request_id
   LEFT JOIN image_rates i ON i.request_id = d.request_id
 ),
+flagged AS (
+  SELECT *,
+    status = 'success' AND (input_cost IS NULL OR output_cost IS NULL OR cache_read_cost IS NULL
+      OR cache_write_cost IS NULL OR image_cost IS NULL) AS unpriced
+  FROM priced
+),
 groups AS (
   SELECT
     team_id, cost_center, model_id,
-    sum(CASE WHEN status = 'success' THEN 1 ELSE 0 END) AS invocations,
-    sum(CASE WHEN status = 'success' THEN input_tokens ELSE 0 END) AS input_tokens,
-    sum(CASE WHEN status = 'success' THEN output_tokens ELSE 0 END) AS output_tokens,
-    COALESCE(sum(CASE WHEN status = 'success' THEN input_cost END), 0) AS input_cost,
-    COALESCE(sum(CASE WHEN status = 'success' THEN output_cost END), 0) AS output_cost,
-    sum(CASE WHEN status = 'success' THEN cache_read_input_tokens ELSE 0 END) AS cache_read_input_tokens,
-    sum(CASE WHEN status = 'success' THEN cache_write_input_tokens ELSE 0 END) AS cache_write_input_tokens,
-    COALESCE(sum(CASE WHEN status = 'success' THEN cache_read_cost END), 0) AS cache_read_cost,
-    COALESCE(sum(CASE WHEN status = 'success' THEN cache_write_cost END), 0) AS cache_write_cost,
-    sum(CASE WHEN status = 'success' THEN image_count ELSE 0 END) AS image_count,
-    COALESCE(sum(CASE WHEN status = 'success' THEN image_cost END), 0) AS image_cost,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN 1 ELSE 0 END) AS invocations,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN input_tokens ELSE 0 END) AS input_tokens,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN output_tokens ELSE 0 END) AS output_tokens,
+    COALESCE(sum(CASE WHEN status = 'success' AND NOT unpriced THEN input_cost END), 0) AS input_cost,
+    COALESCE(sum(CASE WHEN status = 'success' AND NOT unpriced THEN output_cost END), 0) AS output_cost,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN cache_read_input_tokens ELSE 0 END) AS cache_read_input_tokens,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN cache_write_input_tokens ELSE 0 END) AS cache_write_input_tokens,
+    COALESCE(sum(CASE WHEN status = 'success' AND NOT unpriced THEN cache_read_cost END), 0) AS cache_read_cost,
+    COALESCE(sum(CASE WHEN status = 'success' AND NOT unpriced THEN cache_write_cost END), 0) AS cache_write_cost,
+    sum(CASE WHEN status = 'success' AND NOT unpriced THEN image_count ELSE 0 END) AS image_count,
+    COALESCE(sum(CASE WHEN status = 'success' AND NOT unpriced THEN image_cost END), 0) AS image_cost,
     sum(CASE WHEN status = 'denied' THEN 1 ELSE 0 END) AS denied,
     sum(CASE WHEN status = 'throttled' THEN 1 ELSE 0 END) AS throttled,
     sum(CASE WHEN status NOT IN ('success', 'denied', 'throttled') THEN 1 ELSE 0 END) AS errors,
-    sum(CASE WHEN status = 'success' AND (input_cost IS NULL OR output_cost IS NULL OR cache_read_cost IS NULL
-      OR cache_write_cost IS NULL OR image_cost IS NULL) THEN 1 ELSE 0 END) AS unpriced_calls
-  FROM priced
+    sum(CASE WHEN unpriced THEN 1 ELSE 0 END) AS unpriced_calls
+  FROM flagged
   GROUP BY team_id, cost_center, model_id
 )
 SELECT

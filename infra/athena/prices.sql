@@ -1,5 +1,6 @@
 -- Athena (engine v3) table over the price file given to `meter compact --prices`.
--- Upload the CSV alone under its own folder, e.g. s3://BUCKET/PREFIX/prices/prices.csv.
+-- Upload the CSV alone under its own folder, e.g. s3://BUCKET/PREFIX/prices/prices.csv
+-- (`meter compact --engine athena` writes the file it compacts with there itself).
 -- Columns are positional, in the order of the shipped file
 -- (aggregator/pricing/default_prices.csv); every column is read as a string and
 -- converted in infra/athena/compact.sql, which also skips the header and

@@ -9,13 +9,19 @@
 //	METER_PRICES  the price CSV: a path in the deployment package, or
 //	              s3://BUCKET/KEY; empty uses the shipped price file
 //	METER_SCALE   optional: CSV cost places (default exact)
+//	METER_ATHENA_ABOVE_EVENTS, METER_ATHENA_WORKGROUP, METER_ATHENA_DATABASE,
+//	METER_ATHENA_OUTPUT, METER_RECOMPACT_DAYS: see compaction.Env* (a day
+//	larger than the threshold is compacted in Athena; every run also
+//	recompacts the recent days that received late events)
 //
-// An event's "detail" may name a day to recompact: {"day": "YYYY-MM-DD"}.
+// An event's "detail" may name a day to recompact: {"day": "YYYY-MM-DD"}
+// (then only that day is compacted).
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -42,6 +48,9 @@ type Output struct {
 	Invocations int64  `json:"invocations"`
 	TotalCost   string `json:"total_cost"`
 	CSVKey      string `json:"csv_key"`
+	Engine      string `json:"engine"`
+	// Recompacted lists the earlier days compacted again for late events.
+	Recompacted []RecompactedDay `json:"recompacted,omitempty"`
 }
 
 // Handler compacts one day per scheduled event.
@@ -77,12 +86,13 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *
 		at = h.Now()
 	}
 	day := at.UTC().AddDate(0, 0, -1).Format(schemas.DayLayout)
+	named := false
 	if len(ev.Detail) > 0 {
 		var d struct {
 			Day string `json:"day"`
 		}
 		if err := json.Unmarshal(ev.Detail, &d); err == nil && d.Day != "" {
-			day = d.Day
+			day, named = d.Day, true
 		}
 	}
 	loc := h.Getenv("METER_STORE")
@@ -93,7 +103,11 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *
 	if err != nil {
 		return nil, fmt.Errorf("opening store %s: %w", loc, err)
 	}
-	book, err := config.Prices(ctx, h.Getenv("METER_PRICES"))
+	book, priceCSV, err := config.PriceFile(ctx, h.Getenv("METER_PRICES"))
+	if err != nil {
+		return nil, err
+	}
+	engines, err := compaction.EnginesFromEnv(ctx, h.Getenv, loc, priceCSV)
 	if err != nil {
 		return nil, err
 	}
@@ -103,15 +117,31 @@ func (h *Handler) Handle(ctx context.Context, ev events.EventBridgeEvent) (out *
 			return nil, fmt.Errorf("METER_SCALE %q: want a number of places up to 12", s)
 		}
 	}
-	res, err := compaction.Compact(ctx, compaction.Config{Store: st, Day: day, Prices: book, Scale: compaction.Places(scale), Now: h.Now, TempDir: os.TempDir()})
-	if err != nil {
+	cfg := compaction.Config{Store: st, Day: day, Prices: book, Scale: compaction.Places(scale), Now: h.Now, TempDir: os.TempDir()}
+	res, err := engines.Compact(ctx, cfg)
+	var unpriced *compaction.UnpricedError
+	if err != nil && !errors.As(err, &unpriced) {
 		return nil, fmt.Errorf("compacting %s: %w", day, err)
 	}
 	m := res.Manifest
 	out = &Output{Day: day, Revision: m.Revision, Unchanged: res.Unchanged, RowsRead: m.RowsRead, Duplicates: m.DuplicatesDropped,
-		Invocations: m.Totals.Invocations, TotalCost: m.Totals.TotalCost, CSVKey: res.CSVKey}
-	h.Logger.Info("compacted", "day", day, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
+		Invocations: m.Totals.Invocations, TotalCost: m.Totals.TotalCost, CSVKey: res.CSVKey, Engine: m.Engine}
+	h.Logger.Info("compacted", "day", day, "engine", m.Engine, "revision", m.Revision, "unchanged", res.Unchanged, "rows_read", m.RowsRead,
 		"duplicates", m.DuplicatesDropped, "total_cost", m.Totals.TotalCost, "buckets", res.Buckets)
+	var errs []error
+	if unpriced != nil {
+		errs = append(errs, fmt.Errorf("compacting %s: %w", day, err))
+	}
+	if !named {
+		// Also when yesterday has unpriced usage: that must not hold back other days' late events.
+		var lateErr error
+		if out.Recompacted, lateErr = h.recompactLate(ctx, cfg, at, engines); lateErr != nil {
+			errs = append(errs, lateErr)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
 	return out, nil
 }
 
