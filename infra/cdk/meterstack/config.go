@@ -163,7 +163,7 @@ func (cfg Config) Validate() error {
 		}
 	}
 	for _, f := range []struct {
-		name     string
+		name      string
 		v, lo, hi int
 	}{
 		{"raw_events_days", cfg.RawEventsDays, 1, 3650}, {"spill_days", cfg.SpillDays, 1, 365},

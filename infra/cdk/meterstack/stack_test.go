@@ -213,10 +213,10 @@ func functionID(t *testing.T, prefix string) string {
 func TestInvokerMayCallOnlyAllowListedModelsAndPutToItsStream(t *testing.T) {
 	cfg := exampleConfig(t)
 	want := map[string]bool{
-		"arn:${AWS::Partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0":                true,
+		"arn:${AWS::Partition}:bedrock:us-east-1::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0":                 true,
 		"arn:${AWS::Partition}:bedrock:us-east-1:123456789012:inference-profile/us.anthropic.claude-3-5-haiku-20241022-v1:0": true,
-		"arn:${AWS::Partition}:bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0":                        true,
-		"arn:${AWS::Partition}:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0":                            true,
+		"arn:${AWS::Partition}:bedrock:*::foundation-model/anthropic.claude-3-5-haiku-20241022-v1:0":                         true,
+		"arn:${AWS::Partition}:bedrock:us-east-1::foundation-model/amazon.titan-embed-text-v2:0":                             true,
 	}
 	if len(cfg.Models) != 3 {
 		t.Fatalf("the example config changed: %v", cfg.Models)
