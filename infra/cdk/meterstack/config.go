@@ -61,6 +61,10 @@ type Config struct {
 	// AthenaAboveEvents: the compactor hands a day with more raw events than
 	// this to Athena (METER_ATHENA_ABOVE_EVENTS; default 50,000,000).
 	AthenaAboveEvents int64 `json:"athena_above_events,omitempty"`
+	// CustomPrices: the invoker (budgets) and the compactor read the price file
+	// s3://BUCKET/config/prices.csv, which the tenant admins upload; false uses
+	// the price file shipped in the binaries.
+	CustomPrices bool `json:"custom_prices,omitempty"`
 	// UnmeteredThreshold: the unmetered-calls alarm fires above this many a day (default 0).
 	UnmeteredThreshold int `json:"unmetered_threshold,omitempty"`
 	// AssetsDir holds one folder per function (invoker, collector, compactor,

@@ -107,7 +107,7 @@ func (b *builder) catalog(tables []Table) string {
 				},
 			},
 		})
-		tbl.AddDependency(db)
+		tbl.Node().AddDependency(db)
 	}
 	return name
 }

@@ -41,6 +41,7 @@ const (
 	SpillPrefix   = "spill"               // the invoker's spill
 	ConfigPrefix  = "config"              // tenants.yaml and prices.csv, written by the tenant admins only
 	TenantsKey    = "config/tenants.yaml" // the tenant registry
+	PricesKey     = "config/prices.csv"   // the price file, when the config's custom_prices is set
 	ResultsPrefix = "athena-results"      // the Athena workgroup's results
 )
 
@@ -218,6 +219,9 @@ func (b *builder) invoker() {
 		"METER_TENANTS": b.s3URI(TenantsKey), "METER_STREAM": "kinesis://" + *b.stream.StreamName(),
 		"METER_SPILL": b.s3URI(SpillPrefix), "METER_STORE": b.s3URI(StorePrefix),
 	}
+	if b.cfg.CustomPrices {
+		env["METER_PRICES"] = b.s3URI(PricesKey)
+	}
 	spec := fnSpec{id: "invoker", cmd: "invoker", memoryMB: 512, timeoutSecs: 29, env: env,
 		description: "meter invoke API behind API Gateway (buffered)"}
 	fn := b.function(spec)
@@ -250,6 +254,8 @@ func (b *builder) invoker() {
 	url := streaming.AddFunctionUrl(&awslambda.FunctionUrlOptions{
 		AuthType: awslambda.FunctionUrlAuthType_NONE, InvokeMode: awslambda.InvokeMode_RESPONSE_STREAM,
 	})
+	awscdk.NewCfnOutput(b.stack, jsii.String("InvokerStreamFunction"), &awscdk.CfnOutputProps{Value: streaming.FunctionName(),
+		Description: jsii.String("the invoker behind the streaming function URL")})
 	awscdk.NewCfnOutput(b.stack, jsii.String("ApiUrl"), &awscdk.CfnOutputProps{Value: api.Url(),
 		Description: jsii.String("the invoke API (API Gateway REST, buffered answers); every route of the contract")})
 	awscdk.NewCfnOutput(b.stack, jsii.String("StreamingUrl"), &awscdk.CfnOutputProps{Value: url.Url(),
@@ -309,7 +315,10 @@ func (b *builder) compactor(db string, tables []Table) {
 			"METER_ATHENA_RESULTS": b.s3URI(ResultsPrefix + "/"), "METER_ATHENA_ABOVE_EVENTS": fmt.Sprint(b.cfg.AthenaAboveEvents),
 		},
 		description: "meter daily compaction: chargeback CSV, daily Parquet, manifest"})
-	allow(fn, []string{"s3:GetObject"}, b.objects(StorePrefix+"/", ConfigPrefix+"/prices.csv"), nil)
+	if b.cfg.CustomPrices {
+		fn.AddEnvironment(jsii.String("METER_PRICES"), jsii.String(b.s3URI(PricesKey)), nil)
+	}
+	allow(fn, []string{"s3:GetObject"}, b.objects(StorePrefix+"/", PricesKey), nil)
 	allow(fn, []string{"s3:PutObject"}, b.objects(StorePrefix+"/daily/", StorePrefix+"/chargeback/"), nil)
 	allow(fn, []string{"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}, b.objects(ResultsPrefix+"/"), nil)
 	allow(fn, []string{"s3:GetBucketLocation"}, []string{*b.bucket.BucketArn()}, nil)
@@ -323,6 +332,8 @@ func (b *builder) compactor(db string, tables []Table) {
 	}
 	allow(fn, []string{"glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"}, glue, nil)
 	b.schedule("CompactSchedule", fn, b.cfg.CompactSchedule)
+	awscdk.NewCfnOutput(b.stack, jsii.String("CompactorFunction"), &awscdk.CfnOutputProps{Value: fn.FunctionName(),
+		Description: jsii.String(`the daily compaction; invoke with {"detail":{"day":"YYYY-MM-DD"}} to compact a day now`)})
 }
 
 func (b *builder) reconciler() {
@@ -362,6 +373,8 @@ func (b *builder) reconciler() {
 			map[string]any{"StringLike": map[string]any{"s3:prefix": []any{prefix + "*"}}})
 	}
 	b.schedule("ReconcileSchedule", fn, b.cfg.ReconcileSchedule)
+	awscdk.NewCfnOutput(b.stack, jsii.String("ReconcilerFunction"), &awscdk.CfnOutputProps{Value: fn.FunctionName(),
+		Description: jsii.String(`the daily reconciliation; invoke with {"detail":{"day":"YYYY-MM-DD"}} to reconcile a day now`)})
 }
 
 var comparisons = map[string]awscloudwatch.ComparisonOperator{
