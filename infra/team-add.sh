@@ -10,7 +10,7 @@
 # fresh instances so they read it, and prints the team's new API key, once,
 # alone on the last line. Nothing prints the key if the upload failed.
 #
-# Needs: the AWS CLI v2 (credentials of a role in the stack's tenant_admins,
+# Needs: the AWS CLI v2, a 2025 or later release (put-object --if-match; credentials of a role in the stack's tenant_admins,
 # the only principals the bucket lets write config/), and the meter binary on
 # PATH (go build -o bin/meter ./cmd/meter) or in $METER.
 set -euo pipefail
