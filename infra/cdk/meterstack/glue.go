@@ -27,6 +27,7 @@ type Table struct {
 }
 
 var (
+	pricesRE   = regexp.MustCompile(`(?s)CREATE EXTERNAL TABLE IF NOT EXISTS (prices) \((.*?)\n\)\s*ROW FORMAT SERDE '([^']+)'\s*WITH SERDEPROPERTIES \((.*?)\)\s*STORED AS TEXTFILE\s*LOCATION 's3://BUCKET/PREFIX/([a-z_]+/)'`)
 	tableRE    = regexp.MustCompile(`(?s)CREATE EXTERNAL TABLE IF NOT EXISTS (\w+) \((.*?)\n\)\s*PARTITIONED BY \((.*?)\)\s*STORED AS PARQUET\s*LOCATION 's3://BUCKET/PREFIX/([a-z_]+/)'\s*TBLPROPERTIES \((.*?)\);`)
 	propertyRE = regexp.MustCompile(`'([^']+)'\s*=\s*'([^']*)'`)
 )
@@ -53,6 +54,25 @@ func GlueTables() ([]Table, error) {
 		return nil, fmt.Errorf("infra/athena/tables.sql: found %d tables, want events, usage_windows and daily", len(out))
 	}
 	return out, nil
+}
+
+// PricesTable reads the prices table of infra/athena/prices.sql: the price
+// CSV as Athena reads it when it compacts a day (meter compact --engine
+// athena writes the file under the store's prices/ folder).
+func PricesTable() (Table, []string, error) {
+	m := pricesRE.FindStringSubmatch(athena.Prices)
+	if m == nil {
+		return Table{}, nil, fmt.Errorf("infra/athena/prices.sql: no CREATE EXTERNAL TABLE prices ... STORED AS TEXTFILE LOCATION")
+	}
+	t := Table{Name: m[1], Folder: m[5], Properties: map[string]string{}}
+	var err error
+	if t.Columns, err = columns(m[2]); err != nil {
+		return Table{}, nil, fmt.Errorf("infra/athena/prices.sql: %w", err)
+	}
+	for _, p := range propertyRE.FindAllStringSubmatch(m[4], -1) {
+		t.Properties[p[1]] = p[2]
+	}
+	return t, []string{m[3]}, nil
 }
 
 func columns(body string) ([]Column, error) {
@@ -108,6 +128,32 @@ func (b *builder) catalog(tables []Table) string {
 			},
 		})
 		tbl.Node().AddDependency(db)
+	}
+	if prices, serde, err := PricesTable(); err == nil {
+		cols := make([]any, len(prices.Columns))
+		for i, c := range prices.Columns {
+			cols[i] = &awsglue.CfnTable_ColumnProperty{Name: jsii.String(c.Name), Type: jsii.String(c.Type)}
+		}
+		serdeParams := map[string]*string{}
+		for k, v := range prices.Properties {
+			serdeParams[k] = jsii.String(v)
+		}
+		tbl := awsglue.NewCfnTable(b.stack, jsii.String("Table-prices"), &awsglue.CfnTableProps{
+			CatalogId: jsii.String(b.cfg.Account), DatabaseName: jsii.String(name),
+			TableInput: &awsglue.CfnTable_TableInputProperty{
+				Name: jsii.String(prices.Name), TableType: jsii.String("EXTERNAL_TABLE"),
+				Parameters: map[string]*string{"classification": jsii.String("csv"), "EXTERNAL": jsii.String("TRUE")},
+				StorageDescriptor: &awsglue.CfnTable_StorageDescriptorProperty{
+					Columns: &cols, Location: jsii.String(store + "/" + prices.Folder),
+					InputFormat:  jsii.String("org.apache.hadoop.mapred.TextInputFormat"),
+					OutputFormat: jsii.String("org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat"),
+					SerdeInfo:    &awsglue.CfnTable_SerdeInfoProperty{SerializationLibrary: jsii.String(serde[0]), Parameters: serdeParams},
+				},
+			},
+		})
+		tbl.Node().AddDependency(db)
+	} else {
+		panic(err) // the shipped DDL is embedded and tested
 	}
 	return name
 }

@@ -312,14 +312,15 @@ func (b *builder) compactor(db string, tables []Table) {
 	fn := b.function(fnSpec{id: "compactor", cmd: "compactor", memoryMB: 3008, timeoutSecs: 900,
 		env: map[string]string{
 			"METER_STORE": b.s3URI(StorePrefix), "METER_ATHENA_WORKGROUP": wg, "METER_ATHENA_DATABASE": db,
-			"METER_ATHENA_RESULTS": b.s3URI(ResultsPrefix + "/"), "METER_ATHENA_ABOVE_EVENTS": fmt.Sprint(b.cfg.AthenaAboveEvents),
+			"METER_ATHENA_OUTPUT": b.s3URI(ResultsPrefix + "/"), "METER_ATHENA_ABOVE_EVENTS": fmt.Sprint(b.cfg.AthenaAboveEvents),
 		},
 		description: "meter daily compaction: chargeback CSV, daily Parquet, manifest"})
 	if b.cfg.CustomPrices {
 		fn.AddEnvironment(jsii.String("METER_PRICES"), jsii.String(b.s3URI(PricesKey)), nil)
 	}
 	allow(fn, []string{"s3:GetObject"}, b.objects(StorePrefix+"/", PricesKey), nil)
-	allow(fn, []string{"s3:PutObject"}, b.objects(StorePrefix+"/daily/", StorePrefix+"/chargeback/"), nil)
+	// The Athena engine writes the price file it compacts with to store/prices/.
+	allow(fn, []string{"s3:PutObject"}, b.objects(StorePrefix+"/daily/", StorePrefix+"/chargeback/", StorePrefix+"/prices/"), nil)
 	allow(fn, []string{"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"}, b.objects(ResultsPrefix+"/"), nil)
 	allow(fn, []string{"s3:GetBucketLocation"}, []string{*b.bucket.BucketArn()}, nil)
 	b.list(fn, StorePrefix+"/", ResultsPrefix+"/")
@@ -327,7 +328,7 @@ func (b *builder) compactor(db string, tables []Table) {
 	allow(fn, []string{"athena:StartQueryExecution", "athena:GetQueryExecution", "athena:GetQueryResults", "athena:StopQueryExecution", "athena:GetWorkGroup"},
 		[]string{fmt.Sprintf("arn:%s:athena:%s:%s:workgroup/%s", p, r, a, wg)}, nil)
 	glue := []string{fmt.Sprintf("arn:%s:glue:%s:%s:catalog", p, r, a), fmt.Sprintf("arn:%s:glue:%s:%s:database/%s", p, r, a, db)}
-	for _, t := range tables {
+	for _, t := range append(tables, Table{Name: "prices"}) {
 		glue = append(glue, fmt.Sprintf("arn:%s:glue:%s:%s:table/%s/%s", p, r, a, db, t.Name))
 	}
 	allow(fn, []string{"glue:GetDatabase", "glue:GetTable", "glue:GetTables", "glue:GetPartition", "glue:GetPartitions"}, glue, nil)
