@@ -33,6 +33,18 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
 fi
 
+# ---- Deployment (infra/cdk): the Lambda runtime interface emulator and the CDK CLI ----
+#   aws-lambda-rie (Go module proxy)  runs each cmd/lambda bootstrap through the real Lambda Runtime API
+#   aws-cdk        (npm)              the CDK CLI; `cdk synth` of infra/cdk runs below
+if [ ! -x .tools/bin/aws-lambda-rie ]; then
+  echo "test.sh: building aws-lambda-rie (the Lambda runtime interface emulator) into .tools/bin" >&2
+  GOBIN="$root/.tools/bin" go install github.com/aws/aws-lambda-runtime-interface-emulator/cmd/aws-lambda-rie@v0.0.0-20261030222936-bef5c4ba774d >&2
+fi
+if [ ! -x .tools/node/node_modules/.bin/cdk ]; then
+  echo "test.sh: installing the CDK CLI aws-cdk@2.1149.0 (npm) into .tools/node" >&2
+  npm install --silent --no-audit --no-fund --prefix .tools/node aws-cdk@2.1149.0 >&2
+fi
+
 export PATH="$root/.tools/bin:$PATH"
 export METER_NODE_MODULES="$root/.tools/node/node_modules"
 # Tests that need kinesalite or versitygw fail instead of skipping when this is set.
@@ -40,6 +52,23 @@ export METER_REQUIRE_SERVERS=1
 
 go vet ./...
 go test -count=1 -timeout 20m "$@" ./...
+
+# ---- Deployment (infra/cdk) ----
+# infra/cdk is its own Go module: CDK's Go bindings are large and take minutes to
+# compile, and nothing in the product imports them, so `go build ./...` of the
+# main module stays light. Its tests synthesize the stack in-process and check
+# the template; then the CDK CLI synthesizes the app as `cdk deploy` would.
+(
+  cd infra/cdk
+  go vet ./...
+  go test -count=1 -timeout 20m ./...
+  cdkout=$(mktemp -d)
+  trap 'rm -rf "$cdkout" "$cdkout-functions"' EXIT
+  CDK_DISABLE_VERSION_CHECK=1 "$root/.tools/node/node_modules/.bin/cdk" synth --quiet --no-notices \
+    -c meter:config=meter.example.json -o "$cdkout" >&2
+  test -s "$cdkout/Meter.template.json"
+  echo "test.sh: cdk synth wrote $(wc -c <"$cdkout/Meter.template.json") bytes of template" >&2
+)
 
 # Short fuzz runs of the parsers that take hostile input: 20,000 inputs each, a
 # count rather than a duration, because Go 1.26's fuzz coordinator can report a

@@ -17,6 +17,10 @@
 //	METER_PRICES   price CSV for monthly budgets: a path or s3://BUCKET/KEY (default: shipped prices).
 //	METER_STORE    store (s3://BUCKET/PREFIX) whose compacted daily Parquet
 //	               answers GET /usage; unset, /usage answers 501.
+//	METER_RESPONSE_STREAM  "1": serve a function URL in RESPONSE_STREAM mode
+//	               (lambdaurl): converse-stream and the /bedrock streaming
+//	               routes reach the client as the model writes them. Unset:
+//	               buffered answers to API Gateway REST and function URL events.
 //
 // Every call's usage event is durable in the stream or the spill before the
 // handler returns, so nothing is pending when Lambda freezes the instance.
@@ -28,12 +32,14 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	"github.com/aws/aws-lambda-go/lambdaurl"
 
 	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/metrics"
@@ -53,6 +59,12 @@ func main() {
 	if err != nil {
 		log.Error("invoker cold start failed", "err", err)
 		os.Exit(1)
+	}
+	if os.Getenv("METER_RESPONSE_STREAM") == "1" {
+		// The invocation ends when ServeHTTP has returned, so the usage event
+		// is durable before Lambda freezes the instance, as in buffered mode.
+		lambdaurl.Start(flushing{fn.server}, lambda.WithEnableSIGTERM(func() { fn.close() }))
+		return
 	}
 	lambda.StartWithOptions(fn.handler, lambda.WithEnableSIGTERM(func() { fn.close() }))
 }
@@ -186,3 +198,18 @@ func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
 		"input_tokens": ev.InputTokens, "output_tokens": ev.OutputTokens, "latency_ms": ev.LatencyMS})
 	return err
 }
+
+// flushing serves h with a response writer that can be flushed: lambdaurl's
+// writer has no Flush, yet every Write already goes straight into the
+// runtime's response stream (an unbuffered pipe), so a flush has nothing to
+// do. Without it the invoker's streaming routes would take the failed flush
+// for a client that left.
+type flushing struct{ h http.Handler }
+
+func (f flushing) ServeHTTP(w http.ResponseWriter, r *http.Request) { f.h.ServeHTTP(flushWriter{w}, r) }
+
+type flushWriter struct{ http.ResponseWriter }
+
+func (flushWriter) Flush() {}
+
+func (w flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
