@@ -62,7 +62,17 @@ type Event struct {
 	APIKeyID              string `json:"api_key_id,omitempty"`
 	Region                string `json:"region,omitempty"`
 	PricingTier           string `json:"pricing_tier,omitempty"`
+	// ModelAlias is the alias the caller asked for (ModelID is the model
+	// it resolved to). It travels in the stream's JSON; it is not a Parquet
+	// column (see EventOnlyFields).
+	ModelAlias string `json:"model_alias,omitempty"`
 }
+
+// EventOnlyFields are the event's JSON fields the Parquet tables do not
+// carry: the reader requires every column in every file, and files written
+// before the field existed lack it. Chargeback and usage are by the concrete
+// model_id.
+var EventOnlyFields = []string{"model_alias"}
 
 // Day returns the event's UTC day as YYYY-MM-DD, the value of its dt partition.
 func (e *Event) Day() string { return e.Timestamp.UTC().Format(DayLayout) }
@@ -125,6 +135,7 @@ type wire struct {
 	APIKeyID              string `json:"api_key_id"`
 	Region                string `json:"region"`
 	PricingTier           string `json:"pricing_tier"`
+	ModelAlias            string `json:"model_alias"`
 }
 
 // ParseEvent decodes and validates one JSON event. Errors are *FieldError when a
@@ -180,6 +191,7 @@ func parseGeneral(data []byte) (Event, error) {
 		CacheReadInputTokens: w.CacheReadInputTokens, CacheWriteInputTokens: w.CacheWriteInputTokens,
 		ImageCount: w.ImageCount, ImageHeight: w.ImageHeight, ImageWidth: w.ImageWidth, ImageSteps: w.ImageSteps,
 		ImageQuality: w.ImageQuality, APIKeyID: w.APIKeyID, Region: w.Region, PricingTier: w.PricingTier,
+		ModelAlias: w.ModelAlias,
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, err
@@ -258,6 +270,7 @@ func (e *Event) checkIDs() error {
 		check("team_id", e.TeamID, CheckID, false), check("cost_center", e.CostCenter, CheckID, true),
 		check("api_key_id", e.APIKeyID, CheckID, true), check("model_id", e.ModelID, CheckModelID, false),
 		check("region", e.Region, CheckID, true), check("image_quality", e.ImageQuality, CheckID, true),
+		check("model_alias", e.ModelAlias, CheckID, true),
 	} {
 		if err != nil {
 			return err

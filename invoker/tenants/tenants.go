@@ -69,14 +69,14 @@ type KeySpec struct {
 // RateLimit is a token bucket: RPS requests per second sustained, Burst at once.
 // A zero RPS means no rate limit; a zero Burst means max(1, ceil(RPS)).
 type RateLimit struct {
-	RPS   float64 `yaml:"rps"`
-	Burst int     `yaml:"burst,omitempty"`
+	RPS   float64 `yaml:"rps" json:"rps"`
+	Burst int     `yaml:"burst,omitempty" json:"burst,omitempty"`
 }
 
 // Quotas are per-UTC-day limits; zero means unlimited.
 type Quotas struct {
-	DailyRequests int64 `yaml:"daily_requests,omitempty"`
-	DailyTokens   int64 `yaml:"daily_tokens,omitempty"`
+	DailyRequests int64 `yaml:"daily_requests,omitempty" json:"daily_requests,omitempty"`
+	DailyTokens   int64 `yaml:"daily_tokens,omitempty" json:"daily_tokens,omitempty"`
 }
 
 // Team is a validated team of a loaded registry.
@@ -300,7 +300,6 @@ func (r *Registry) Watch(done <-chan struct{}, interval time.Duration, log *slog
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	flushed := time.Now()
-	defer r.FlushLastUsed()
 	for {
 		select {
 		case <-done:
@@ -656,7 +655,7 @@ func readDoc(path string) (File, error) {
 func teamInfos(doc File, used map[string]time.Time, now time.Time) []TeamInfo {
 	out := []TeamInfo{}
 	for _, t := range doc.Teams {
-		ti := TeamInfo{ID: t.ID, CostCenter: t.CostCenter, ActFor: t.ActFor, AllowedModels: t.AllowedModels,
+		ti := TeamInfo{ID: t.ID, CostCenter: t.CostCenter, ActFor: append([]string{}, t.ActFor...), AllowedModels: append([]string{}, t.AllowedModels...),
 			RateLimit: t.RateLimit, Quotas: t.Quotas, MonthlyBudgetUSD: t.MonthlyBudgetUSD, Keys: keyInfos(t.APIKeys, used, now)}
 		out = append(out, ti)
 	}
