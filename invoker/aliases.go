@@ -86,6 +86,14 @@ func (s *Server) listAliases(list []modelSummary, team *tenants.Team) []modelSum
 		if !team.Allows(a.Name) && !team.Allows(a.Model) {
 			continue
 		}
+		// An allow-list entry naming the alias is listed as the alias.
+		kept := list[:0]
+		for _, m := range list {
+			if m.ModelID != a.Name {
+				kept = append(kept, m)
+			}
+		}
+		list = kept
 		m := modelSummary{ModelID: a.Name, AliasFor: a.Model, PinnedModel: a.Pins[team.ID]}
 		if f := familyOf(a.Model); f != nil {
 			m.ProviderName, m.OutputModalities, m.InvokeModel = f.provider, []string{string(f.modality)}, true
