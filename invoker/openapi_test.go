@@ -12,11 +12,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"go/ast"
+	goparser "go/parser"
+	"go/token"
 	"io"
+	"io/fs"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -375,4 +380,91 @@ func presentKey(_ context.Context, in *openapi3filter.AuthenticationInput) error
 		}
 	}
 	return errors.New("no key")
+}
+
+// TestServedRoutesEqualTheDocument reads the routes the server registers
+// (every mux.Handle and mux.HandleFunc in the package's source, with the
+// method its handler is bound to) and holds them equal to the document's
+// operations, both ways. Catch-alls ending in "/" answer 404 and are not
+// routes.
+func TestServedRoutesEqualTheDocument(t *testing.T) {
+	doc, _ := openAPIDoc(t)
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[method+" "+path] = true
+		}
+	}
+	fset := token.NewFileSet()
+	pkgs, err := goparser.ParseDir(fset, ".", func(fi fs.FileInfo) bool { return !strings.HasSuffix(fi.Name(), "_test.go") }, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := map[string]bool{}
+	consts := map[string]string{"RuntimePrefix": invoker.RuntimePrefix}
+	str := func(e ast.Expr) (string, bool) {
+		switch x := e.(type) {
+		case *ast.BasicLit:
+			s, err := strconv.Unquote(x.Value)
+			return s, err == nil
+		case *ast.BinaryExpr:
+			id, ok1 := x.X.(*ast.Ident)
+			lit, ok2 := x.Y.(*ast.BasicLit)
+			if ok1 && ok2 && consts[id.Name] != "" {
+				s, err := strconv.Unquote(lit.Value)
+				return consts[id.Name] + s, err == nil
+			}
+		}
+		return "", false
+	}
+	for _, pkg := range pkgs {
+		for _, f := range pkg.Files {
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || len(call.Args) != 2 {
+					return true
+				}
+				sel, ok := call.Fun.(*ast.SelectorExpr)
+				if !ok || (sel.Sel.Name != "HandleFunc" && sel.Sel.Name != "Handle") {
+					return true
+				}
+				if inner, ok := sel.X.(*ast.SelectorExpr); !ok || inner.Sel.Name != "mux" {
+					return true
+				}
+				pattern, ok := str(call.Args[0])
+				if !ok {
+					t.Errorf("%s: a route whose pattern this test cannot read", fset.Position(call.Pos()))
+					return true
+				}
+				if strings.HasSuffix(pattern, "/") {
+					return true // a catch-all
+				}
+				method, path, hasMethod := strings.Cut(pattern, " ")
+				if !hasMethod {
+					method, path = "GET", pattern
+					// s.method(http.MethodX, h) binds the handler to X.
+					if wrap, ok := call.Args[1].(*ast.CallExpr); ok && len(wrap.Args) == 2 {
+						if m, ok := wrap.Args[0].(*ast.SelectorExpr); ok && strings.HasPrefix(m.Sel.Name, "Method") {
+							method = strings.ToUpper(strings.TrimPrefix(m.Sel.Name, "Method"))
+						}
+					}
+				}
+				served[method+" "+path] = true
+				return true
+			})
+		}
+	}
+	if len(served) < 20 {
+		t.Fatalf("found only %d routes in the source: %v", len(served), served)
+	}
+	for r := range served {
+		if !documented[r] {
+			t.Errorf("served but not in openapi.yaml: %s", r)
+		}
+	}
+	for r := range documented {
+		if !served[r] {
+			t.Errorf("in openapi.yaml but not served: %s", r)
+		}
+	}
 }
