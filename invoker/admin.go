@@ -75,8 +75,12 @@ func (s *Server) admin(h adminHandler) http.HandlerFunc {
 // line. It answers the request itself on failure and returns false.
 func (s *Server) change(w http.ResponseWriter, a *tenants.Admin, action, target string, fn func(path string) error) bool {
 	path := s.cfg.Tenants.Path()
-	if path == "" {
-		writeError(w, &apiError{status: http.StatusNotImplemented, code: "not_yet_available", msg: "this server's tenants are not in a file it can edit"})
+	if path == "" || s.cfg.TenantsReadOnly != "" {
+		msg := "this server's tenants are not in a file it can edit"
+		if s.cfg.TenantsReadOnly != "" {
+			msg += ": " + s.cfg.TenantsReadOnly
+		}
+		writeError(w, &apiError{status: http.StatusNotImplemented, code: "not_yet_available", msg: msg})
 		return false
 	}
 	if err := fn(path); err != nil {

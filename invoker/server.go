@@ -100,6 +100,10 @@ type Config struct {
 	// Report, when set, answers GET /report (admin keys) with the finance
 	// page of a month; without it /report answers 501.
 	Report ReportFunc
+	// TenantsReadOnly, when set, says why the admin API may not change the
+	// tenants file here (for example a copy of an S3 object): its changes
+	// answer 501 with that reason; reads still work.
+	TenantsReadOnly string
 	Logger *slog.Logger
 	// Registry receives the server's metrics, served at /metrics (default: a
 	// registry of its own).
