@@ -104,6 +104,7 @@ type Config struct {
 	// tenants file here (for example a copy of an S3 object): its changes
 	// answer 501 with that reason; reads still work.
 	TenantsReadOnly string
+
 	Logger *slog.Logger
 	// Registry receives the server's metrics, served at /metrics (default: a
 	// registry of its own).
