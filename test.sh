@@ -26,6 +26,13 @@ if ! command -v chromium >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >&2
 fi
 
+# --- the OpenAPI client generator (Go module proxy) ---------------------------
+# invoker/apiclient's TestGeneratedClientIsCurrent regenerates the client with
+# `go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@v2.8.2`;
+# fetch and build it once here so the test does not pay for it.
+go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@v2.8.2 --version >/dev/null
+# -------------------------------------------------------------------------------
+
 export PATH="$root/.tools/bin:$PATH"
 export METER_NODE_MODULES="$root/.tools/node/node_modules"
 # Tests that need kinesalite or versitygw fail instead of skipping when this is set.
