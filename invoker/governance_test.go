@@ -386,4 +386,9 @@ func TestAliasRollout(t *testing.T) {
 	if len(models) != 2 || models[haiku35] != int64(newer) || models[haiku] != int64(n-newer) {
 		t.Fatalf("chargeback by model %v, want %s and %s", models, haiku, haiku35)
 	}
+	for _, row := range res.Daily {
+		if row.ModelAlias != "claude" || (row.ModelID != haiku && row.ModelID != haiku35) {
+			t.Fatalf("daily row model %q alias %q", row.ModelID, row.ModelAlias)
+		}
+	}
 }

@@ -62,17 +62,10 @@ type Event struct {
 	APIKeyID              string `json:"api_key_id,omitempty"`
 	Region                string `json:"region,omitempty"`
 	PricingTier           string `json:"pricing_tier,omitempty"`
-	// ModelAlias is the alias the caller asked for (ModelID is the model
-	// it resolved to). It travels in the stream's JSON; it is not a Parquet
-	// column (see EventOnlyFields).
+	// ModelAlias is the alias the caller asked for; ModelID is the model it
+	// resolved to, the one priced and billed.
 	ModelAlias string `json:"model_alias,omitempty"`
 }
-
-// EventOnlyFields are the event's JSON fields the Parquet tables do not
-// carry: the reader requires every column in every file, and files written
-// before the field existed lack it. Chargeback and usage are by the concrete
-// model_id.
-var EventOnlyFields = []string{"model_alias"}
 
 // Day returns the event's UTC day as YYYY-MM-DD, the value of its dt partition.
 func (e *Event) Day() string { return e.Timestamp.UTC().Format(DayLayout) }
