@@ -177,3 +177,29 @@ func TestRolloutShare(t *testing.T) {
 		t.Errorf("rollout took %d of 10,000 calls, want 1,000 +- 100", n)
 	}
 }
+
+// TestHostileAliases: alias names, models, pins, percentages and
+// deprecation dates are checked where they enter, naming the field.
+func TestHostileAliases(t *testing.T) {
+	for _, c := range []struct {
+		doc  string
+		want string
+	}{
+		{"aliases: [{name: \"=cmd\", model: anthropic.x}]", "name"},
+		{"aliases: [{name: claude, model: \"a b\"}]", "model"},
+		{"aliases: [{name: claude, model: anthropic.x, rollout: {model: anthropic.y, percent: .nan}}]", "percent"},
+		{"aliases: [{name: claude, model: anthropic.x, rollout: {model: anthropic.y, percent: 101}}]", "percent"},
+		{"aliases: [{name: claude, model: anthropic.x, pins: {\"+x\": anthropic.x}}]", "pin"},
+		{"aliases: [{name: claude, model: anthropic.x}, {name: claude, model: anthropic.y}]", "twice"},
+		{"deprecations: [{model: anthropic.x, after: tomorrow}]", "after"},
+		{"admins: [{id: \"@adm\", sha256: \"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\"}]", "key id"},
+	} {
+		path := filepath.Join(t.TempDir(), "tenants.yaml")
+		if err := os.WriteFile(path, []byte("teams: [{id: a}]\n"+c.doc+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tenants.OpenRegistry(path); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: err %v, want one about %s", c.doc, err, c.want)
+		}
+	}
+}
