@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
+	"sort"
 	"time"
 
 	"github.com/meter-dev/meter/invoker/tenants"
@@ -73,7 +75,7 @@ func (s *Server) admin(h adminHandler) http.HandlerFunc {
 
 // change applies fn to the tenants file, reloads it and writes the audit
 // line. It answers the request itself on failure and returns false.
-func (s *Server) change(w http.ResponseWriter, a *tenants.Admin, action, target string, fn func(path string) error) bool {
+func (s *Server) change(w http.ResponseWriter, a *tenants.Admin, action, target string, fn func(path string) error, detail ...any) bool {
 	path := s.cfg.Tenants.Path()
 	if path == "" || s.cfg.TenantsReadOnly != "" {
 		msg := "this server's tenants are not in a file it can edit"
@@ -96,9 +98,14 @@ func (s *Server) change(w http.ResponseWriter, a *tenants.Admin, action, target 
 	if _, err := s.cfg.Tenants.Reload(); err != nil {
 		s.log.Error("reloading the tenants file after an admin change", "err", err)
 	}
-	s.log.Info("admin change", "audit", true, "admin_key_id", a.KeyID, "action", action, "target", target)
+	s.log.Info("admin change", append([]any{"audit", true, "admin_key_id", a.KeyID, "action", action, "target", target}, detail...)...)
 	return true
 }
+
+// later is a log value read when the line is written: what a change made.
+type later struct{ v *string }
+
+func (l later) LogValue() slog.Value { return slog.StringValue(*l.v) }
 
 type notFoundError struct{ msg string }
 
@@ -291,11 +298,21 @@ func (s *Server) handleAdminUpdateTeam(w http.ResponseWriter, r *http.Request, a
 			}
 			return &notFoundError{msg: "no team " + id}
 		})
-	}) {
+	}, "fields", f.fields()) {
 		return
 	}
 	t, _ := s.teamInfo(id)
 	writeJSON(w, http.StatusOK, map[string]any{"team": t})
+}
+
+// fields lists the fields a request set, sorted, for the audit line.
+func (f *teamFields) fields() []string {
+	out := make([]string, 0, len(f.present))
+	for k := range f.present {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
 }
 
 func (s *Server) handleAdminRotateKey(w http.ResponseWriter, r *http.Request, a *tenants.Admin) {
@@ -322,7 +339,7 @@ func (s *Server) handleAdminRotateKey(w http.ResponseWriter, r *http.Request, a 
 		}
 		key, keyID, err = tenants.RotateKeyGrace(path, id, grace, s.cfg.Now())
 		return err
-	}) {
+	}, "grace", grace.String(), "new_key_id", later{&keyID}) {
 		return
 	}
 	t, _ := s.teamInfo(id)

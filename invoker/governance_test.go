@@ -232,6 +232,16 @@ func TestAdminAPIChangesSurviveARestart(t *testing.T) {
 		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec["admin_key_id"] != adminID || rec["action"] == "" {
 			t.Errorf("audit line %s", line)
 		}
+		switch rec["action"] {
+		case "team.rotate_key":
+			if rec["new_key_id"] != rotated.Key.ID || rec["grace"] != "1h0m0s" {
+				t.Errorf("rotation audit line %s", line)
+			}
+		case "team.update":
+			if fmt.Sprint(rec["fields"]) != "[monthly_budget_usd quotas rate_limit]" {
+				t.Errorf("update audit line %s", line)
+			}
+		}
 	}
 	if audits != 5 {
 		t.Errorf("%d audit lines, want 5 (create, patch, alias, rotate, revoke):\n%s", audits, g.log.String())

@@ -3215,7 +3215,8 @@ type ListAliasesResult401Headers struct {
 
 // ListAliasesResult503Headers the declared response headers of an HTTP 503 response for ListAliases
 type ListAliasesResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
 }
 
 type ListAliasesResult struct {
@@ -3371,6 +3372,11 @@ type SetAliasResult401Headers struct {
 	XMeterCallId *string
 }
 
+// SetAliasResult413Headers the declared response headers of an HTTP 413 response for SetAlias
+type SetAliasResult413Headers struct {
+	XMeterCallId *string
+}
+
 type SetAliasResult struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3390,6 +3396,8 @@ type SetAliasResult struct {
 	Headers400 *SetAliasResult400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *SetAliasResult401Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *SetAliasResult413Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -3455,7 +3463,8 @@ type ListTeamsResult401Headers struct {
 
 // ListTeamsResult503Headers the declared response headers of an HTTP 503 response for ListTeams
 type ListTeamsResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
 }
 
 type ListTeamsResult struct {
@@ -3538,6 +3547,11 @@ type CreateTeamResult401Headers struct {
 	XMeterCallId *string
 }
 
+// CreateTeamResult413Headers the declared response headers of an HTTP 413 response for CreateTeam
+type CreateTeamResult413Headers struct {
+	XMeterCallId *string
+}
+
 type CreateTeamResult struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3557,6 +3571,8 @@ type CreateTeamResult struct {
 	Headers400 *CreateTeamResult400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *CreateTeamResult401Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *CreateTeamResult413Headers
 }
 
 // GetJSON201 returns the response for an HTTP 201 `application/json` response
@@ -3628,6 +3644,11 @@ type UpdateTeamResult401Headers struct {
 	XMeterCallId *string
 }
 
+// UpdateTeamResult413Headers the declared response headers of an HTTP 413 response for UpdateTeam
+type UpdateTeamResult413Headers struct {
+	XMeterCallId *string
+}
+
 type UpdateTeamResult struct {
 	Body         []byte
 	HTTPResponse *http.Response
@@ -3649,6 +3670,8 @@ type UpdateTeamResult struct {
 	Headers400 *UpdateTeamResult400Headers
 	// Headers401 the parsed response headers for an HTTP 401 response
 	Headers401 *UpdateTeamResult401Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *UpdateTeamResult413Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4182,14 +4205,31 @@ type InvokeModelResult403Headers struct {
 	XMeterCallId *string
 }
 
+// InvokeModelResult413Headers the declared response headers of an HTTP 413 response for InvokeModel
+type InvokeModelResult413Headers struct {
+	XMeterCallId *string
+}
+
 // InvokeModelResult429Headers the declared response headers of an HTTP 429 response for InvokeModel
 type InvokeModelResult429Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// InvokeModelResult502Headers the declared response headers of an HTTP 502 response for InvokeModel
+type InvokeModelResult502Headers struct {
+	XMeterCallId *string
 }
 
 // InvokeModelResult503Headers the declared response headers of an HTTP 503 response for InvokeModel
 type InvokeModelResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// InvokeModelResult504Headers the declared response headers of an HTTP 504 response for InvokeModel
+type InvokeModelResult504Headers struct {
+	XMeterCallId *string
 }
 
 type InvokeModelResult struct {
@@ -4221,10 +4261,16 @@ type InvokeModelResult struct {
 	Headers401 *InvokeModelResult401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *InvokeModelResult403Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *InvokeModelResult413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *InvokeModelResult429Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *InvokeModelResult502Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *InvokeModelResult503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *InvokeModelResult504Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4491,14 +4537,31 @@ type ConverseResult403Headers struct {
 	XMeterCallId *string
 }
 
+// ConverseResult413Headers the declared response headers of an HTTP 413 response for Converse
+type ConverseResult413Headers struct {
+	XMeterCallId *string
+}
+
 // ConverseResult429Headers the declared response headers of an HTTP 429 response for Converse
 type ConverseResult429Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// ConverseResult502Headers the declared response headers of an HTTP 502 response for Converse
+type ConverseResult502Headers struct {
+	XMeterCallId *string
 }
 
 // ConverseResult503Headers the declared response headers of an HTTP 503 response for Converse
 type ConverseResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// ConverseResult504Headers the declared response headers of an HTTP 504 response for Converse
+type ConverseResult504Headers struct {
+	XMeterCallId *string
 }
 
 type ConverseResult struct {
@@ -4530,10 +4593,16 @@ type ConverseResult struct {
 	Headers401 *ConverseResult401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ConverseResult403Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *ConverseResult413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ConverseResult429Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *ConverseResult502Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *ConverseResult503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ConverseResult504Headers
 }
 
 // GetJSON200 returns the response for an HTTP 200 `application/json` response
@@ -4633,14 +4702,31 @@ type ConverseStreamResult403Headers struct {
 	XMeterCallId *string
 }
 
+// ConverseStreamResult413Headers the declared response headers of an HTTP 413 response for ConverseStream
+type ConverseStreamResult413Headers struct {
+	XMeterCallId *string
+}
+
 // ConverseStreamResult429Headers the declared response headers of an HTTP 429 response for ConverseStream
 type ConverseStreamResult429Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// ConverseStreamResult502Headers the declared response headers of an HTTP 502 response for ConverseStream
+type ConverseStreamResult502Headers struct {
+	XMeterCallId *string
 }
 
 // ConverseStreamResult503Headers the declared response headers of an HTTP 503 response for ConverseStream
 type ConverseStreamResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+// ConverseStreamResult504Headers the declared response headers of an HTTP 504 response for ConverseStream
+type ConverseStreamResult504Headers struct {
+	XMeterCallId *string
 }
 
 type ConverseStreamResult struct {
@@ -4670,10 +4756,16 @@ type ConverseStreamResult struct {
 	Headers401 *ConverseStreamResult401Headers
 	// Headers403 the parsed response headers for an HTTP 403 response
 	Headers403 *ConverseStreamResult403Headers
+	// Headers413 the parsed response headers for an HTTP 413 response
+	Headers413 *ConverseStreamResult413Headers
 	// Headers429 the parsed response headers for an HTTP 429 response
 	Headers429 *ConverseStreamResult429Headers
+	// Headers502 the parsed response headers for an HTTP 502 response
+	Headers502 *ConverseStreamResult502Headers
 	// Headers503 the parsed response headers for an HTTP 503 response
 	Headers503 *ConverseStreamResult503Headers
+	// Headers504 the parsed response headers for an HTTP 504 response
+	Headers504 *ConverseStreamResult504Headers
 }
 
 // GetJSON400 returns the response for an HTTP 400 `application/json` response
@@ -4846,7 +4938,8 @@ type GetReportResult401Headers struct {
 
 // GetReportResult503Headers the declared response headers of an HTTP 503 response for GetReport
 type GetReportResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
 }
 
 type GetReportResult struct {
@@ -4948,12 +5041,14 @@ type GetUsageResult403Headers struct {
 
 // GetUsageResult429Headers the declared response headers of an HTTP 429 response for GetUsage
 type GetUsageResult429Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
 }
 
 // GetUsageResult503Headers the declared response headers of an HTTP 503 response for GetUsage
 type GetUsageResult503Headers struct {
-	RetryAfter *int
+	RetryAfter   *int
+	XMeterCallId *string
 }
 
 type GetUsageResult struct {
@@ -5607,6 +5702,13 @@ func ParseListAliasesResult(rsp *http.Response) (*ListAliasesResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers503 = &headers
 	}
 
@@ -5749,6 +5851,16 @@ func ParseSetAliasResult(rsp *http.Response) (*SetAliasResult, error) {
 			headers.XMeterCallId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 413:
+		var headers SetAliasResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	}
 
 	return response, nil
@@ -5819,6 +5931,13 @@ func ParseListTeamsResult(rsp *http.Response) (*ListTeamsResult, error) {
 				return nil, err
 			}
 			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
 		}
 		response.Headers503 = &headers
 	}
@@ -5905,6 +6024,16 @@ func ParseCreateTeamResult(rsp *http.Response) (*CreateTeamResult, error) {
 			headers.XMeterCallId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 413:
+		var headers CreateTeamResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	}
 
 	return response, nil
@@ -5991,6 +6120,16 @@ func ParseUpdateTeamResult(rsp *http.Response) (*UpdateTeamResult, error) {
 			headers.XMeterCallId = &value
 		}
 		response.Headers401 = &headers
+	case rsp.StatusCode == 413:
+		var headers UpdateTeamResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	}
 
 	return response, nil
@@ -6598,6 +6737,16 @@ func ParseInvokeModelResult(rsp *http.Response) (*InvokeModelResult, error) {
 			headers.XMeterCallId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 413:
+		var headers InvokeModelResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	case rsp.StatusCode == 429:
 		var headers InvokeModelResult429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -6607,7 +6756,24 @@ func ParseInvokeModelResult(rsp *http.Response) (*InvokeModelResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 502:
+		var headers InvokeModelResult502Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers502 = &headers
 	case rsp.StatusCode == 503:
 		var headers InvokeModelResult503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -6617,7 +6783,24 @@ func ParseInvokeModelResult(rsp *http.Response) (*InvokeModelResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers InvokeModelResult504Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers504 = &headers
 	}
 
 	return response, nil
@@ -6898,6 +7081,16 @@ func ParseConverseResult(rsp *http.Response) (*ConverseResult, error) {
 			headers.XMeterCallId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 413:
+		var headers ConverseResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	case rsp.StatusCode == 429:
 		var headers ConverseResult429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -6907,7 +7100,24 @@ func ParseConverseResult(rsp *http.Response) (*ConverseResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 502:
+		var headers ConverseResult502Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers502 = &headers
 	case rsp.StatusCode == 503:
 		var headers ConverseResult503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -6917,7 +7127,24 @@ func ParseConverseResult(rsp *http.Response) (*ConverseResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ConverseResult504Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers504 = &headers
 	}
 
 	return response, nil
@@ -7057,6 +7284,16 @@ func ParseConverseStreamResult(rsp *http.Response) (*ConverseStreamResult, error
 			headers.XMeterCallId = &value
 		}
 		response.Headers403 = &headers
+	case rsp.StatusCode == 413:
+		var headers ConverseStreamResult413Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers413 = &headers
 	case rsp.StatusCode == 429:
 		var headers ConverseStreamResult429Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -7066,7 +7303,24 @@ func ParseConverseStreamResult(rsp *http.Response) (*ConverseStreamResult, error
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers429 = &headers
+	case rsp.StatusCode == 502:
+		var headers ConverseStreamResult502Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers502 = &headers
 	case rsp.StatusCode == 503:
 		var headers ConverseStreamResult503Headers
 		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
@@ -7076,7 +7330,24 @@ func ParseConverseStreamResult(rsp *http.Response) (*ConverseStreamResult, error
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers503 = &headers
+	case rsp.StatusCode == 504:
+		var headers ConverseStreamResult504Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers504 = &headers
 	}
 
 	return response, nil
@@ -7229,6 +7500,13 @@ func ParseGetReportResult(rsp *http.Response) (*GetReportResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers503 = &headers
 	}
 
@@ -7340,6 +7618,13 @@ func ParseGetUsageResult(rsp *http.Response) (*GetUsageResult, error) {
 			}
 			headers.RetryAfter = &value
 		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
 		response.Headers429 = &headers
 	case rsp.StatusCode == 503:
 		var headers GetUsageResult503Headers
@@ -7349,6 +7634,13 @@ func ParseGetUsageResult(rsp *http.Response) (*GetUsageResult, error) {
 				return nil, err
 			}
 			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
 		}
 		response.Headers503 = &headers
 	}
