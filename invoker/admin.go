@@ -41,6 +41,9 @@ func (s *Server) adminRoutes() {
 	s.mux.HandleFunc("GET /admin/aliases", s.admin(s.handleAdminListAliases))
 	s.mux.HandleFunc("PUT /admin/aliases/{name}", s.admin(s.handleAdminSetAlias))
 	s.mux.HandleFunc("DELETE /admin/aliases/{name}", s.admin(s.handleAdminDeleteAlias))
+	s.mux.HandleFunc("GET /admin/admins", s.admin(s.handleAdminListAdmins))
+	s.mux.HandleFunc("POST /admin/admins/{key_id}/rotate-key", s.admin(s.handleAdminRotateAdmin))
+	s.mux.HandleFunc("POST /admin/admins/{key_id}/revoke", s.admin(s.handleAdminRevokeAdmin))
 	s.mux.HandleFunc("GET /report", s.admin(s.handleReport))
 	s.mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no admin route " + r.Method + " " + r.URL.Path})
@@ -317,20 +320,9 @@ func (f *teamFields) fields() []string {
 
 func (s *Server) handleAdminRotateKey(w http.ResponseWriter, r *http.Request, a *tenants.Admin) {
 	id := r.PathValue("team_id")
-	var body struct {
-		Grace *string `json:"grace"`
-	}
-	if !readAdminBody(w, r, &body) {
+	grace, ok := readGrace(w, r)
+	if !ok {
 		return
-	}
-	grace := tenants.DefaultGrace
-	if body.Grace != nil {
-		g, err := time.ParseDuration(*body.Grace)
-		if err != nil || g < 0 || g > 365*24*time.Hour {
-			writeError(w, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: "grace must be a duration from 0s to 8760h, such as 24h"})
-			return
-		}
-		grace = g
 	}
 	var key, keyID string
 	if !s.change(w, a, "team.rotate_key", id, func(path string) (err error) {
@@ -413,6 +405,93 @@ func (s *Server) handleAdminDeleteAlias(w http.ResponseWriter, r *http.Request, 
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deleted": name})
+}
+
+// adminKeys lists the admin keys with their last use as this server saw it.
+func (s *Server) adminKeys() ([]tenants.KeyInfo, error) {
+	keys, err := tenants.ListAdminKeys(s.cfg.Tenants.Path())
+	if err != nil {
+		return nil, err
+	}
+	t := tenants.TeamInfo{Keys: keys}
+	withLastUse(&t, s.cfg.Tenants.LastUsed())
+	return t.Keys, nil
+}
+
+func (s *Server) hasAdminKey(id string) bool {
+	keys, err := s.adminKeys()
+	if err != nil {
+		return false
+	}
+	for _, k := range keys {
+		if k.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Server) handleAdminListAdmins(w http.ResponseWriter, r *http.Request, a *tenants.Admin) {
+	keys, err := s.adminKeys()
+	if err != nil {
+		s.log.Error("listing admin keys", "err", err)
+		writeError(w, &apiError{status: http.StatusServiceUnavailable, code: "tenants_unavailable", retryAfter: time.Second, msg: "the tenants file cannot be read"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+}
+
+func (s *Server) handleAdminRotateAdmin(w http.ResponseWriter, r *http.Request, a *tenants.Admin) {
+	id := r.PathValue("key_id")
+	grace, ok := readGrace(w, r)
+	if !ok {
+		return
+	}
+	var key, keyID string
+	if !s.change(w, a, "admin.rotate_key", id, func(path string) (err error) {
+		if !s.hasAdminKey(id) {
+			return &notFoundError{msg: "no admin key " + id}
+		}
+		key, keyID, err = tenants.RotateAdminKey(path, id, grace, s.cfg.Now())
+		return err
+	}, "grace", grace.String(), "new_key_id", later{&keyID}) {
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"key": newKeyJSON{ID: keyID, Key: key}})
+}
+
+func (s *Server) handleAdminRevokeAdmin(w http.ResponseWriter, r *http.Request, a *tenants.Admin) {
+	id := r.PathValue("key_id")
+	if !s.change(w, a, "admin.revoke_key", id, func(path string) error {
+		if !s.hasAdminKey(id) {
+			return &notFoundError{msg: "no admin key " + id}
+		}
+		return tenants.RevokeAdminKey(path, id)
+	}) {
+		return
+	}
+	keys, _ := s.adminKeys()
+	writeJSON(w, http.StatusOK, map[string]any{"keys": keys})
+}
+
+// readGrace reads a rotation's {"grace": "24h"} body (default 24h).
+func readGrace(w http.ResponseWriter, r *http.Request) (time.Duration, bool) {
+	var body struct {
+		Grace *string `json:"grace"`
+	}
+	if !readAdminBody(w, r, &body) {
+		return 0, false
+	}
+	grace := tenants.DefaultGrace
+	if body.Grace != nil {
+		g, err := time.ParseDuration(*body.Grace)
+		if err != nil || g < 0 || g > 365*24*time.Hour {
+			writeError(w, &apiError{status: http.StatusBadRequest, code: "bad_request", msg: "grace must be a duration from 0s to 8760h, such as 24h"})
+			return 0, false
+		}
+		grace = g
+	}
+	return grace, true
 }
 
 // handleReport serves the finance page of a month (default: the current

@@ -88,6 +88,10 @@ func TestServerKeepsToTheOpenAPIDocument(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	admin2, admin2ID, err := tenants.AddAdminKey(main.tenants, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := tenants.SetAlias(main.tenants, tenants.AliasSpec{Name: "claude", Model: haiku, Rollout: &tenants.RolloutSpec{Model: haiku35, Percent: 50}}); err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +241,19 @@ func TestServerKeepsToTheOpenAPIDocument(t *testing.T) {
 	add(apiCase{srv: "main", method: "POST", path: "/admin/teams/search/keys/KEYID/revoke", headers: auth(""), status: 401, invalid: true})
 	add(apiCase{srv: "main", method: "POST", path: "/admin/teams/search/keys/KEYID/revoke", headers: auth(main.keys["other"]), status: 403})
 	add(apiCase{srv: "main", method: "POST", path: "/admin/teams/search/keys/key_nope/revoke", headers: auth(admin), status: 404})
+	add(apiCase{srv: "main", method: "GET", path: "/admin/admins", headers: auth(admin2), status: 200})
+	add(apiCase{srv: "main", method: "GET", path: "/admin/admins", headers: auth(""), status: 401, invalid: true})
+	add(apiCase{srv: "main", method: "GET", path: "/admin/admins", headers: auth(main.keys["other"]), status: 403})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/rotate-key", headers: auth(admin), body: `{"grace": "never"}`, status: 400})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/rotate-key", headers: auth(""), status: 401, invalid: true})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/rotate-key", headers: auth(main.keys["other"]), status: 403})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/adm_nope/rotate-key", headers: auth(admin), status: 404})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/rotate-key", headers: auth(admin), body: `{"grace": "0s"}`, status: 200})
+	add(apiCase{srv: "main", method: "GET", path: "/admin/admins", headers: auth(admin2), status: 401}) // rotated with no grace
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/revoke", headers: auth(admin), status: 200})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/revoke", headers: auth(""), status: 401, invalid: true})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/" + admin2ID + "/revoke", headers: auth(main.keys["other"]), status: 403})
+	add(apiCase{srv: "main", method: "POST", path: "/admin/admins/adm_nope/revoke", headers: auth(admin), status: 404})
 	add(apiCase{srv: "main", method: "GET", path: "/admin/aliases", headers: auth(admin), status: 200})
 	add(apiCase{srv: "main", method: "GET", path: "/admin/aliases", headers: auth(""), status: 401, invalid: true})
 	add(apiCase{srv: "main", method: "GET", path: "/admin/aliases", headers: auth(main.keys["other"]), status: 403})
@@ -320,6 +337,7 @@ var exempt = map[string]bool{
 	"GET /usage 503":         true, // the store fails while reading a day
 	"GET /admin/teams 503":   true, // the tenants file cannot be read
 	"GET /admin/aliases 503": true, // the tenants file cannot be read
+	"GET /admin/admins 503":  true, // the tenants file cannot be read
 }
 
 // checkAgainstDocument sends one request and validates it (unless it is

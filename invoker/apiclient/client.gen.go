@@ -77,22 +77,22 @@ func (e ConverseRequestMessagesRole) Valid() bool {
 
 // Defines values for KeyState.
 const (
-	Active  KeyState = "active"
-	Expired KeyState = "expired"
-	Grace   KeyState = "grace"
-	Revoked KeyState = "revoked"
+	KeyStateActive  KeyState = "active"
+	KeyStateExpired KeyState = "expired"
+	KeyStateGrace   KeyState = "grace"
+	KeyStateRevoked KeyState = "revoked"
 )
 
 // Valid indicates whether the value is a known member of the KeyState enum.
 func (e KeyState) Valid() bool {
 	switch e {
-	case Active:
+	case KeyStateActive:
 		return true
-	case Expired:
+	case KeyStateExpired:
 		return true
-	case Grace:
+	case KeyStateGrace:
 		return true
-	case Revoked:
+	case KeyStateRevoked:
 		return true
 	default:
 		return false
@@ -279,6 +279,14 @@ type Error struct {
 	} `json:"error"`
 }
 
+// Grace defines model for Grace.
+type Grace struct {
+	// Grace a Go duration such as 24h (default) or 0s (the old keys end at once)
+	//
+	// Example: 24h
+	Grace *string `json:"grace,omitempty"`
+}
+
 // InvokeRequest defines model for InvokeRequest.
 type InvokeRequest struct {
 	// Inputs The prompt (or the text to embed).
@@ -302,6 +310,14 @@ type Key struct {
 
 // KeyState defines model for Key.State.
 type KeyState string
+
+// NewKey defines model for NewKey.
+type NewKey struct {
+	Id string `json:"id"`
+
+	// Key the new plaintext key, shown in this answer only
+	Key string `json:"key"`
+}
 
 // Quotas defines model for Quotas.
 type Quotas struct {
@@ -353,13 +369,8 @@ type TeamFields struct {
 
 // TeamWithKey defines model for TeamWithKey.
 type TeamWithKey struct {
-	Key struct {
-		Id string `json:"id"`
-
-		// Key the new plaintext key, shown in this answer only
-		Key string `json:"key"`
-	} `json:"key"`
-	Team Team `json:"team"`
+	Key  NewKey `json:"key"`
+	Team Team   `json:"team"`
 }
 
 // TokenUsage defines model for TokenUsage.
@@ -556,14 +567,6 @@ type CreateTeamJSONBody struct {
 	RateLimit        *RateLimit `json:"rate_limit,omitempty"`
 }
 
-// RotateTeamKeyJSONBody defines parameters for RotateTeamKey.
-type RotateTeamKeyJSONBody struct {
-	// Grace a Go duration such as 24h (default) or 0s (the other keys end at once)
-	//
-	// Example: 24h
-	Grace *string `json:"grace,omitempty"`
-}
-
 // RuntimeConverseParams defines parameters for RuntimeConverse.
 type RuntimeConverseParams struct {
 	// XMeterCallId The client's id for the call (1 to 64 characters of a-z A-Z 0-9 . _ -): a retry with
@@ -696,6 +699,9 @@ type GetUsageParams struct {
 	XMeterCallId *CallID `json:"x-meter-call-id,omitempty"`
 }
 
+// RotateAdminKeyJSONRequestBody defines body for RotateAdminKey for application/json ContentType.
+type RotateAdminKeyJSONRequestBody = Grace
+
 // SetAliasJSONRequestBody defines body for SetAlias for application/json ContentType.
 type SetAliasJSONRequestBody = Alias
 
@@ -706,7 +712,7 @@ type CreateTeamJSONRequestBody CreateTeamJSONBody
 type UpdateTeamJSONRequestBody = TeamFields
 
 // RotateTeamKeyJSONRequestBody defines body for RotateTeamKey for application/json ContentType.
-type RotateTeamKeyJSONRequestBody RotateTeamKeyJSONBody
+type RotateTeamKeyJSONRequestBody = Grace
 
 // RuntimeConverseJSONRequestBody defines body for RuntimeConverse for application/json ContentType.
 type RuntimeConverseJSONRequestBody = ConverseRequest
@@ -890,6 +896,30 @@ func WithRequestEditorFn(fn RequestEditorFn) ClientOption {
 
 // The interface specification for the client above.
 type ClientInterface interface {
+
+	// ListAdminKeys The admin keys (ids, states, expiry, last use; never a key or hash)
+	//
+	// Corresponds with GET /admin/admins (the `ListAdminKeys` operationId).
+	ListAdminKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RevokeAdminKey End one admin key at once
+	//
+	// Corresponds with POST /admin/admins/{key_id}/revoke (the `RevokeAdminKey` operationId).
+	RevokeAdminKey(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAdminKeyWithBody Issue a new admin key in place of one; the old one keeps working for the grace
+	//
+	// Takes any type of body and a specified content type.
+	//
+	// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+	RotateAdminKeyWithBody(ctx context.Context, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error)
+
+	// RotateAdminKey Issue a new admin key in place of one; the old one keeps working for the grace
+	//
+	// Takes a body of the `application/json` content type.
+	//
+	// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+	RotateAdminKey(ctx context.Context, keyId string, body RotateAdminKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error)
 
 	// ListAliases Every model alias, by name
 	//
@@ -1162,6 +1192,70 @@ type ClientInterface interface {
 	//
 	// Corresponds with GET /usage (the `GetUsage` operationId).
 	GetUsage(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*http.Response, error)
+}
+
+// ListAdminKeys The admin keys (ids, states, expiry, last use; never a key or hash)
+//
+// Corresponds with GET /admin/admins (the `ListAdminKeys` operationId).
+func (c *Client) ListAdminKeys(ctx context.Context, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewListAdminKeysRequest(c.Server)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RevokeAdminKey End one admin key at once
+//
+// Corresponds with POST /admin/admins/{key_id}/revoke (the `RevokeAdminKey` operationId).
+func (c *Client) RevokeAdminKey(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRevokeAdminKeyRequest(c.Server, keyId)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAdminKeyWithBody Issue a new admin key in place of one; the old one keeps working for the grace
+//
+// Takes any type of body and a specified content type.
+//
+// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+func (c *Client) RotateAdminKeyWithBody(ctx context.Context, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAdminKeyRequestWithBody(c.Server, keyId, contentType, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
+}
+
+// RotateAdminKey Issue a new admin key in place of one; the old one keeps working for the grace
+//
+// Takes a body of the `application/json` content type.
+//
+// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+func (c *Client) RotateAdminKey(ctx context.Context, keyId string, body RotateAdminKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*http.Response, error) {
+	req, err := NewRotateAdminKeyRequest(c.Server, keyId, body)
+	if err != nil {
+		return nil, err
+	}
+	req = req.WithContext(ctx)
+	if err := c.applyEditors(ctx, req, reqEditors); err != nil {
+		return nil, err
+	}
+	return c.Client.Do(req)
 }
 
 // ListAliases Every model alias, by name
@@ -1764,6 +1858,114 @@ func (c *Client) GetUsage(ctx context.Context, params *GetUsageParams, reqEditor
 		return nil, err
 	}
 	return c.Client.Do(req)
+}
+
+// NewListAdminKeysRequest constructs an http.Request for the ListAdminKeys method
+func NewListAdminKeysRequest(server string) (*http.Request, error) {
+	var err error
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/admins")
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodGet, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRevokeAdminKeyRequest constructs an http.Request for the RevokeAdminKey method
+func NewRevokeAdminKeyRequest(server string, keyId string) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/admins/%s/revoke", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), nil)
+	if err != nil {
+		return nil, err
+	}
+
+	return req, nil
+}
+
+// NewRotateAdminKeyRequest calls the generic RotateAdminKey builder with application/json body
+func NewRotateAdminKeyRequest(server string, keyId string, body RotateAdminKeyJSONRequestBody) (*http.Request, error) {
+	var bodyReader io.Reader
+	buf, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	bodyReader = bytes.NewReader(buf)
+	return NewRotateAdminKeyRequestWithBody(server, keyId, "application/json", bodyReader)
+}
+
+// NewRotateAdminKeyRequestWithBody constructs an http.Request for the RotateAdminKey method, with any body, and a specified content type
+func NewRotateAdminKeyRequestWithBody(server string, keyId string, contentType string, body io.Reader) (*http.Request, error) {
+	var err error
+
+	var pathParam0 string
+
+	pathParam0, err = runtime.StyleParamWithOptions("simple", false, "key_id", keyId, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationPath, Type: "string", Format: ""})
+	if err != nil {
+		return nil, err
+	}
+
+	serverURL, err := url.Parse(server)
+	if err != nil {
+		return nil, err
+	}
+
+	operationPath := fmt.Sprintf("/admin/admins/%s/rotate-key", pathParam0)
+	if operationPath[0] == '/' {
+		operationPath = "." + operationPath
+	}
+
+	queryURL, err := serverURL.Parse(operationPath)
+	if err != nil {
+		return nil, err
+	}
+
+	req, err := http.NewRequest(http.MethodPost, queryURL.String(), body)
+	if err != nil {
+		return nil, err
+	}
+
+	req.Header.Add("Content-Type", contentType)
+
+	return req, nil
 }
 
 // NewListAliasesRequest constructs an http.Request for the ListAliases method
@@ -2913,6 +3115,34 @@ func WithBaseURL(baseURL string) ClientOption {
 // ClientWithResponsesInterface is the interface specification for the client with responses above.
 type ClientWithResponsesInterface interface {
 
+	// ListAdminKeysWithResponse The admin keys (ids, states, expiry, last use; never a key or hash)
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with GET /admin/admins (the `ListAdminKeys` operationId).
+	ListAdminKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAdminKeysResult, error)
+
+	// RevokeAdminKeyWithResponse End one admin key at once
+	//
+	// Returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/admins/{key_id}/revoke (the `RevokeAdminKey` operationId).
+	RevokeAdminKeyWithResponse(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*RevokeAdminKeyResult, error)
+
+	// RotateAdminKeyWithBodyWithResponse Issue a new admin key in place of one; the old one keeps working for the grace
+	//
+	// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+	RotateAdminKeyWithBodyWithResponse(ctx context.Context, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAdminKeyResult, error)
+
+	// RotateAdminKeyWithResponse Issue a new admin key in place of one; the old one keeps working for the grace
+	//
+	// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+	//
+	// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+	RotateAdminKeyWithResponse(ctx context.Context, keyId string, body RotateAdminKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAdminKeyResult, error)
+
 	// ListAliasesWithResponse Every model alias, by name
 	//
 	// Returns a wrapper object for the known response body format(s).
@@ -3206,6 +3436,247 @@ type ClientWithResponsesInterface interface {
 	//
 	// Corresponds with GET /usage (the `GetUsage` operationId).
 	GetUsageWithResponse(ctx context.Context, params *GetUsageParams, reqEditors ...RequestEditorFn) (*GetUsageResult, error)
+}
+
+// ListAdminKeysResult401Headers the declared response headers of an HTTP 401 response for ListAdminKeys
+type ListAdminKeysResult401Headers struct {
+	XMeterCallId *string
+}
+
+// ListAdminKeysResult503Headers the declared response headers of an HTTP 503 response for ListAdminKeys
+type ListAdminKeysResult503Headers struct {
+	RetryAfter   *int
+	XMeterCallId *string
+}
+
+type ListAdminKeysResult struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Keys []Key `json:"keys"`
+	}
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *AdminOnly
+	// JSON503 the response for an HTTP 503 `application/json` response
+	JSON503 *Unavailable
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *ListAdminKeysResult401Headers
+	// Headers503 the parsed response headers for an HTTP 503 response
+	Headers503 *ListAdminKeysResult503Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r ListAdminKeysResult) GetJSON200() *struct {
+	Keys []Key `json:"keys"`
+} {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r ListAdminKeysResult) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r ListAdminKeysResult) GetJSON403() *AdminOnly {
+	return r.JSON403
+}
+
+// GetJSON503 returns the response for an HTTP 503 `application/json` response
+func (r ListAdminKeysResult) GetJSON503() *Unavailable {
+	return r.JSON503
+}
+
+// GetBody returns the raw response body bytes
+func (r ListAdminKeysResult) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r ListAdminKeysResult) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r ListAdminKeysResult) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r ListAdminKeysResult) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RevokeAdminKeyResult401Headers the declared response headers of an HTTP 401 response for RevokeAdminKey
+type RevokeAdminKeyResult401Headers struct {
+	XMeterCallId *string
+}
+
+type RevokeAdminKeyResult struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Keys []Key `json:"keys"`
+	}
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *AdminOnly
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RevokeAdminKeyResult401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RevokeAdminKeyResult) GetJSON200() *struct {
+	Keys []Key `json:"keys"`
+} {
+	return r.JSON200
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RevokeAdminKeyResult) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RevokeAdminKeyResult) GetJSON403() *AdminOnly {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RevokeAdminKeyResult) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r RevokeAdminKeyResult) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RevokeAdminKeyResult) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RevokeAdminKeyResult) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RevokeAdminKeyResult) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
+}
+
+// RotateAdminKeyResult400Headers the declared response headers of an HTTP 400 response for RotateAdminKey
+type RotateAdminKeyResult400Headers struct {
+	XMeterCallId *string
+}
+
+// RotateAdminKeyResult401Headers the declared response headers of an HTTP 401 response for RotateAdminKey
+type RotateAdminKeyResult401Headers struct {
+	XMeterCallId *string
+}
+
+type RotateAdminKeyResult struct {
+	Body         []byte
+	HTTPResponse *http.Response
+	// JSON200 the response for an HTTP 200 `application/json` response
+	JSON200 *struct {
+		Key NewKey `json:"key"`
+	}
+	// JSON400 the response for an HTTP 400 `application/json` response
+	JSON400 *BadRequest
+	// JSON401 the response for an HTTP 401 `application/json` response
+	JSON401 *Unauthorized
+	// JSON403 the response for an HTTP 403 `application/json` response
+	JSON403 *AdminOnly
+	// JSON404 the response for an HTTP 404 `application/json` response
+	JSON404 *NotFound
+	// Headers400 the parsed response headers for an HTTP 400 response
+	Headers400 *RotateAdminKeyResult400Headers
+	// Headers401 the parsed response headers for an HTTP 401 response
+	Headers401 *RotateAdminKeyResult401Headers
+}
+
+// GetJSON200 returns the response for an HTTP 200 `application/json` response
+func (r RotateAdminKeyResult) GetJSON200() *struct {
+	Key NewKey `json:"key"`
+} {
+	return r.JSON200
+}
+
+// GetJSON400 returns the response for an HTTP 400 `application/json` response
+func (r RotateAdminKeyResult) GetJSON400() *BadRequest {
+	return r.JSON400
+}
+
+// GetJSON401 returns the response for an HTTP 401 `application/json` response
+func (r RotateAdminKeyResult) GetJSON401() *Unauthorized {
+	return r.JSON401
+}
+
+// GetJSON403 returns the response for an HTTP 403 `application/json` response
+func (r RotateAdminKeyResult) GetJSON403() *AdminOnly {
+	return r.JSON403
+}
+
+// GetJSON404 returns the response for an HTTP 404 `application/json` response
+func (r RotateAdminKeyResult) GetJSON404() *NotFound {
+	return r.JSON404
+}
+
+// GetBody returns the raw response body bytes
+func (r RotateAdminKeyResult) GetBody() []byte {
+	return r.Body
+}
+
+// Status returns HTTPResponse.Status
+func (r RotateAdminKeyResult) Status() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Status
+	}
+	return http.StatusText(0)
+}
+
+// StatusCode returns HTTPResponse.StatusCode
+func (r RotateAdminKeyResult) StatusCode() int {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.StatusCode
+	}
+	return 0
+}
+
+// ContentType is a convenience method to retrieve the Content-Type value from the HTTP response headers
+func (r RotateAdminKeyResult) ContentType() string {
+	if r.HTTPResponse != nil {
+		return r.HTTPResponse.Header.Get("Content-Type")
+	}
+	return ""
 }
 
 // ListAliasesResult401Headers the declared response headers of an HTTP 401 response for ListAliases
@@ -5144,6 +5615,58 @@ func (r GetUsageResult) ContentType() string {
 	return ""
 }
 
+// ListAdminKeysWithResponse The admin keys (ids, states, expiry, last use; never a key or hash)
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with GET /admin/admins (the `ListAdminKeys` operationId).
+func (c *ClientWithResponses) ListAdminKeysWithResponse(ctx context.Context, reqEditors ...RequestEditorFn) (*ListAdminKeysResult, error) {
+	rsp, err := c.ListAdminKeys(ctx, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseListAdminKeysResult(rsp)
+}
+
+// RevokeAdminKeyWithResponse End one admin key at once
+//
+// Returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/admins/{key_id}/revoke (the `RevokeAdminKey` operationId).
+func (c *ClientWithResponses) RevokeAdminKeyWithResponse(ctx context.Context, keyId string, reqEditors ...RequestEditorFn) (*RevokeAdminKeyResult, error) {
+	rsp, err := c.RevokeAdminKey(ctx, keyId, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRevokeAdminKeyResult(rsp)
+}
+
+// RotateAdminKeyWithBodyWithResponse Issue a new admin key in place of one; the old one keeps working for the grace
+//
+// Takes any type of body and a specified content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+func (c *ClientWithResponses) RotateAdminKeyWithBodyWithResponse(ctx context.Context, keyId string, contentType string, body io.Reader, reqEditors ...RequestEditorFn) (*RotateAdminKeyResult, error) {
+	rsp, err := c.RotateAdminKeyWithBody(ctx, keyId, contentType, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAdminKeyResult(rsp)
+}
+
+// RotateAdminKeyWithResponse Issue a new admin key in place of one; the old one keeps working for the grace
+//
+// Takes a body of the `application/json` content type, and returns a wrapper object for the known response body format(s).
+//
+// Corresponds with POST /admin/admins/{key_id}/rotate-key (the `RotateAdminKey` operationId).
+func (c *ClientWithResponses) RotateAdminKeyWithResponse(ctx context.Context, keyId string, body RotateAdminKeyJSONRequestBody, reqEditors ...RequestEditorFn) (*RotateAdminKeyResult, error) {
+	rsp, err := c.RotateAdminKey(ctx, keyId, body, reqEditors...)
+	if err != nil {
+		return nil, err
+	}
+	return ParseRotateAdminKeyResult(rsp)
+}
+
 // ListAliasesWithResponse Every model alias, by name
 //
 // Returns a wrapper object for the known response body format(s).
@@ -5634,6 +6157,226 @@ func (c *ClientWithResponses) GetUsageWithResponse(ctx context.Context, params *
 		return nil, err
 	}
 	return ParseGetUsageResult(rsp)
+}
+
+// ParseListAdminKeysResult parses an HTTP response from a ListAdminKeysWithResponse call
+func ParseListAdminKeysResult(rsp *http.Response) (*ListAdminKeysResult, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &ListAdminKeysResult{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Keys []Key `json:"keys"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AdminOnly
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 503:
+		var dest Unavailable
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON503 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers ListAdminKeysResult401Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers401 = &headers
+	case rsp.StatusCode == 503:
+		var headers ListAdminKeysResult503Headers
+		if values := rsp.Header.Values("Retry-After"); len(values) > 0 {
+			var value int
+			if err := runtime.BindStyledParameterWithOptions("simple", "Retry-After", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "integer", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.RetryAfter = &value
+		}
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers503 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRevokeAdminKeyResult parses an HTTP response from a RevokeAdminKeyWithResponse call
+func ParseRevokeAdminKeyResult(rsp *http.Response) (*RevokeAdminKeyResult, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RevokeAdminKeyResult{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Keys []Key `json:"keys"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AdminOnly
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 401:
+		var headers RevokeAdminKeyResult401Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
+}
+
+// ParseRotateAdminKeyResult parses an HTTP response from a RotateAdminKeyWithResponse call
+func ParseRotateAdminKeyResult(rsp *http.Response) (*RotateAdminKeyResult, error) {
+	bodyBytes, err := io.ReadAll(rsp.Body)
+	defer func() { _ = rsp.Body.Close() }()
+	if err != nil {
+		return nil, err
+	}
+
+	response := &RotateAdminKeyResult{
+		Body:         bodyBytes,
+		HTTPResponse: rsp,
+	}
+
+	switch {
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 200:
+		var dest struct {
+			Key NewKey `json:"key"`
+		}
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON200 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 400:
+		var dest BadRequest
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON400 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 401:
+		var dest Unauthorized
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON401 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 403:
+		var dest AdminOnly
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON403 = &dest
+
+	case strings.Contains(rsp.Header.Get("Content-Type"), "json") && rsp.StatusCode == 404:
+		var dest NotFound
+		if err := json.Unmarshal(bodyBytes, &dest); err != nil {
+			return nil, err
+		}
+		response.JSON404 = &dest
+
+	}
+
+	switch {
+	case rsp.StatusCode == 400:
+		var headers RotateAdminKeyResult400Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers400 = &headers
+	case rsp.StatusCode == 401:
+		var headers RotateAdminKeyResult401Headers
+		if values := rsp.Header.Values("x-meter-call-id"); len(values) > 0 {
+			var value string
+			if err := runtime.BindStyledParameterWithOptions("simple", "x-meter-call-id", values[0], &value, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationHeader, Explode: false, Required: false, Type: "string", Format: ""}); err != nil {
+				return nil, err
+			}
+			headers.XMeterCallId = &value
+		}
+		response.Headers401 = &headers
+	}
+
+	return response, nil
 }
 
 // ParseListAliasesResult parses an HTTP response from a ListAliasesWithResponse call
