@@ -45,6 +45,13 @@ if [ ! -x .tools/node/node_modules/.bin/cdk ]; then
   npm install --silent --no-audit --no-fund --prefix .tools/node aws-cdk@2.1149.0 >&2
 fi
 
+# --- the OpenAPI client generator (Go module proxy) ---------------------------
+# invoker/apiclient's TestGeneratedClientIsCurrent regenerates the client with
+# `go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@v2.8.2`;
+# fetch and build it once here so the test does not pay for it.
+go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@v2.8.2 --version >/dev/null
+# -------------------------------------------------------------------------------
+
 export PATH="$root/.tools/bin:$PATH"
 export METER_NODE_MODULES="$root/.tools/node/node_modules"
 # Tests that need kinesalite or versitygw fail instead of skipping when this is set.

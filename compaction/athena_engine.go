@@ -573,7 +573,7 @@ const athenaDailyFinal = `
 SELECT
   schema_version, event_id, request_id, ts AS "timestamp", team_id, cost_center, model_id, operation, status,
   input_tokens, output_tokens, latency_ms, cache_read_input_tokens, cache_write_input_tokens,
-  image_count, image_height, image_width, image_steps, image_quality, api_key_id, region, pricing_tier,
+  image_count, image_height, image_width, image_steps, image_quality, api_key_id, region, pricing_tier, model_alias,
   CAST(COALESCE(input_cost, 0) AS DECIMAL(18, 10)) AS input_cost,
   CAST(COALESCE(output_cost, 0) AS DECIMAL(18, 10)) AS output_cost,
   CAST(COALESCE(cache_read_cost, 0) AS DECIMAL(18, 10)) AS cache_read_cost,

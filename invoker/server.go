@@ -96,7 +96,15 @@ type Config struct {
 	Models []string
 	// Store, when set, answers GET /usage from its compacted daily Parquet
 	// (daily/dt=YYYY-MM-DD/); without it /usage answers 501.
-	Store  UsageStore
+	Store UsageStore
+	// Report, when set, answers GET /report (admin keys) with the finance
+	// page of a month; without it /report answers 501.
+	Report ReportFunc
+	// TenantsReadOnly, when set, says why the admin API may not change the
+	// tenants file here (for example a copy of an S3 object): its changes
+	// answer 501 with that reason; reads still work.
+	TenantsReadOnly string
+
 	Logger *slog.Logger
 	// Registry receives the server's metrics, served at /metrics (default: a
 	// registry of its own).
@@ -115,6 +123,7 @@ type Server struct {
 	// reads it does at once.
 	usage      usageCache
 	usageSlots chan struct{}
+	watching   chan struct{} // closed when the tenants watch has stopped
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -179,11 +188,16 @@ func New(cfg Config) (*Server, error) {
 	s.mux.HandleFunc("/openapi.json", s.method(http.MethodGet, s.handleOpenAPI))
 	s.mux.HandleFunc("/usage", s.method(http.MethodGet, s.handleUsage))
 	s.runtimeRoutes()
+	s.adminRoutes()
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &apiError{status: http.StatusNotFound, code: "not_found", msg: "no route " + r.URL.Path})
 	})
 	if cfg.ReloadInterval > 0 && cfg.Tenants.Path() != "" {
-		go cfg.Tenants.Watch(s.stop, cfg.ReloadInterval, log)
+		s.watching = make(chan struct{})
+		go func() {
+			defer close(s.watching)
+			cfg.Tenants.Watch(s.stop, cfg.ReloadInterval, log)
+		}()
 	}
 	return s, nil
 }
@@ -194,6 +208,13 @@ func (s *Server) Close() error {
 	case <-s.stop:
 	default:
 		close(s.stop)
+	}
+	if s.watching != nil {
+		<-s.watching
+	}
+	// Keys' last use, kept in memory, is persisted beside the tenants file.
+	if err := s.cfg.Tenants.FlushLastUsed(); err != nil {
+		s.log.Warn("persisting keys' last use", "err", err)
 	}
 	return nil
 }
@@ -281,6 +302,9 @@ type call struct {
 	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
 	// its errors take Bedrock's shape, so that the AWS SDKs map them.
 	runtime bool
+	// callID is x-meter-call-id (the client's, or eventID); eventID is
+	// minted before the call; alias is the alias asked for (see aliases.go).
+	callID, eventID, alias string
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -290,8 +314,12 @@ func (s *Server) event(c *call, status string) *schemas.Event {
 	if rid == "" {
 		rid = newID()
 	}
+	eid := c.eventID
+	if eid == "" {
+		eid = newID()
+	}
 	return &schemas.Event{
-		SchemaVersion: schemas.SchemaVersion, EventID: newID(), RequestID: rid, Timestamp: s.cfg.Now().UTC(),
+		SchemaVersion: schemas.SchemaVersion, EventID: eid, RequestID: rid, ModelAlias: c.alias, Timestamp: s.cfg.Now().UTC(),
 		TeamID: c.team.ID, CostCenter: c.team.CostCenter, ModelID: c.modelID, Operation: c.op, Status: status,
 		LatencyMS: c.latency.Milliseconds(), APIKeyID: c.principal.KeyID, Region: s.cfg.Region, PricingTier: "on_demand",
 	}
@@ -329,11 +357,14 @@ func (s *Server) release(r *http.Request, c *call) {
 // the allow-list. It answers the request itself when it returns nil.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
 	c.begun = time.Now()
-	p, err := s.cfg.Tenants.Authenticate(apiKey(r))
+	if !s.beginCall(w, r, c) {
+		return false
+	}
+	p, err := s.cfg.Tenants.AuthenticateAt(apiKey(r), s.cfg.Now())
 	if err != nil {
 		// No tenant to meter against: an unknown key is logged, not metered.
 		s.log.Warn("unknown API key", "path", r.URL.Path, "remote", r.RemoteAddr)
-		writeCallError(w, c, &apiError{status: http.StatusUnauthorized, code: "unauthorized", msg: "missing or unknown API key (x-api-key or Authorization: Bearer)"})
+		writeCallError(w, c, keyError(err))
 		return false
 	}
 	c.principal, c.team = p, p.Team
@@ -358,7 +389,10 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, c *call) bool {
 		s.fail(w, r, c, &apiError{status: http.StatusBadRequest, code: "bad_model_id", msg: "model id " + err.Error()})
 		return false
 	}
-	if !team.Allows(c.modelID) {
+	if !s.resolveModel(w, c) {
+		return false
+	}
+	if !team.Allows(c.modelID) && (c.alias == "" || !team.Allows(c.alias)) {
 		s.fail(w, r, c, &apiError{status: http.StatusForbidden, code: "model_not_allowed", eventStatus: schemas.StatusDenied,
 			msg: fmt.Sprintf("team %s may not invoke model %s", team.ID, c.modelID)})
 		return false
@@ -844,6 +878,11 @@ type modelSummary struct {
 	ProviderName     string   `json:"providerName,omitempty"`
 	OutputModalities []string `json:"outputModalities,omitempty"`
 	InvokeModel      bool     `json:"invokeModelSupported"`
+	// An alias's entry says where it points (see aliases.go).
+	AliasFor    string          `json:"aliasFor,omitempty"`
+	Rollout     *rolloutSummary `json:"rollout,omitempty"`
+	PinnedModel string          `json:"pinnedModel,omitempty"`
+	Deprecation string          `json:"deprecation,omitempty"`
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -878,6 +917,7 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 			add(p)
 		}
 	}
+	list = s.listAliases(list, c.team)
 	sort.Slice(list, func(i, j int) bool { return list[i].ModelID < list[j].ModelID })
 	if list == nil {
 		list = []modelSummary{}

@@ -62,6 +62,9 @@ type Event struct {
 	APIKeyID              string `json:"api_key_id,omitempty"`
 	Region                string `json:"region,omitempty"`
 	PricingTier           string `json:"pricing_tier,omitempty"`
+	// ModelAlias is the alias the caller asked for; ModelID is the model it
+	// resolved to, the one priced and billed.
+	ModelAlias string `json:"model_alias,omitempty"`
 }
 
 // Day returns the event's UTC day as YYYY-MM-DD, the value of its dt partition.
@@ -125,6 +128,7 @@ type wire struct {
 	APIKeyID              string `json:"api_key_id"`
 	Region                string `json:"region"`
 	PricingTier           string `json:"pricing_tier"`
+	ModelAlias            string `json:"model_alias"`
 }
 
 // ParseEvent decodes and validates one JSON event. Errors are *FieldError when a
@@ -180,6 +184,7 @@ func parseGeneral(data []byte) (Event, error) {
 		CacheReadInputTokens: w.CacheReadInputTokens, CacheWriteInputTokens: w.CacheWriteInputTokens,
 		ImageCount: w.ImageCount, ImageHeight: w.ImageHeight, ImageWidth: w.ImageWidth, ImageSteps: w.ImageSteps,
 		ImageQuality: w.ImageQuality, APIKeyID: w.APIKeyID, Region: w.Region, PricingTier: w.PricingTier,
+		ModelAlias: w.ModelAlias,
 	}
 	if err := e.Validate(); err != nil {
 		return Event{}, err
@@ -258,6 +263,7 @@ func (e *Event) checkIDs() error {
 		check("team_id", e.TeamID, CheckID, false), check("cost_center", e.CostCenter, CheckID, true),
 		check("api_key_id", e.APIKeyID, CheckID, true), check("model_id", e.ModelID, CheckModelID, false),
 		check("region", e.Region, CheckID, true), check("image_quality", e.ImageQuality, CheckID, true),
+		check("model_alias", e.ModelAlias, CheckID, true),
 	} {
 		if err != nil {
 			return err

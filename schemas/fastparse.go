@@ -96,6 +96,8 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 				e.Region = intern(val)
 			case "pricing_tier":
 				e.PricingTier = intern(val)
+			case "model_alias":
+				e.ModelAlias = intern(val)
 			case "schema_version", "input_tokens", "output_tokens", "latency_ms", "cache_read_input_tokens",
 				"cache_write_input_tokens", "image_count", "image_height", "image_width", "image_steps":
 				return e, false // a string where a number belongs: let the general path explain

@@ -18,6 +18,8 @@ const MoneyScale = 10
 
 // EventRow is one row of the events table (raw usage events, one row per event
 // as received, duplicates included) and of the daily table's event columns.
+// model_alias came after the first files were written: a file without it
+// reads as "" (parquetio:"may-be-absent").
 type EventRow struct {
 	SchemaVersion         int32  `parquet:"name=schema_version, type=INT32"`
 	EventID               string `parquet:"name=event_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
@@ -41,6 +43,7 @@ type EventRow struct {
 	APIKeyID              string `parquet:"name=api_key_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Region                string `parquet:"name=region, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	PricingTier           string `parquet:"name=pricing_tier, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
+	ModelAlias            string `parquet:"name=model_alias, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY" parquetio:"may-be-absent"`
 }
 
 // NewEventRow converts an event to its Parquet row.
@@ -52,6 +55,7 @@ func NewEventRow(e *Event) EventRow {
 		LatencyMS: e.LatencyMS, CacheReadInputTokens: e.CacheReadInputTokens, CacheWriteInputTokens: e.CacheWriteInputTokens,
 		ImageCount: e.ImageCount, ImageHeight: e.ImageHeight, ImageWidth: e.ImageWidth, ImageSteps: e.ImageSteps,
 		ImageQuality: e.ImageQuality, APIKeyID: e.APIKeyID, Region: e.Region, PricingTier: e.PricingTier,
+		ModelAlias: e.ModelAlias,
 	}
 }
 
@@ -64,6 +68,7 @@ func (r *EventRow) Event() Event {
 		LatencyMS: r.LatencyMS, CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
 		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
 		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
+		ModelAlias: r.ModelAlias,
 	}
 }
 
@@ -111,6 +116,7 @@ type DailyRow struct {
 	APIKeyID              string `parquet:"name=api_key_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Region                string `parquet:"name=region, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	PricingTier           string `parquet:"name=pricing_tier, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
+	ModelAlias            string `parquet:"name=model_alias, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY" parquetio:"may-be-absent"`
 	InputCost             int64  `parquet:"name=input_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
 	OutputCost            int64  `parquet:"name=output_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
 	CacheReadCost         int64  `parquet:"name=cache_read_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
@@ -138,6 +144,7 @@ func (r *DailyRow) SetEvent(e *Event) {
 		CacheReadInputTokens: e.CacheReadInputTokens, CacheWriteInputTokens: e.CacheWriteInputTokens,
 		ImageCount: e.ImageCount, ImageHeight: e.ImageHeight, ImageWidth: e.ImageWidth, ImageSteps: e.ImageSteps,
 		ImageQuality: e.ImageQuality, APIKeyID: e.APIKeyID, Region: e.Region, PricingTier: e.PricingTier,
+		ModelAlias: e.ModelAlias,
 	}
 }
 
@@ -150,6 +157,7 @@ func (r *DailyRow) Event() Event {
 		LatencyMS: r.LatencyMS, CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
 		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
 		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
+		ModelAlias: r.ModelAlias,
 	}
 }
 

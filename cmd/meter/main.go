@@ -40,6 +40,7 @@ func commands() []command {
 		{"serve", "the invoke API", runServe},
 		{"bedrock-local", "the Bedrock-compatible local model server", runBedrockLocal},
 		{"team", "onboard teams and manage keys: add | rotate-key | revoke-key | list", runTeam},
+		{"admin", "admin keys for the admin API (/admin/, GET /report): add-key | rotate-key | revoke-key | list", runAdmin},
 		{"put", "append usage events (JSON lines) to a stream", runPut},
 		{"aggregate", "consume the stream into raw events and windows in the store", runAggregate},
 		{"compact", "deduplicate, price and write a day's chargeback CSV", runCompact},

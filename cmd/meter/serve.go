@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -29,7 +30,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	limits := fs.String("limits", "memory", "where rate limits, quotas and budgets are counted: memory")
 	prices := fs.String("prices", "", "price CSV for monthly budgets (default: the shipped Bedrock price file)")
 	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
-	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage: file://DIR or s3://BUCKET/PREFIX (default: /usage answers 501)")
+	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage, and whose chargeback answers GET /report (admin keys): file://DIR or s3://BUCKET/PREFIX (default: both answer 501)")
 	quiet := fs.Bool("quiet", false, quietUsage)
 	certFile := fs.String("tls-cert", "", "serve HTTPS with this PEM certificate (chain); reloaded when it changes")
 	keyFile := fs.String("tls-key", "", "the PEM private key of --tls-cert")
@@ -91,6 +92,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		cfg.Store = st
+		cfg.Report = reportFunc(st, *storeURI, *tenantsPath)
 	}
 	srv, err := invoker.New(cfg)
 	if err != nil {
@@ -168,18 +170,25 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		fmt.Fprintf(stdout, "added team %s to %s; its API key is shown once, below:\n%s\n", *team, *tenantsPath, key)
 		return nil
 	case "rotate-key":
-		revokeOld := fs.Bool("revoke-old", false, "revoke the team's other keys at once")
+		revokeOld := fs.Bool("revoke-old", false, "end the team's other keys at once (the same as --grace 0)")
+		grace := fs.Duration("grace", tenants.DefaultGrace, "how long the team's other keys keep working (0: they end at once)")
 		if err := parse(fs, args, stdout); err != nil {
 			return err
 		}
 		if err := need("tenants", *tenantsPath, "team", *team); err != nil {
 			return err
 		}
-		key, err := tenants.RotateKey(*tenantsPath, *team, *revokeOld)
+		if *grace < 0 {
+			return usagef("--grace must not be negative")
+		}
+		if *revokeOld {
+			*grace = 0
+		}
+		key, keyID, err := tenants.RotateKeyGrace(*tenantsPath, *team, *grace, time.Now())
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "new key for team %s; it is shown once, below:\n%s\n", *team, key)
+		fmt.Fprintf(stdout, "new key %s for team %s; the other keys %s; the key is shown once, below:\n%s\n", keyID, *team, graceWords(*grace), key)
 		return nil
 	case "revoke-key":
 		keyID := fs.String("key-id", "", "id of the key to revoke (see meter team list)")
@@ -205,6 +214,12 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		if err != nil {
 			return err
 		}
+		if *team != "" {
+			teams = onlyTeam(teams, *team)
+			if len(teams) == 0 {
+				return fmt.Errorf("team %q not found in %s", *team, *tenantsPath)
+			}
+		}
 		for _, t := range teams {
 			rate := "unlimited"
 			if t.RateLimit != nil {
@@ -216,12 +231,13 @@ func runTeam(ctx context.Context, args []string, stdout, stderr io.Writer) error
 			}
 			active := 0
 			for _, k := range t.Keys {
-				if !k.Revoked {
+				if k.State == tenants.KeyActive || k.State == tenants.KeyGrace {
 					active++
 				}
 			}
 			fmt.Fprintf(stdout, "%-16s cost center %-10s models %-40s rate %-10s budget %-10s keys %d active of %d\n",
 				t.ID, t.CostCenter, strings.Join(t.AllowedModels, ","), rate, budget, active, len(t.Keys))
+			printKeys(stdout, t.Keys)
 		}
 		return nil
 	}

@@ -31,7 +31,7 @@ dedup AS (
   SELECT
     request_id, team_id, cost_center, model_id, status,
     CAST("timestamp" AS timestamp) AS ts,
-    schema_version, event_id, operation, latency_ms, api_key_id, region, pricing_tier,
+    schema_version, event_id, operation, latency_ms, api_key_id, region, pricing_tier, model_alias,
     input_tokens, output_tokens, cache_read_input_tokens, cache_write_input_tokens,
     image_count, image_height, image_width, image_steps, image_quality,
     COALESCE(NULLIF(pricing_tier, ''), 'on_demand') AS tier,
@@ -111,7 +111,7 @@ priced AS (
     d.team_id, d.cost_center, d.model_id, d.status, d.tier,
     -- The rest of the event, for the daily table (meter compact --engine athena).
     d.request_id, d.ts, d.schema_version, d.event_id, d.operation, d.latency_ms, d.image_height, d.image_width,
-    d.image_steps, d.image_quality, d.api_key_id, d.region, d.pricing_tier,
+    d.image_steps, d.image_quality, d.api_key_id, d.region, d.pricing_tier, d.model_alias,
     d.input_tokens, d.output_tokens, d.cache_read_input_tokens, d.cache_write_input_tokens, d.image_count,
     CAST(d.input_tokens AS DECIMAL(12, 0)) * r.input_per_1k * DECIMAL '0.001' AS input_cost,
     CAST(d.output_tokens AS DECIMAL(12, 0)) * r.output_per_1k * DECIMAL '0.001' AS output_cost,

@@ -23,7 +23,8 @@ CREATE EXTERNAL TABLE IF NOT EXISTS events (
   image_quality string,
   api_key_id string,
   region string,
-  pricing_tier string
+  pricing_tier string,
+  model_alias string
 )
 PARTITIONED BY (dt string)
 STORED AS PARQUET
@@ -90,6 +91,7 @@ CREATE EXTERNAL TABLE IF NOT EXISTS daily (
   api_key_id string,
   region string,
   pricing_tier string,
+  model_alias string,
   input_cost decimal(18,10),
   output_cost decimal(18,10),
   cache_read_cost decimal(18,10),

@@ -57,8 +57,9 @@ func ReadFile[T any](path string) ([]T, error) {
 
 // Read reads every row of a Parquet file of size bytes into rows of the flat
 // struct type T, matching columns to fields by the name in each field's
-// xitongsys parquet tag. Every field must have its column; columns without a
-// field are skipped. Nulls read as zero values. Timestamps are converted to the
+// xitongsys parquet tag. Every field must have its column, except one tagged
+// parquetio:"may-be-absent" (a column added later), which an older file
+// without it leaves zero; columns without a field are skipped. Nulls read as zero values. Timestamps are converted to the
 // unit of the field's tag and decimals to the field's scale, exactly or not at all.
 //
 // Row groups are read one at a time with pqarrow and converted column by column.
@@ -74,14 +75,20 @@ func Read[T any](r io.ReaderAt, size int64) ([]T, error) {
 	defer pf.Close()
 
 	sc := pf.MetaData().Schema
-	cols := make([]int, len(fields))
+	cols := make([]int, 0, len(fields))
 	props := pqarrow.ArrowReadProperties{Parallel: true, BatchSize: 64 << 10}
-	for i, f := range fields {
+	present := fields[:0:0]
+	for _, f := range fields {
 		c := sc.ColumnIndexByName(f.name)
+		if c < 0 && f.mayBeAbsent {
+			// A column added after the file was written: zero values.
+			continue
+		}
 		if c < 0 {
 			return nil, fmt.Errorf("parquetio: file has no column %q", f.name)
 		}
-		cols[i] = c
+		present = append(present, f)
+		cols = append(cols, c)
 		// Dictionary columns come back as arrow dictionaries: each distinct
 		// string is converted once, not once per row.
 		props.SetReadDict(c, f.kind == reflect.String && f.dict)
@@ -103,7 +110,7 @@ func Read[T any](r io.ReaderAt, size int64) ([]T, error) {
 		if err != nil {
 			return nil, fmt.Errorf("parquetio: reading row group %d: %w", rg, err)
 		}
-		err = fillRowGroup(dst, at, tbl, fields)
+		err = fillRowGroup(dst, at, tbl, present)
 		at += int(tbl.NumRows())
 		tbl.Release()
 		if err != nil {
@@ -310,6 +317,9 @@ type field struct {
 	dict   bool   // encoding=PLAIN_DICTIONARY or RLE_DICTIONARY
 	unit   string // logicaltype.unit of a timestamp, "" otherwise
 	scale  int32  // scale of a decimal, -1 otherwise
+	// mayBeAbsent (struct tag parquetio:"may-be-absent") marks a column
+	// added after files were written: a file without it reads zero values.
+	mayBeAbsent bool
 }
 
 func bindFields(t reflect.Type) ([]field, error) {
@@ -324,7 +334,7 @@ func bindFields(t reflect.Type) ([]field, error) {
 			continue
 		}
 		kv := parseTag(tag)
-		f := field{name: kv["name"], offset: sf.Offset, kind: sf.Type.Kind(), scale: -1}
+		f := field{name: kv["name"], offset: sf.Offset, kind: sf.Type.Kind(), scale: -1, mayBeAbsent: sf.Tag.Get("parquetio") == "may-be-absent"}
 		if f.name == "" {
 			return nil, fmt.Errorf("parquetio: %s.%s: parquet tag has no name", t, sf.Name)
 		}

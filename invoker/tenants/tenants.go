@@ -34,6 +34,13 @@ import (
 // The operator owns it; `meter team add` and friends edit it atomically.
 type File struct {
 	Teams []TeamSpec `yaml:"teams"`
+	// Admins are the keys of the admin API (/admin/), hashes only; a team
+	// key is never an admin key (see keys.go).
+	Admins []KeySpec `yaml:"admins,omitempty"`
+	// Aliases name a model for callers and roll a new version out by
+	// percentage (see aliases.go); Deprecations date models and aliases.
+	Aliases      []AliasSpec       `yaml:"aliases,omitempty"`
+	Deprecations []DeprecationSpec `yaml:"deprecations,omitempty"`
 }
 
 // TeamSpec is one team of the registry as written in the YAML file.
@@ -55,19 +62,21 @@ type KeySpec struct {
 	SHA256  string    `yaml:"sha256"`
 	Created time.Time `yaml:"created"`
 	Revoked bool      `yaml:"revoked,omitempty"`
+	// Expires, when set, ends the key at that instant (a rotation's grace).
+	Expires *time.Time `yaml:"expires,omitempty"`
 }
 
 // RateLimit is a token bucket: RPS requests per second sustained, Burst at once.
 // A zero RPS means no rate limit; a zero Burst means max(1, ceil(RPS)).
 type RateLimit struct {
-	RPS   float64 `yaml:"rps"`
-	Burst int     `yaml:"burst,omitempty"`
+	RPS   float64 `yaml:"rps" json:"rps"`
+	Burst int     `yaml:"burst,omitempty" json:"burst,omitempty"`
 }
 
 // Quotas are per-UTC-day limits; zero means unlimited.
 type Quotas struct {
-	DailyRequests int64 `yaml:"daily_requests,omitempty"`
-	DailyTokens   int64 `yaml:"daily_tokens,omitempty"`
+	DailyRequests int64 `yaml:"daily_requests,omitempty" json:"daily_requests,omitempty"`
+	DailyTokens   int64 `yaml:"daily_tokens,omitempty" json:"daily_tokens,omitempty"`
 }
 
 // Team is a validated team of a loaded registry.
@@ -122,15 +131,23 @@ type Principal struct {
 }
 
 type keyEntry struct {
-	hash  [sha256.Size]byte
-	keyID string
-	team  string
+	hash    [sha256.Size]byte
+	keyID   string
+	team    string // "" for an admin key
+	admin   bool
+	revoked bool
+	expires time.Time // zero: never
+	used    *atomic.Int64
 }
 
 // snapshot is one immutable, validated version of the registry.
 type snapshot struct {
-	teams  map[string]*Team
-	byHash map[[sha256.Size]byte]keyEntry
+	teams   map[string]*Team
+	byHash  map[[sha256.Size]byte]keyEntry
+	aliases map[string]*Alias
+	// deprecated maps model ids and alias names to the instant they are
+	// deprecated from.
+	deprecated map[string]time.Time
 }
 
 // Registry is the tenant registry loaded from a YAML file. It reloads the file
@@ -146,6 +163,10 @@ type Registry struct {
 	size    int64
 	digest  [sha256.Size]byte
 	refused [sha256.Size]byte // the last content refused as invalid
+
+	// lastUsed is each key's last use (Unix seconds) by key id, kept across
+	// reloads and persisted beside the file (see keys.go); never the key.
+	lastUsed lastUsed
 }
 
 // Path is the file the registry was opened from; empty for one built in memory.
@@ -154,12 +175,15 @@ func (r *Registry) Path() string { return r.path }
 // Errors of key authentication and team resolution.
 var (
 	ErrUnknownKey     = errors.New("missing or unknown API key")
+	ErrKeyExpired     = errors.New("API key expired")
+	ErrKeyRevoked     = errors.New("API key revoked")
 	ErrTeamNotAllowed = errors.New("key may not act for this team")
 )
 
 // OpenRegistry loads the registry at path. A missing or invalid file is an error.
 func OpenRegistry(path string) (*Registry, error) {
 	r := &Registry{path: path}
+	r.lastUsed.load(path)
 	if _, err := r.Reload(); err != nil {
 		return nil, err
 	}
@@ -172,6 +196,7 @@ func OpenRegistry(path string) (*Registry, error) {
 // before its tenants file is in place, and says so on its readiness check.
 func WatchRegistry(path string) *Registry {
 	r := &Registry{path: path}
+	r.lastUsed.load(path)
 	r.Reload()
 	return r
 }
@@ -194,7 +219,9 @@ func NewRegistry(doc File) (*Registry, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Registry{cur: s}, nil
+	r := &Registry{cur: s}
+	r.lastUsed.attach(s)
+	return r, nil
 }
 
 // Reload re-reads the file if its modification time, size or content changed.
@@ -247,6 +274,7 @@ func (r *Registry) Reload() (bool, error) {
 		r.refuse(digest)
 		return false, fmt.Errorf("tenants %s: %w", r.path, err)
 	}
+	r.lastUsed.attach(s)
 	r.mu.Lock()
 	r.cur, r.modTime, r.size, r.digest = s, st.ModTime(), st.Size(), digest
 	r.mu.Unlock()
@@ -271,11 +299,18 @@ func (r *Registry) Watch(done <-chan struct{}, interval time.Duration, log *slog
 	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
+	flushed := time.Now()
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
+			if time.Since(flushed) >= lastUsedFlushInterval {
+				flushed = time.Now()
+				if err := r.FlushLastUsed(); err != nil && log != nil {
+					log.Warn("persisting keys' last use", "err", err)
+				}
+			}
 			changed, err := r.Reload()
 			if err != nil && log != nil {
 				log.Error("tenant registry reload failed; keeping the previous version", "err", err)
@@ -286,24 +321,52 @@ func (r *Registry) Watch(done <-chan struct{}, interval time.Duration, log *slog
 	}
 }
 
-// Authenticate finds the principal of a presented plaintext key. The key is
-// hashed, looked up by hash and compared in constant time; revoked keys fail.
+// Authenticate finds the principal of a presented plaintext key at the
+// current time; see AuthenticateAt.
 func (r *Registry) Authenticate(key string) (*Principal, error) {
-	if key == "" {
+	return r.AuthenticateAt(key, time.Now())
+}
+
+// AuthenticateAt finds the principal of a presented plaintext team key. The
+// key is hashed, looked up by hash and compared in constant time; a revoked
+// key fails with ErrKeyRevoked, one past its expiry with ErrKeyExpired, an
+// admin key (not a team key) with ErrUnknownKey. A success records the key's
+// last use at now.
+func (r *Registry) AuthenticateAt(key string, now time.Time) (*Principal, error) {
+	e, s, err := r.lookup(key, now)
+	if err != nil {
+		return nil, err
+	}
+	if e.admin {
 		return nil, ErrUnknownKey
+	}
+	e.touch(now)
+	return &Principal{Team: s.teams[e.team], KeyID: e.keyID}, nil
+}
+
+// lookup finds the entry of a presented key and checks its state.
+func (r *Registry) lookup(key string, now time.Time) (keyEntry, *snapshot, error) {
+	if key == "" {
+		return keyEntry{}, nil, ErrUnknownKey
 	}
 	h := sha256.Sum256([]byte(key))
 	r.mu.RLock()
 	s := r.cur
 	r.mu.RUnlock()
 	if s == nil {
-		return nil, ErrUnknownKey
+		return keyEntry{}, nil, ErrUnknownKey
 	}
 	e, ok := s.byHash[h]
 	if !ok || subtle.ConstantTimeCompare(e.hash[:], h[:]) != 1 {
-		return nil, ErrUnknownKey
+		return keyEntry{}, nil, ErrUnknownKey
 	}
-	return &Principal{Team: s.teams[e.team], KeyID: e.keyID}, nil
+	switch {
+	case e.revoked:
+		return keyEntry{}, nil, ErrKeyRevoked
+	case !e.expires.IsZero() && !now.Before(e.expires):
+		return keyEntry{}, nil, ErrKeyExpired
+	}
+	return e, s, nil
 }
 
 // Resolve returns the team a principal acts for: its own team when requested is
@@ -352,6 +415,9 @@ func parseTenants(data []byte) (File, error) {
 func buildSnapshot(doc File) (*snapshot, error) {
 	s := &snapshot{teams: map[string]*Team{}, byHash: map[[sha256.Size]byte]keyEntry{}}
 	keyIDs := map[string]bool{}
+	if err := addKeys(s, keyIDs, "", doc.Admins); err != nil {
+		return nil, fmt.Errorf("admins: %w", err)
+	}
 	for i, ts := range doc.Teams {
 		if err := schemas.CheckID(ts.ID); err != nil {
 			return nil, fmt.Errorf("team #%d: id %q %v", i+1, ts.ID, err)
@@ -400,27 +466,8 @@ func buildSnapshot(doc File) (*snapshot, error) {
 			}
 			t.MonthlyBudgetUSD = &d
 		}
-		for _, k := range ts.APIKeys {
-			raw, err := hex.DecodeString(k.SHA256)
-			if err != nil || len(raw) != sha256.Size {
-				return nil, fmt.Errorf("team %q: key %q: sha256 must be 64 hex digits", ts.ID, k.ID)
-			}
-			if err := schemas.CheckID(k.ID); err != nil {
-				return nil, fmt.Errorf("team %q: key id %q %v", ts.ID, k.ID, err)
-			}
-			if keyIDs[k.ID] {
-				return nil, fmt.Errorf("team %q: key id %q used twice", ts.ID, k.ID)
-			}
-			keyIDs[k.ID] = true
-			var h [sha256.Size]byte
-			copy(h[:], raw)
-			if _, dup := s.byHash[h]; dup {
-				return nil, fmt.Errorf("team %q: key %q: the same key is registered twice", ts.ID, k.ID)
-			}
-			if k.Revoked {
-				continue
-			}
-			s.byHash[h] = keyEntry{hash: h, keyID: k.ID, team: ts.ID}
+		if err := addKeys(s, keyIDs, ts.ID, ts.APIKeys); err != nil {
+			return nil, fmt.Errorf("team %q: %w", ts.ID, err)
 		}
 		s.teams[ts.ID] = t
 	}
@@ -431,22 +478,30 @@ func buildSnapshot(doc File) (*snapshot, error) {
 			}
 		}
 	}
+	if err := buildAliases(s, doc); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
 // newKey returns a fresh plaintext key, its id and its stored form.
 func newKey(now time.Time) (plaintext string, spec KeySpec, err error) {
+	return newKeyWith(now, "mk_", "key_")
+}
+
+// newKeyWith is newKey with the key's and the id's prefixes.
+func newKeyWith(now time.Time, keyPrefix, idPrefix string) (plaintext string, spec KeySpec, err error) {
 	var b [32]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", KeySpec{}, err
 	}
-	plaintext = "mk_" + hex.EncodeToString(b[:])
+	plaintext = keyPrefix + hex.EncodeToString(b[:])
 	h := sha256.Sum256([]byte(plaintext))
 	var id [6]byte
 	if _, err := rand.Read(id[:]); err != nil {
 		return "", KeySpec{}, err
 	}
-	return plaintext, KeySpec{ID: "key_" + hex.EncodeToString(id[:]), SHA256: hex.EncodeToString(h[:]), Created: now.UTC().Truncate(time.Second)}, nil
+	return plaintext, KeySpec{ID: idPrefix + hex.EncodeToString(id[:]), SHA256: hex.EncodeToString(h[:]), Created: now.UTC().Truncate(time.Second)}, nil
 }
 
 // editTenants applies fn to the file at path under an exclusive lock and writes
@@ -518,29 +573,14 @@ func AddTeam(path string, spec TeamSpec) (plaintextKey string, err error) {
 // RotateKey issues a new key for team and returns it in plaintext. With
 // revokeOld the team's other keys are revoked in the same write; without it
 // they stay valid until RevokeKey, so clients can switch over first.
+// RotateKeyGrace ends the old keys after a grace period instead.
 func RotateKey(path, teamID string, revokeOld bool) (plaintextKey string, err error) {
-	err = editTenants(path, func(doc *File) error {
-		t := findTeam(doc, teamID)
-		if t == nil {
-			return fmt.Errorf("team %q not found in %s", teamID, path)
-		}
-		key, ks, err := newKey(time.Now())
-		if err != nil {
-			return err
-		}
-		if revokeOld {
-			for i := range t.APIKeys {
-				t.APIKeys[i].Revoked = true
-			}
-		}
-		t.APIKeys = append(t.APIKeys, ks)
-		plaintextKey = key
-		return nil
-	})
-	if err != nil {
-		return "", err
+	grace := time.Duration(-1)
+	if revokeOld {
+		grace = 0
 	}
-	return plaintextKey, nil
+	key, _, err := RotateKeyGrace(path, teamID, grace, time.Now())
+	return key, err
 }
 
 // RevokeKey marks the key keyID of team as revoked. The reloading server stops
@@ -563,47 +603,64 @@ func RevokeKey(path, teamID, keyID string) error {
 
 // TeamInfo is the overview of a team that ListTeams returns; key hashes are left out.
 type TeamInfo struct {
-	ID               string
-	CostCenter       string
-	ActFor           []string
-	AllowedModels    []string
-	RateLimit        *RateLimit
-	Quotas           *Quotas
-	MonthlyBudgetUSD string
-	Keys             []KeyInfo
+	ID               string     `json:"id"`
+	CostCenter       string     `json:"cost_center"`
+	ActFor           []string   `json:"act_for"`
+	AllowedModels    []string   `json:"allowed_models"`
+	RateLimit        *RateLimit `json:"rate_limit,omitempty"`
+	Quotas           *Quotas    `json:"quotas,omitempty"`
+	MonthlyBudgetUSD string     `json:"monthly_budget_usd,omitempty"`
+	Keys             []KeyInfo  `json:"keys"`
 }
 
-// KeyInfo describes one key without its hash.
+// KeyInfo describes one key without its hash: its id, when it was made, when
+// it ends, when it was last used (as far as this machine has seen) and its
+// state at the time of listing (see KeyState).
 type KeyInfo struct {
-	ID      string
-	Created time.Time
-	Revoked bool
+	ID       string     `json:"id"`
+	Created  time.Time  `json:"created"`
+	Revoked  bool       `json:"revoked"`
+	Expires  *time.Time `json:"expires,omitempty"`
+	LastUsed *time.Time `json:"last_used,omitempty"`
+	State    string     `json:"state"`
 }
 
-// ListTeams reads the registry at path and returns its teams sorted by id.
+// ListTeams reads the registry at path and returns its teams sorted by id,
+// with each key's state now and its last use as persisted beside the file.
 func ListTeams(path string) ([]TeamInfo, error) {
+	doc, err := readDoc(path)
+	if err != nil {
+		return nil, err
+	}
+	used := readLastUsed(path)
+	return teamInfos(doc, used, time.Now()), nil
+}
+
+// readDoc reads and validates the registry file at path.
+func readDoc(path string) (File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("tenants %s: %w", path, err)
+		return File{}, fmt.Errorf("tenants %s: %w", path, err)
 	}
 	doc, err := parseTenants(data)
 	if err != nil {
-		return nil, fmt.Errorf("tenants %s: %w", path, err)
+		return File{}, fmt.Errorf("tenants %s: %w", path, err)
 	}
 	if _, err := buildSnapshot(doc); err != nil {
-		return nil, fmt.Errorf("tenants %s: %w", path, err)
+		return File{}, fmt.Errorf("tenants %s: %w", path, err)
 	}
-	var out []TeamInfo
+	return doc, nil
+}
+
+func teamInfos(doc File, used map[string]time.Time, now time.Time) []TeamInfo {
+	out := []TeamInfo{}
 	for _, t := range doc.Teams {
-		ti := TeamInfo{ID: t.ID, CostCenter: t.CostCenter, ActFor: t.ActFor, AllowedModels: t.AllowedModels,
-			RateLimit: t.RateLimit, Quotas: t.Quotas, MonthlyBudgetUSD: t.MonthlyBudgetUSD}
-		for _, k := range t.APIKeys {
-			ti.Keys = append(ti.Keys, KeyInfo{ID: k.ID, Created: k.Created, Revoked: k.Revoked})
-		}
+		ti := TeamInfo{ID: t.ID, CostCenter: t.CostCenter, ActFor: append([]string{}, t.ActFor...), AllowedModels: append([]string{}, t.AllowedModels...),
+			RateLimit: t.RateLimit, Quotas: t.Quotas, MonthlyBudgetUSD: t.MonthlyBudgetUSD, Keys: keyInfos(t.APIKeys, used, now)}
 		out = append(out, ti)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+	return out
 }
 
 func findTeam(doc *File, id string) *TeamSpec {

@@ -48,6 +48,7 @@ func FuzzTenantsFile(f *testing.F) {
 	f.Add([]byte("teams:\n  - id: search\n    cost_center: CC-1\n    allowed_models: [\"anthropic.*\"]\n    rate_limit: {rps: 5, burst: 10}\n"))
 	f.Add([]byte("teams: [ {id: "))
 	f.Add([]byte("teams:\n  - id: a\n    api_keys: [{id: k1, sha256: \"00\"}]\n    monthly_budget_usd: \"1e9\"\n"))
+	f.Add([]byte("teams: [{id: a}]\naliases:\n  - {name: claude, model: anthropic.x, rollout: {model: anthropic.y, percent: 10}, pins: {a: anthropic.x}}\ndeprecations: [{model: claude, after: 2026-01-01}]\nadmins: [{id: adm_1, sha256: \"2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\", expires: 2030-01-01T00:00:00Z}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		path := filepath.Join(t.TempDir(), "tenants.yaml")
 		if err := os.WriteFile(path, data, 0o600); err != nil {

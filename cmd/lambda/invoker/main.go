@@ -128,7 +128,10 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger, em
 		return nil, err
 	}
 	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{f.emitter, emf}, Prices: book, Store: usageStore,
-		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
+		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log,
+		// Each instance reads METER_TENANTS once: an admin change made in one
+		// would reach neither S3 nor the others. Change the file, then deploy.
+		TenantsReadOnly: "in Lambda the tenants are read from METER_TENANTS at cold start; change that file instead"})
 	if err != nil {
 		f.emitter.Close()
 		return nil, err
