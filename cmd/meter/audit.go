@@ -81,28 +81,26 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	trail := fs.String("cloudtrail", "", "CloudTrail source: lookup, s3://BUCKET/PREFIX or file://DIR")
 	threshold := fs.Int("threshold", 0, "exit non-zero (status 3) when more calls than this are unmetered")
 	allowance := fs.Duration("delivery-allowance", time.Hour, "calls younger than this are not yet reported unconfirmed")
+	w := witnessFlags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if err := parseDay(*day); err != nil {
 		return err
 	}
-	if err := need("store", *storeURI, "cloudtrail", *trail); err != nil {
+	if *trail == "" && w.logs == "" && w.bill == "" {
+		return usagef("--cloudtrail is required (or --invocation-logs or --bill)")
+	}
+	if err := need("store", *storeURI); err != nil {
 		return err
 	}
 	st, err := openStore(ctx, *storeURI)
 	if err != nil {
 		return err
 	}
-	rep, err := reconcile.Run(ctx, reconcile.Config{Day: *day, Store: st, CloudTrail: *trail,
-		Threshold: *threshold, DeliveryAllowance: *allowance})
-	var ue *reconcile.UnmeteredError
-	if err != nil && !errors.As(err, &ue) {
+	cfg := reconcile.Config{Day: *day, Store: st, CloudTrail: *trail, Threshold: *threshold, DeliveryAllowance: *allowance}
+	if err := w.apply(&cfg); err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, rep.Human())
-	if ue != nil {
-		return &exitError{code: 3, msg: ue.Error()}
-	}
-	return nil
+	return reconcileExit(ctx, cfg, stdout)
 }
