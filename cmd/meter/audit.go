@@ -19,6 +19,7 @@ func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := newFlags("bedrock-local", stderr)
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
 	trail := fs.String("trail-dir", "", "write CloudTrail log files (gzip JSON, AWSLogs/... layout) under this directory")
+	invlogs := fs.String("invocation-log-dir", "", "write Bedrock model invocation logs (gzip JSON lines, AWSLogs/.../BedrockModelInvocationLogs/...) under this directory")
 	latency := fs.Duration("latency", 0, "added before every answer, like a model's thinking time")
 	failEvery := fs.Int("fail-every", 0, "fail every Nth call with --fail-with")
 	failWith := fs.String("fail-with", "ThrottlingException", "exception for --fail-every: ThrottlingException, ValidationException, AccessDeniedException, ModelNotReadyException, InternalServerException")
@@ -26,7 +27,7 @@ func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	srv, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: *trail, Latency: *latency, FailEvery: *failEvery, FailWith: *failWith,
+	srv, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: *trail, InvocationLogDir: *invlogs, Latency: *latency, FailEvery: *failEvery, FailWith: *failWith,
 		Region: *region, TrailInterval: 10 * time.Second})
 	if err != nil {
 		return usagef("%v", err)
