@@ -137,7 +137,7 @@ func (s *Server) handleRuntimeInvoke(w http.ResponseWriter, r *http.Request) {
 	contentType, accept := invokeHeaders(r)
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
-		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept,
+		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept, RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
 	if err != nil {
@@ -314,7 +314,7 @@ func (s *Server) handleRuntimeInvokeStream(w http.ResponseWriter, r *http.Reques
 	contentType, accept := invokeHeaders(r)
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{
-		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept,
+		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept, RequestMetadata: c.metadataHeader(),
 	}, withBufferedBody)
 	if err != nil {
 		c.latency = time.Since(start)

@@ -281,6 +281,7 @@ type call struct {
 	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
 	// its errors take Bedrock's shape, so that the AWS SDKs map them.
 	runtime bool
+	eventID string // minted before the Bedrock call (eventIDOf), sent as request metadata
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -291,7 +292,7 @@ func (s *Server) event(c *call, status string) *schemas.Event {
 		rid = newID()
 	}
 	return &schemas.Event{
-		SchemaVersion: schemas.SchemaVersion, EventID: newID(), RequestID: rid, Timestamp: s.cfg.Now().UTC(),
+		SchemaVersion: schemas.SchemaVersion, EventID: c.eventIDOf(), RequestID: rid, Timestamp: s.cfg.Now().UTC(),
 		TeamID: c.team.ID, CostCenter: c.team.CostCenter, ModelID: c.modelID, Operation: c.op, Status: status,
 		LatencyMS: c.latency.Milliseconds(), APIKeyID: c.principal.KeyID, Region: s.cfg.Region, PricingTier: "on_demand",
 	}
@@ -553,6 +554,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
 		ModelId: aws.String(c.modelID), Body: raw, ContentType: aws.String("application/json"), Accept: aws.String("application/json"),
+		RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
 	if err != nil {
@@ -640,6 +642,7 @@ func (s *Server) converse(w http.ResponseWriter, r *http.Request, c *call, body 
 	if !s.reserve(w, r, c) {
 		return
 	}
+	in.RequestMetadata = c.metadataMap()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
@@ -707,6 +710,7 @@ func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call,
 	if !s.reserve(w, r, c) {
 		return
 	}
+	in.RequestMetadata = c.metadataMap()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.StreamTimeout)
 	defer cancel()
 	start := time.Now()
