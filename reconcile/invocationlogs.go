@@ -164,8 +164,8 @@ func parseLogRecord(text []byte) (aggregator.LogRecord, string) {
 	if v.SchemaType != "" && v.SchemaType != schemas.InvocationLogSchemaType {
 		return aggregator.LogRecord{}, fmt.Sprintf("schemaType %q is not %s", v.SchemaType, schemas.InvocationLogSchemaType)
 	}
-	if v.RequestID == "" {
-		return aggregator.LogRecord{}, "record without a requestId"
+	if v.RequestID == "" || len(v.RequestID) > 256 {
+		return aggregator.LogRecord{}, "record without a requestId (or one longer than 256 characters)"
 	}
 	if err := schemas.CheckModelID(v.ModelID); v.ModelID != "" && err != nil {
 		return aggregator.LogRecord{}, "modelId " + err.Error()
