@@ -1,5 +1,8 @@
 package reconcile
 
+// Servers started by these tests: versitygw on 127.0.0.1 (the S3 variant);
+// the rest reads file:// locations.
+
 import (
 	"bufio"
 	"bytes"
@@ -7,18 +10,23 @@ import (
 	"context"
 	"encoding/csv"
 	"encoding/json"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/internal/store"
+	"github.com/meter-dev/meter/internal/testenv"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -30,6 +38,41 @@ import (
 // meter (req-08) is unmetered in the logs and shows in the bill as billed
 // tokens meter did not meter, within the dollar tolerance.
 func TestFixtureDayWitnesses(t *testing.T) {
+	st, logs, bill := fixtureWitnessDirs(t)
+	checkFixtureWitnesses(t, st, "file://"+logs, "file://"+bill)
+}
+
+// TestFixtureDayWitnessesOnS3 reads the same invocation logs and export from
+// S3 (versitygw on 127.0.0.1), as meter reconcile does in production.
+func TestFixtureDayWitnessesOnS3(t *testing.T) {
+	gw := testenv.StartVersityGW(t)
+	gw.SetEnv(t)
+	st, logs, bill := fixtureWitnessDirs(t)
+	for local, prefix := range map[string]string{logs: "bedrock-logs/", bill: "billing/cur2/"} {
+		err := filepath.WalkDir(local, func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			data, err := os.ReadFile(path)
+			if err != nil {
+				return err
+			}
+			rel, _ := filepath.Rel(local, path)
+			_, err = gw.Client().PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(gw.Bucket()),
+				Key: aws.String(prefix + filepath.ToSlash(rel)), Body: bytes.NewReader(data)})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	checkFixtureWitnesses(t, st, gw.URI("bedrock-logs/AWSLogs/"+daygen.Account+"/BedrockModelInvocationLogs/"+daygen.Region), gw.URI("billing/cur2"))
+}
+
+// fixtureWitnessDirs compacts the fixture day into a file store and lays out
+// its invocation logs and CUR export as AWS delivers them, in two folders.
+func fixtureWitnessDirs(t *testing.T) (*store.FileStore, string, string) {
+	t.Helper()
 	ctx := context.Background()
 	events := fixtureEvents(t)
 	st := openTrailStore(t, t.TempDir())
@@ -67,8 +110,12 @@ func TestFixtureDayWitnesses(t *testing.T) {
 	}
 	cur := readCURCSV(t, filepath.Join("..", "testdata", "cur", "2026-11-25-bedrock.csv"))
 	writeBill(t, bill, cur)
+	return st, logs, bill
+}
 
-	res, err := RunAll(ctx, Config{Day: "2026-11-25", Store: st, InvocationLogs: "file://" + logs, Bill: "file://" + bill,
+func checkFixtureWitnesses(t *testing.T, st store.Store, logsURI, billURI string) {
+	t.Helper()
+	res, err := RunAll(context.Background(), Config{Day: "2026-11-25", Store: st, InvocationLogs: logsURI, Bill: billURI,
 		Now: func() time.Time { return ctTime("2026-11-27T00:00:00Z") }})
 	if err != nil {
 		t.Fatal(err)
