@@ -114,9 +114,10 @@ SELECT
     WHEN line_item_usage_type LIKE '%-cache-write-input-token-count' THEN 'cache_write'
     WHEN line_item_usage_type LIKE '%-output-tokens' OR line_item_usage_type LIKE '%-mantle-output-tokens%' THEN 'output'
     WHEN line_item_usage_type LIKE '%-input-tokens' OR line_item_usage_type LIKE '%-mantle-input-tokens%' THEN 'input'
+    WHEN line_item_usage_type LIKE '%-images' THEN 'image'
     ELSE 'other'
   END AS token_type,
-  line_item_usage_type LIKE '%cross-region%' AS cross_region,
+  line_item_usage_type LIKE '%-cross-region-%' OR line_item_usage_type LIKE '%-global-%' AS cross_region,
   sum(CASE WHEN line_item_line_item_type IN ('Usage', 'DiscountedUsage', 'SavingsPlanCoveredUsage') THEN line_item_usage_amount ELSE 0 END) AS billed_tokens,
   sum(CAST(coalesce(line_item_net_unblended_cost, line_item_unblended_cost) AS decimal(24, 10))) AS billed_cost
 FROM cur2
