@@ -169,6 +169,26 @@ modifiers:
 	return u, true
 }
 
+// ClassifyLine returns the bill row a line belongs to: its model (from a
+// foundation-model resource id, else the usage type's model name through
+// models), token type, tier and cross-region routing. ok is false for a line
+// whose usage type names no token type or no known model: its key then has
+// TokenType TokenUnrecognized and the usage type's model part as ModelID.
+func ClassifyLine(l *BillLine, models map[string]string) (BillKey, bool) {
+	u, ok := ParseUsageType(l.UsageType, models)
+	if model := resourceModel(l.ResourceID); model != "" {
+		u.ModelID = pricing.BaseModel(model)
+	}
+	if !ok || u.ModelID == "" {
+		k := BillKey{ModelID: u.ModelName, TokenType: TokenUnrecognized, Tier: u.Tier}
+		if k.ModelID == "" {
+			k.ModelID = l.UsageType
+		}
+		return k, false
+	}
+	return BillKey{ModelID: u.ModelID, TokenType: u.TokenType, Tier: u.Tier, CrossRegion: u.CrossRegion}, true
+}
+
 // billingLine reports whether a line item type carries usage (its amount
 // counts as billed tokens); taxLine whether it is left out of model cost.
 func billingLine(t string) bool {
@@ -284,19 +304,11 @@ func CompareBill(lines []BillLine, daily []schemas.DailyRow, opts BillOptions) (
 		if taxLine(l.LineItemType) {
 			continue
 		}
-		u, ok := ParseUsageType(l.UsageType, opts.Models)
-		if model := resourceModel(l.ResourceID); model != "" {
-			u.ModelID = pricing.BaseModel(model)
-		}
-		k := BillKey{ModelID: u.ModelID, TokenType: u.TokenType, Tier: u.Tier, CrossRegion: u.CrossRegion}
-		if !ok || u.ModelID == "" {
-			k = BillKey{ModelID: u.ModelName, TokenType: TokenUnrecognized, Tier: u.Tier}
-			if k.ModelID == "" {
-				k.ModelID = l.UsageType
-			}
+		k, ok := ClassifyLine(l, opts.Models)
+		if !ok {
 			rep.Unrecognized = rep.Unrecognized.Add(l.Cost)
 		} else {
-			rep.BilledByModel[u.ModelID] = rep.BilledByModel[u.ModelID].Add(l.Cost)
+			rep.BilledByModel[k.ModelID] = rep.BilledByModel[k.ModelID].Add(l.Cost)
 		}
 		r := row(k)
 		r.billed = true
@@ -451,12 +463,18 @@ func (r *BillReport) Human() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "bill %s: billed %s USD, metered %s USD at list price; %d rows matched, %d differ, %d tokens differ, %d billed only, %d metered only\n",
 		r.Day, r.BilledTotal, r.MeteredTotal, r.Counts[BillMatched], r.Counts[BillDiffers], r.Counts[BillTokensDiffer], r.Counts[BillBilledOnly], r.Counts[BillMeteredOnly])
+	shown := 0
 	for i := range r.Rows {
 		row := &r.Rows[i]
 		if row.Status == BillMatched {
 			continue
 		}
+		if shown == 10 {
+			b.WriteString("  ... more in the bill CSV\n")
+			break
+		}
 		fmt.Fprintf(&b, "  %s %s %s: billed %s USD, metered %s USD\n", row.Status, row.ModelID, row.TokenType, row.BilledCost, row.MeteredCost)
+		shown++
 	}
 	if len(r.Differing) > 0 {
 		fmt.Fprintf(&b, "  models beyond the tolerance of %s USD: %s\n", r.Tolerance, strings.Join(r.Differing, ", "))

@@ -259,7 +259,7 @@ func runBill(ctx context.Context, cfg Config, res *Result) error {
 	if err := cfg.Store.Put(ctx, schemas.AllocatedCSVKey(cfg.Day), bytes.NewReader(buf.Bytes())); err != nil {
 		return fmt.Errorf("writing %s: %w", schemas.AllocatedCSVKey(cfg.Day), err)
 	}
-	man, err := json.MarshalIndent(allocationManifest(cfg.Day, bill, &rep, &alloc), "", "  ")
+	man, err := json.MarshalIndent(allocationManifest(cfg.Day, bill, &rep, &alloc, cfg.UsageTypeModels), "", "  ")
 	if err != nil {
 		return err
 	}
@@ -274,16 +274,18 @@ func runBill(ctx context.Context, cfg Config, res *Result) error {
 
 // allocationManifest lists what the allocation came from: the export's
 // objects and, per model, its bill lines summed by usage type and line type.
-func allocationManifest(day string, bill BillResult, rep *aggregator.BillReport, alloc *aggregator.Allocation) schemas.AllocatedManifest {
+func allocationManifest(day string, bill BillResult, rep *aggregator.BillReport, alloc *aggregator.Allocation, models map[string]string) schemas.AllocatedManifest {
 	type lk struct{ model, ut, typ string }
 	sums := map[lk]*schemas.AllocatedLine{}
 	amounts := map[lk][2]decimal.Decimal{}
-	models := aggregator.DefaultUsageTypeModels()
+	if models == nil {
+		models = aggregator.DefaultUsageTypeModels()
+	}
 	for i := range rep.Lines {
 		l := &rep.Lines[i]
-		u, ok := aggregator.ParseUsageType(l.UsageType, models)
-		m := u.ModelID
-		if !ok || m == "" {
+		bk, ok := aggregator.ClassifyLine(l, models)
+		m := bk.ModelID
+		if !ok {
 			m = ""
 		}
 		k := lk{m, l.UsageType, l.LineItemType}

@@ -12,6 +12,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -231,6 +232,27 @@ func TestWitnessesOnAGeneratedDay(t *testing.T) {
 	if len(types) != 4 {
 		t.Errorf("discounted model's token types %v, want input, output, cache read and cache write", types)
 	}
+	// The manifest names the export object and, per model, the lines its cost came from.
+	var man schemas.AllocatedManifest
+	data, err := store.ReadAll(ctx, f.st, schemas.AllocatedManifestKey(witnessDay))
+	if err != nil || json.Unmarshal(data, &man) != nil {
+		t.Fatalf("allocated manifest: %v", err)
+	}
+	if len(man.BillInputs) != 1 || len(man.BillInputs[0].SHA256) != 64 || !strings.HasSuffix(man.BillInputs[0].Key, ".parquet") {
+		t.Errorf("bill inputs %+v", man.BillInputs)
+	}
+	for _, m := range man.Models {
+		sum := decimal.Zero
+		for _, l := range m.Lines {
+			sum = sum.Add(decimal.RequireFromString(l.Cost))
+		}
+		if !sum.Equal(decimal.RequireFromString(m.BilledCost)) || len(m.Lines) == 0 {
+			t.Errorf("%s: lines add up to %s, billed %s", m.ModelID, sum, m.BilledCost)
+		}
+		if m.ModelID == sonnet && !containsLineType(m.Lines, "Discount") {
+			t.Errorf("%s: the discount lines are not in the manifest", sonnet)
+		}
+	}
 	bill := readCSV(t, f.st, schemas.BillCSVKey(witnessDay))
 	if strings.Join(bill[0], ",") != strings.Join(schemas.BillColumns, ",") {
 		t.Errorf("bill CSV header %v", bill[0])
@@ -248,12 +270,21 @@ func TestWitnessesOnAGeneratedDay(t *testing.T) {
 
 	// An export object that is not Parquet (cut short, say) is named.
 	path := writeBill(t, filepath.Join(f.root, "broken"), daygen.CURLines(witnessDay, f.daily, nil))
-	data, _ := os.ReadFile(path)
+	data, _ = os.ReadFile(path)
 	os.WriteFile(path, data[:len(data)/2], 0o644)
 	_, err = RunAll(ctx, Config{Day: witnessDay, Store: f.st, Bill: "file://" + filepath.Join(f.root, "broken"), Now: now})
 	if err == nil || !strings.Contains(err.Error(), "meter-cur-00001.snappy.parquet") {
 		t.Errorf("partial export: %v, want an error naming the object", err)
 	}
+}
+
+func containsLineType(lines []schemas.AllocatedLine, typ string) bool {
+	for _, l := range lines {
+		if l.LineItemType == typ {
+			return true
+		}
+	}
+	return false
 }
 
 func itoa(n int) string { return decimal.NewFromInt(int64(n)).String() }
