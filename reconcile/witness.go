@@ -18,6 +18,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/aggregator"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/parquetio"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
@@ -185,6 +186,10 @@ func runTokens(ctx context.Context, cfg Config, usage []schemas.Event, now, from
 	if err != nil {
 		return rep, err
 	}
+	for _, status := range schemas.TokensStatuses {
+		cfg.Metrics.Write(map[string]string{"stage": "reconciler", "status": status},
+			[]metrics.Value{{Name: metrics.ReconcileTokenRows, Value: float64(rep.Counts[status]), Unit: "Count"}}, map[string]any{"day": cfg.Day})
+	}
 	var buf bytes.Buffer
 	if err := rep.WriteCSV(&buf); err != nil {
 		return rep, err
@@ -266,6 +271,11 @@ func runBill(ctx context.Context, cfg Config, res *Result) error {
 	if err := cfg.Store.Put(ctx, schemas.AllocatedManifestKey(cfg.Day), bytes.NewReader(append(man, '\n'))); err != nil {
 		return fmt.Errorf("writing %s: %w", schemas.AllocatedManifestKey(cfg.Day), err)
 	}
+	diff, _ := rep.BilledTotal.Sub(rep.MeteredTotal).Float64()
+	cfg.Metrics.Write(map[string]string{"stage": "reconciler"}, []metrics.Value{
+		{Name: metrics.ReconcileBillDiffering, Value: float64(len(rep.Differing)), Unit: "Count"},
+		{Name: metrics.ReconcileBillDifference, Value: diff, Unit: "None"},
+	}, map[string]any{"day": cfg.Day})
 	if rep.Differs() {
 		return &BillDifferenceError{Day: cfg.Day, Models: rep.Differing, Tolerance: rep.Tolerance}
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/compaction"
 	"github.com/meter-dev/meter/internal/daygen"
+	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -209,7 +210,24 @@ func TestWitnessesOnAGeneratedDay(t *testing.T) {
 	// error names it, and the allocation still adds up to the bill.
 	const sonnet = "anthropic.claude-3-7-sonnet-20250219-v1:0"
 	writeBill(t, bills, daygen.CURLines(witnessDay, f.daily, map[string]decimal.Decimal{sonnet: decimal.RequireFromString("0.1")}))
+	var emf bytes.Buffer
+	cfg.Metrics = metrics.NewEMF(&emf)
 	res, err = RunAll(ctx, cfg)
+	got := map[string]float64{}
+	for _, line := range bytes.Split(bytes.TrimSpace(emf.Bytes()), []byte("\n")) {
+		vals, err := metrics.ParseEMF(line)
+		if err != nil {
+			t.Fatalf("EMF %s: %v", line, err)
+		}
+		var doc struct{ Status string }
+		json.Unmarshal(line, &doc)
+		for k, v := range vals {
+			got[k+"/"+doc.Status] += v
+		}
+	}
+	if got[metrics.ReconcileBillDiffering+"/"] != 1 || got[metrics.ReconcileBillDifference+"/"] >= 0 || got[metrics.ReconcileTokenRows+"/mismatched"] != 1 {
+		t.Errorf("EMF %v", got)
+	}
 	var de *BillDifferenceError
 	if !errors.As(err, &de) || strings.Join(de.Models, ",") != sonnet {
 		t.Fatalf("discounted bill: %v, want a difference in %s only", err, sonnet)
