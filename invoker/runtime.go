@@ -89,6 +89,9 @@ func (s *Server) runtimeCall(w http.ResponseWriter, r *http.Request, op string) 
 		return c, nil, false
 	}
 	body, ok := s.readBody(w, r, c)
+	if ok && (op == "InvokeModel" || op == "InvokeModelWithResponseStream") {
+		ok = s.callerHeaderMetadata(w, r, c)
+	}
 	return c, body, ok
 }
 

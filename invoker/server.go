@@ -281,7 +281,11 @@ type call struct {
 	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
 	// its errors take Bedrock's shape, so that the AWS SDKs map them.
 	runtime bool
-	eventID string // minted before the Bedrock call (eventIDOf), sent as request metadata
+
+	// eventID is minted before the Bedrock call (eventIDOf) and sent as request
+	// metadata; callerMetadata is what an app sent itself (runtime InvokeModel routes).
+	eventID        string
+	callerMetadata map[string]string
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -642,7 +646,7 @@ func (s *Server) converse(w http.ResponseWriter, r *http.Request, c *call, body 
 	if !s.reserve(w, r, c) {
 		return
 	}
-	in.RequestMetadata = c.metadataMap()
+	in.RequestMetadata = c.metadataMap(req.RequestMetadata)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
@@ -710,7 +714,7 @@ func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call,
 	if !s.reserve(w, r, c) {
 		return
 	}
-	in.RequestMetadata = c.metadataMap()
+	in.RequestMetadata = c.metadataMap(req.RequestMetadata)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.StreamTimeout)
 	defer cancel()
 	start := time.Now()
