@@ -88,3 +88,7 @@ for target in "FuzzParseEvent ./schemas" "FuzzParse ./aggregator/pricing" "FuzzT
   set -- $target
   go test -run '^$' -fuzz "^$1\$" -fuzztime "${METER_FUZZTIME:-20000x}" "$2"
 done
+
+# --- witnesses (invocation logs and the bill): the invocation log reader takes
+# objects from outside meter, so it gets the same short fuzz run.
+go test -run '^$' -fuzz '^FuzzInvocationLog$' -fuzztime "${METER_FUZZTIME:-20000x}" ./reconcile

@@ -23,6 +23,8 @@ type converseRequest struct {
 	InferenceConfig                   *inferenceConfig  `json:"inferenceConfig"`
 	AdditionalModelRequestFields      map[string]any    `json:"additionalModelRequestFields"`
 	AdditionalModelResponseFieldPaths []string          `json:"additionalModelResponseFieldPaths"`
+	// RequestMetadata is the app's own; meter adds its keys (metadata.go).
+	RequestMetadata map[string]string `json:"requestMetadata"`
 }
 
 type inferenceConfig struct {
@@ -66,6 +68,9 @@ func parseConverse(body []byte) (*converseRequest, error) {
 	}
 	if len(req.Messages) == 0 {
 		return nil, errors.New("converse body: messages must not be empty")
+	}
+	if err := checkCallerMetadata(req.RequestMetadata); err != nil {
+		return nil, fmt.Errorf("converse body: %w", err)
 	}
 	return &req, nil
 }

@@ -89,6 +89,9 @@ func (s *Server) runtimeCall(w http.ResponseWriter, r *http.Request, op string) 
 		return c, nil, false
 	}
 	body, ok := s.readBody(w, r, c)
+	if ok && (op == "InvokeModel" || op == "InvokeModelWithResponseStream") {
+		ok = s.callerHeaderMetadata(w, r, c)
+	}
 	return c, body, ok
 }
 
@@ -137,7 +140,7 @@ func (s *Server) handleRuntimeInvoke(w http.ResponseWriter, r *http.Request) {
 	contentType, accept := invokeHeaders(r)
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
-		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept,
+		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept, RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
 	if err != nil {
@@ -314,7 +317,7 @@ func (s *Server) handleRuntimeInvokeStream(w http.ResponseWriter, r *http.Reques
 	contentType, accept := invokeHeaders(r)
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModelWithResponseStream(ctx, &bedrockruntime.InvokeModelWithResponseStreamInput{
-		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept,
+		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept, RequestMetadata: c.metadataHeader(),
 	}, withBufferedBody)
 	if err != nil {
 		c.latency = time.Since(start)

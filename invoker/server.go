@@ -305,6 +305,9 @@ type call struct {
 	// callID is x-meter-call-id (the client's, or eventID); eventID is
 	// minted before the call; alias is the alias asked for (see aliases.go).
 	callID, eventID, alias string
+	// callerMetadata is what an app sent itself as request metadata (runtime
+	// InvokeModel routes); meter's own keys are sent over it (metadata.go).
+	callerMetadata map[string]string
 }
 
 // event builds the call's usage event. Calls that never reached Bedrock get a
@@ -314,12 +317,8 @@ func (s *Server) event(c *call, status string) *schemas.Event {
 	if rid == "" {
 		rid = newID()
 	}
-	eid := c.eventID
-	if eid == "" {
-		eid = newID()
-	}
 	return &schemas.Event{
-		SchemaVersion: schemas.SchemaVersion, EventID: eid, RequestID: rid, ModelAlias: c.alias, Timestamp: s.cfg.Now().UTC(),
+		SchemaVersion: schemas.SchemaVersion, EventID: c.eventIDOf(), RequestID: rid, ModelAlias: c.alias, Timestamp: s.cfg.Now().UTC(),
 		TeamID: c.team.ID, CostCenter: c.team.CostCenter, ModelID: c.modelID, Operation: c.op, Status: status,
 		LatencyMS: c.latency.Milliseconds(), APIKeyID: c.principal.KeyID, Region: s.cfg.Region, PricingTier: "on_demand",
 	}
@@ -590,6 +589,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
 		ModelId: aws.String(c.modelID), Body: raw, ContentType: aws.String("application/json"), Accept: aws.String("application/json"),
+		RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
 	if err != nil {
@@ -677,6 +677,7 @@ func (s *Server) converse(w http.ResponseWriter, r *http.Request, c *call, body 
 	if !s.reserve(w, r, c) {
 		return
 	}
+	in.RequestMetadata = c.metadataMap(req.RequestMetadata)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
@@ -744,6 +745,7 @@ func (s *Server) converseStream(w http.ResponseWriter, r *http.Request, c *call,
 	if !s.reserve(w, r, c) {
 		return
 	}
+	in.RequestMetadata = c.metadataMap(req.RequestMetadata)
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.StreamTimeout)
 	defer cancel()
 	start := time.Now()

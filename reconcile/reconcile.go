@@ -16,6 +16,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/cloudtrail"
+	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/internal/metrics"
@@ -58,6 +59,25 @@ type Config struct {
 	// Metrics, when set, receives the report's counts as CloudWatch EMF
 	// lines (a reconciler Lambda's stdout).
 	Metrics *metrics.EMF
+
+	// InvocationLogs is the --invocation-logs location (s3://BUCKET/PREFIX or
+	// file://DIR) of Bedrock model invocation logs: the token witness.
+	// InvocationLogStore, when set, is opened instead of it.
+	InvocationLogs     string
+	InvocationLogStore store.Store
+	// Bill is the --bill location of a CUR 2.0 data export (s3:// or
+	// file://): the dollar witness. BillStore, when set, is opened instead.
+	Bill      string
+	BillStore store.Store
+	// BillTolerance is the difference in USD per model and day beyond which
+	// the bill differs; zero means aggregator.DefaultBillTolerance.
+	BillTolerance decimal.Decimal
+	// UsageTypeModels maps CUR usage-type model names to model ids; nil means
+	// aggregator.DefaultUsageTypeModels.
+	UsageTypeModels map[string]string
+	// LoadDaily returns the compacted daily rows of a day; nil reads
+	// daily/dt=DAY/ from Store.
+	LoadDaily func(ctx context.Context, day string) ([]schemas.DailyRow, error)
 }
 
 // UnmeteredError reports more unmetered calls than the threshold allows. The
@@ -83,8 +103,21 @@ func (cfg *Config) Validate() error {
 	if cfg.Store == nil {
 		return errors.New("reconcile: no store (Config.Store)")
 	}
-	if _, err := ParseCloudTrailURI(cfg.CloudTrail); err != nil {
-		return err
+	if cfg.CloudTrail == "" && cfg.InvocationLogs == "" && cfg.Bill == "" && cfg.InvocationLogStore == nil && cfg.BillStore == nil {
+		return errors.New("reconcile: nothing to reconcile against: give --cloudtrail, --invocation-logs or --bill")
+	}
+	if cfg.CloudTrail != "" {
+		if _, err := ParseCloudTrailURI(cfg.CloudTrail); err != nil {
+			return err
+		}
+	}
+	for flag, uri := range map[string]string{"invocation-logs": cfg.InvocationLogs, "bill": cfg.Bill} {
+		if err := checkStoreURI(flag, uri); err != nil {
+			return err
+		}
+	}
+	if cfg.BillTolerance.IsNegative() {
+		return errors.New("reconcile: the bill tolerance cannot be negative")
 	}
 	if cfg.LookupCallsPerSecond < 0 || cfg.Margin < 0 || cfg.DeliveryAllowance < 0 || cfg.TimeTolerance < 0 {
 		return errors.New("reconcile: LookupCallsPerSecond, Margin, DeliveryAllowance and TimeTolerance cannot be negative")
@@ -92,45 +125,30 @@ func (cfg *Config) Validate() error {
 	return nil
 }
 
-// Run reconciles one day: it reads the usage events of the day and the
+// Run reconciles one day against CloudTrail and returns its report; with
+// invocation logs or a bill configured it proves those too (see RunAll) and
+// returns their errors, but only the CloudTrail report.
+func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
+	res, err := RunAll(ctx, cfg)
+	if res.CloudTrail == nil {
+		return aggregator.Report{}, err
+	}
+	return *res.CloudTrail, err
+}
+
+// runCloudTrail reconciles one day against CloudTrail: it reads the usage events of the day and the
 // days either side (for calls across midnight) and CloudTrail's Bedrock
 // invocations from the day widened by Margin, writes
 // reconciliation/dt=DAY/reconciliation-DAY.csv and summary.json, and returns the
 // report. With more unmetered calls than Threshold it returns the report and an
 // *UnmeteredError.
-func Run(ctx context.Context, cfg Config) (aggregator.Report, error) {
-	if err := cfg.Validate(); err != nil {
-		return aggregator.Report{}, err
-	}
-	dayStart, _ := time.Parse(schemas.DayLayout, cfg.Day)
-	if cfg.LoadUsage == nil {
-		cfg.LoadUsage = StoreUsage(cfg.Store)
-	}
-	clock := cfg.Now
-	if clock == nil {
-		clock = time.Now
-	}
-	now := clock()
-	if cfg.Margin <= 0 {
-		cfg.Margin = time.Hour
-	}
-	from, to := dayStart.Add(-cfg.Margin), dayStart.Add(24*time.Hour+cfg.Margin)
+func runCloudTrail(ctx context.Context, cfg Config, usage []schemas.Event, now, from, to time.Time) (aggregator.Report, error) {
 	if cfg.CloudTrail == TrailKindLookup && from.Before(now.Add(-LookupRetention)) {
 		return aggregator.Report{}, fmt.Errorf("day %s: LookupEvents keeps only the last 90 days; read the trail files (s3://BUCKET/PREFIX) instead", cfg.Day)
 	}
 	reader, err := trailReader(ctx, cfg)
 	if err != nil {
 		return aggregator.Report{}, err
-	}
-
-	var usage []schemas.Event
-	for _, d := range []time.Time{dayStart.Add(-24 * time.Hour), dayStart, dayStart.Add(24 * time.Hour)} {
-		day := d.Format(schemas.DayLayout)
-		evs, err := cfg.LoadUsage(ctx, day)
-		if err != nil {
-			return aggregator.Report{}, fmt.Errorf("reading usage events of %s: %w", day, err)
-		}
-		usage = append(usage, evs...)
 	}
 
 	trail, err := reader.ReadTrail(ctx, from, to)

@@ -19,6 +19,7 @@ func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	fs := newFlags("bedrock-local", stderr)
 	listen := fs.String("listen", "127.0.0.1:8081", "address to listen on")
 	trail := fs.String("trail-dir", "", "write CloudTrail log files (gzip JSON, AWSLogs/... layout) under this directory")
+	invlogs := fs.String("invocation-log-dir", "", "write Bedrock model invocation logs (gzip JSON lines, AWSLogs/.../BedrockModelInvocationLogs/...) under this directory")
 	latency := fs.Duration("latency", 0, "added before every answer, like a model's thinking time")
 	failEvery := fs.Int("fail-every", 0, "fail every Nth call with --fail-with")
 	failWith := fs.String("fail-with", "ThrottlingException", "exception for --fail-every: ThrottlingException, ValidationException, AccessDeniedException, ModelNotReadyException, InternalServerException")
@@ -26,7 +27,7 @@ func runBedrockLocal(ctx context.Context, args []string, stdout, stderr io.Write
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
-	srv, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: *trail, Latency: *latency, FailEvery: *failEvery, FailWith: *failWith,
+	srv, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: *trail, InvocationLogDir: *invlogs, Latency: *latency, FailEvery: *failEvery, FailWith: *failWith,
 		Region: *region, TrailInterval: 10 * time.Second})
 	if err != nil {
 		return usagef("%v", err)
@@ -78,31 +79,29 @@ func runReconcile(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlags("reconcile", stderr)
 	day := fs.String("day", "", "day to reconcile, YYYY-MM-DD (UTC)")
 	storeURI := fs.String("store", "", "store holding the usage events: file://DIR or s3://BUCKET/PREFIX")
-	trail := fs.String("cloudtrail", "", "CloudTrail source: lookup, s3://BUCKET/PREFIX or file://DIR")
+	trail := fs.String("cloudtrail", "", "CloudTrail source: lookup, s3://BUCKET/PREFIX or file://DIR (optional with --invocation-logs or --bill)")
 	threshold := fs.Int("threshold", 0, "exit non-zero (status 3) when more calls than this are unmetered")
 	allowance := fs.Duration("delivery-allowance", time.Hour, "calls younger than this are not yet reported unconfirmed")
+	w := witnessFlags(fs)
 	if err := parse(fs, args, stdout); err != nil {
 		return err
 	}
 	if err := parseDay(*day); err != nil {
 		return err
 	}
-	if err := need("store", *storeURI, "cloudtrail", *trail); err != nil {
+	if *trail == "" && w.logs == "" && w.bill == "" {
+		return usagef("--cloudtrail is required (or --invocation-logs or --bill)")
+	}
+	if err := need("store", *storeURI); err != nil {
 		return err
 	}
 	st, err := openStore(ctx, *storeURI)
 	if err != nil {
 		return err
 	}
-	rep, err := reconcile.Run(ctx, reconcile.Config{Day: *day, Store: st, CloudTrail: *trail,
-		Threshold: *threshold, DeliveryAllowance: *allowance})
-	var ue *reconcile.UnmeteredError
-	if err != nil && !errors.As(err, &ue) {
+	cfg := reconcile.Config{Day: *day, Store: st, CloudTrail: *trail, Threshold: *threshold, DeliveryAllowance: *allowance}
+	if err := w.apply(&cfg); err != nil {
 		return err
 	}
-	fmt.Fprint(stdout, rep.Human())
-	if ue != nil {
-		return &exitError{code: 3, msg: ue.Error()}
-	}
-	return nil
+	return reconcileExit(ctx, cfg, stdout)
 }

@@ -45,7 +45,7 @@ func commands() []command {
 		{"aggregate", "consume the stream into raw events and windows in the store", runAggregate},
 		{"compact", "deduplicate, price and write a day's chargeback CSV", runCompact},
 		{"replay", "rebuild a day from the stream", runReplay},
-		{"reconcile", "prove a day's usage against CloudTrail", runReconcile},
+		{"reconcile", "prove a day's usage against CloudTrail, Bedrock's invocation logs and the bill", runReconcile},
 		{"report", "the finance page of a month or period (self-contained HTML)", runReport},
 	}
 }

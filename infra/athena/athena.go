@@ -25,3 +25,9 @@ var Queries string
 //
 //go:embed compact.sql
 var Compact string
+
+// Witnesses is witnesses.sql: the Bedrock invocation log and CUR 2.0 export
+// tables, and the finance queries joining them to meter's.
+//
+//go:embed witnesses.sql
+var Witnesses string

@@ -115,4 +115,21 @@
 // temporary file and renamed into place. LookupEvents returns the same
 // records newest first, with one lookup attribute, StartTime/EndTime,
 // MaxResults (1 to 50) and NextToken.
+//
+// # Request metadata and model invocation logs
+//
+// Request metadata (X-Amzn-Bedrock-Request-Metadata on InvokeModel and
+// InvokeModelWithResponseStream, requestMetadata in Converse and ConverseStream
+// bodies) is checked as Bedrock documents it (a JSON object of strings, at most
+// 16 pairs, keys 1 to 256 and values at most 256 characters of
+// [a-zA-Z0-9 :_@$#=/+,.-]; anything else is a ValidationException). With
+// Config.InvocationLogDir set, every call gets a model invocation log record
+// (schemaType ModelInvocationLog, requestId, operation, modelId, input and
+// output token counts, errorCode, requestMetadata; no bodies), delivered like
+// the trail files as gzipped JSON lines under
+//
+//	InvocationLogDir/AWSLogs/<account>/BedrockModelInvocationLogs/<region>/YYYY/MM/DD/HH/
+//	    <YYYYMMDDTHHMMSSZ>_<unique>.json.gz
+//
+// X-Meter-Omit-Invocation-Log: true answers without a log record.
 package bedrocklocal

@@ -54,6 +54,10 @@ type Config struct {
 	TrailDir      string
 	TrailBatch    int
 	TrailInterval time.Duration
+	// InvocationLogDir, when set, receives model invocation log records
+	// (gzipped JSON lines, AWSLogs/<account>/BedrockModelInvocationLogs/...),
+	// delivered like the trail files (TrailBatch, TrailInterval, Flush, Close).
+	InvocationLogDir string
 
 	// FailEvery > 0 fails every FailEvery-th runtime call (counting from 1)
 	// with the exception FailWith (default ThrottlingException).
@@ -97,6 +101,7 @@ type Server struct {
 	models map[string]*model
 	mux    *http.ServeMux
 	trail  *trail
+	invlog *logDelivery
 	lookup http.Handler
 	pngs   pngCache
 
@@ -171,6 +176,7 @@ func New(cfg Config) (*Server, error) {
 		done:   make(chan struct{}),
 	}
 	s.trail = newTrail(cfg)
+	s.invlog = newLogDelivery(cfg)
 	s.lookup = &lookupHandler{trail: s.trail, now: cfg.Now, limit: newLimiter(cfg.LookupRate)}
 
 	s.mux = http.NewServeMux()
@@ -200,7 +206,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) CloudTrailHandler() http.Handler { return s.lookup }
 
 // Flush delivers the buffered CloudTrail records as one trail file now.
-func (s *Server) Flush() error { return s.trail.flush() }
+func (s *Server) Flush() error { return errors.Join(s.trail.flush(), s.invlog.flush()) }
 
 // Close stops periodic delivery and delivers the buffered CloudTrail
 // records. It does not stop an http.Server serving s.
@@ -208,7 +214,7 @@ func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.stop)
 		<-s.done
-		s.closeErr = errors.Join(s.trail.deliveryErr(), s.trail.flush())
+		s.closeErr = errors.Join(s.trail.deliveryErr(), s.trail.flush(), s.invlog.deliveryErr(), s.invlog.flush())
 	})
 	return s.closeErr
 }
@@ -225,6 +231,7 @@ func (s *Server) deliverLoop() {
 		select {
 		case <-t.C:
 			s.trail.flushBackground()
+			s.invlog.flushBackground()
 		case <-s.stop:
 			return
 		}
@@ -256,6 +263,9 @@ type call struct {
 	firstByte       time.Duration
 	inferenceRegion string
 	started         bool // response headers sent; errors now go in-stream
+	metadata        map[string]string
+	usage           usage
+	served          bool // the model answered: usage is known
 }
 
 func (c *call) elapsedMs() int64 { return time.Since(c.start).Milliseconds() }
@@ -279,6 +289,9 @@ func (s *Server) runtime(op operation) http.HandlerFunc {
 		if r.Header.Get(HeaderOmitTrail) != "true" {
 			s.trail.add(s.record(r, c, ae))
 		}
+		if s.cfg.InvocationLogDir != "" && r.Header.Get(HeaderOmitInvocationLog) != "true" {
+			s.invlog.add(s.invocationLog(r, c, ae))
+		}
 	}
 }
 
@@ -294,6 +307,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	if err != nil {
 		return validation("Malformed input request: %v, please reformat your input and try again.", err)
+	}
+	if c.metadata, err = requestMetadata(r, c, body); err != nil {
+		return err
 	}
 
 	var d *dialect
@@ -337,6 +353,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request, c *call) error {
 	if err != nil {
 		return err
 	}
+	c.usage, c.served = a.usage, true
 	switch {
 	case c.op.converse && c.op.stream:
 		return s.writeConverseStream(w, r, c, a, midStream)

@@ -48,13 +48,17 @@ const (
 
 	ReconcileRows      = "meter_reconcile_rows" // status
 	ReconcileUnmetered = "meter_reconcile_unmetered_calls"
+
+	ReconcileTokenRows      = "meter_reconcile_token_rows"            // status; against the invocation logs
+	ReconcileBillDiffering  = "meter_reconcile_bill_differing_models" // models beyond --bill-tolerance
+	ReconcileBillDifference = "meter_reconcile_bill_difference_usd"   // billed minus metered list price, the day
 )
 
 // Names lists every metric name above, for the test that holds the alarms to them.
 var Names = []string{InvokerCalls, InvokerBedrockSeconds, InvokerOwnSeconds, InvokerLimitRefusals, UsageEmitted, UsageSpilled, UsageDeadLettered,
 	UsageRedriven, UsageNotRecorded, UsageSpillBacklog, TenantsReloadFailures, CollectorRecords, CollectorEvents, CollectorDuplicates,
 	CollectorQuarantined, CollectorFailures, CollectorIteratorAgeMS, CompactionRowsRead, CompactionDuplicates, CompactionCostUSD,
-	CompactionSeconds, CompactionFailures, ReconcileRows, ReconcileUnmetered}
+	CompactionSeconds, CompactionFailures, ReconcileRows, ReconcileUnmetered, ReconcileTokenRows, ReconcileBillDiffering, ReconcileBillDifference}
 
 // Invoker is the invoke API's metrics.
 type Invoker struct {

@@ -514,6 +514,9 @@ type CallID = string
 // ModelID defines model for ModelID.
 type ModelID = string
 
+// RequestMetadata defines model for RequestMetadata.
+type RequestMetadata = string
+
 // RuntimeModelID defines model for RuntimeModelID.
 type RuntimeModelID = string
 
@@ -589,6 +592,9 @@ type RuntimeInvokeModelParams struct {
 	// XMeterCallId The client's id for the call (1 to 64 characters of a-z A-Z 0-9 . _ -): a retry with
 	// the same id resolves an alias the same way. Default: the event_id meter mints.
 	XMeterCallId *CallID `json:"x-meter-call-id,omitempty"`
+
+	// XAmznBedrockRequestMetadata The app's own request metadata, a JSON object of string keys and values (Bedrock's rules: at most 13 pairs here, keys 1 to 256 and values at most 256 characters of a-z A-Z 0-9, space and : _ @ $ # = / + , . -). Passed on to Bedrock with meter's team_id, cost_center and event_id, which replace any the app sent. The Converse routes take the same in the body's requestMetadata.
+	XAmznBedrockRequestMetadata *RequestMetadata `json:"X-Amzn-Bedrock-Request-Metadata,omitempty"`
 }
 
 // RuntimeInvokeModelWithResponseStreamJSONBody defines parameters for RuntimeInvokeModelWithResponseStream.
@@ -599,6 +605,9 @@ type RuntimeInvokeModelWithResponseStreamParams struct {
 	// XMeterCallId The client's id for the call (1 to 64 characters of a-z A-Z 0-9 . _ -): a retry with
 	// the same id resolves an alias the same way. Default: the event_id meter mints.
 	XMeterCallId *CallID `json:"x-meter-call-id,omitempty"`
+
+	// XAmznBedrockRequestMetadata The app's own request metadata, a JSON object of string keys and values (Bedrock's rules: at most 13 pairs here, keys 1 to 256 and values at most 256 characters of a-z A-Z 0-9, space and : _ @ $ # = / + , . -). Passed on to Bedrock with meter's team_id, cost_center and event_id, which replace any the app sent. The Converse routes take the same in the body's requestMetadata.
+	XAmznBedrockRequestMetadata *RequestMetadata `json:"X-Amzn-Bedrock-Request-Metadata,omitempty"`
 }
 
 // GetHealth200JSONResponseBodyStatus defines parameters for GetHealth.
@@ -2459,6 +2468,17 @@ func NewRuntimeInvokeModelRequestWithBody(server string, modelId RuntimeModelID,
 			req.Header.Set("x-meter-call-id", headerParam0)
 		}
 
+		if params.XAmznBedrockRequestMetadata != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Amzn-Bedrock-Request-Metadata", *params.XAmznBedrockRequestMetadata, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Amzn-Bedrock-Request-Metadata", headerParam1)
+		}
+
 	}
 
 	return req, nil
@@ -2519,6 +2539,17 @@ func NewRuntimeInvokeModelWithResponseStreamRequestWithBody(server string, model
 			}
 
 			req.Header.Set("x-meter-call-id", headerParam0)
+		}
+
+		if params.XAmznBedrockRequestMetadata != nil {
+			var headerParam1 string
+
+			headerParam1, err = runtime.StyleParamWithOptions("simple", false, "X-Amzn-Bedrock-Request-Metadata", *params.XAmznBedrockRequestMetadata, runtime.StyleParamOptions{ParamLocation: runtime.ParamLocationHeader, Type: "string", Format: ""})
+			if err != nil {
+				return nil, err
+			}
+
+			req.Header.Set("X-Amzn-Bedrock-Request-Metadata", headerParam1)
 		}
 
 	}

@@ -108,7 +108,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		fmt.Fprintf(cfg.Log, "[%5.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, a...))
 	}
 	dirs := map[string]string{}
-	for _, d := range []string{"stream", "store", "cloudtrail", "spill"} {
+	for _, d := range []string{"stream", "store", "cloudtrail", "invocationlogs", "spill"} {
 		dirs[d] = filepath.Join(cfg.Dir, d)
 		if err := os.MkdirAll(dirs[d], 0o755); err != nil {
 			return nil, err
@@ -117,8 +117,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	tenantsPath := filepath.Join(cfg.Dir, "tenants.yaml")
 	os.Remove(tenantsPath)
 
-	// The model server, with CloudTrail records delivered as trail files.
-	model, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: dirs["cloudtrail"], TrailBatch: 100})
+	// The model server, with CloudTrail records delivered as trail files and
+	// model invocation logs (with the request metadata meter attaches) as S3 objects.
+	model, err := bedrocklocal.New(bedrocklocal.Config{TrailDir: dirs["cloudtrail"], InvocationLogDir: dirs["invocationlogs"], TrailBatch: 100})
 	if err != nil {
 		return nil, err
 	}
@@ -217,12 +218,13 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		return nil, fmt.Errorf("compacting: %w", err)
 	}
 	step("compacted %s: %d rows read, %d duplicates dropped, revision %d", day, comp.Manifest.RowsRead, comp.Manifest.DuplicatesDropped, comp.Manifest.Revision)
-	rep, err := reconcile.Run(ctx, reconcile.Config{Day: day, Store: st, CloudTrail: "file://" + dirs["cloudtrail"],
-		Threshold: -1, Now: cfg.Now, DeliveryAllowance: time.Millisecond})
+	all, err := reconcile.RunAll(ctx, reconcile.Config{Day: day, Store: st, CloudTrail: "file://" + dirs["cloudtrail"],
+		InvocationLogs: "file://" + dirs["invocationlogs"], Threshold: -1, Now: cfg.Now, DeliveryAllowance: time.Millisecond})
 	if err != nil {
 		return nil, fmt.Errorf("reconciling: %w", err)
 	}
-	step("reconciled against %d CloudTrail records", rep.TrailEvents)
+	rep, tokens := *all.CloudTrail, all.Tokens
+	step("reconciled against %d CloudTrail records and %d invocation log records", rep.TrailEvents, tokens.LogRecords)
 
 	page, err := report.Build(ctx, report.Config{Store: st, From: day[:8] + "01", To: day, StoreURI: "file://" + dirs["store"], Now: cfg.Now})
 	if err != nil {
@@ -241,19 +243,23 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res := &Result{Sent: sent, Chargeback: comp.Day.Chargeback, Reconcile: rep.Summary(), Day: day, StoreDir: dirs["store"], ReportPath: reportPath}
 	printTable(cfg.Out, comp.Day.Chargeback)
 	fmt.Fprintf(cfg.Out, "\nReconciliation against CloudTrail (%s):\n%s", day, rep.Human())
+	fmt.Fprintf(cfg.Out, "\nTokens against Bedrock's model invocation logs (%s):\n%s", day, tokens.Human())
 	fmt.Fprintf(cfg.Out, "\nParquet for Athena:   %s/{events,usage_windows,daily}/dt=%s/\n", dirs["store"], day)
 	fmt.Fprintf(cfg.Out, "Chargeback CSV:       %s/%s\n", dirs["store"], schemas.ChargebackCSVKey(day))
 	fmt.Fprintf(cfg.Out, "Reconciliation:       %s/reconciliation/dt=%s/\n", dirs["store"], day)
 	fmt.Fprintf(cfg.Out, "Finance page (HTML):  %s\n", reportPath)
 
 	problems := verify(sent, comp.Day.Chargeback, rep)
+	if tokens.Counts[aggregator.TokensMismatched] != 0 || tokens.Counts[aggregator.TokensUnmetered] != 1 || tokens.Counts[aggregator.TokensUnreadable] != 0 {
+		problems = append(problems, fmt.Sprintf("invocation logs: %v, want every metered call matched to the token and only the direct call unmetered", tokens.Counts))
+	}
 	if len(problems) > 0 {
 		for _, p := range problems {
 			fmt.Fprintf(cfg.Out, "MISMATCH: %s\n", p)
 		}
 		return res, fmt.Errorf("the chargeback does not match what was sent (%d mismatches)", len(problems))
 	}
-	fmt.Fprintf(cfg.Out, "\nVerified: for every team and model the chargeback's invocations, input and output tokens, denied and throttled counts equal what the invoke API answered (%d successful calls, %d denied, %d throttled), and CloudTrail shows exactly 1 unmetered call: the direct one.\n",
+	fmt.Fprintf(cfg.Out, "\nVerified: for every team and model the chargeback's invocations, input and output tokens, denied and throttled counts equal what the invoke API answered (%d successful calls, %d denied, %d throttled), CloudTrail shows exactly 1 unmetered call: the direct one, and Bedrock's invocation logs confirm every metered call's tokens (joined by request id, carrying meter's event_id as request metadata).\n",
 		ok, denied, throttled)
 	step("done")
 	return res, nil
