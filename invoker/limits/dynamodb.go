@@ -648,9 +648,9 @@ func (l *DynamoDB) addOpen(ctx context.Context, t *Ticket, u Usage, day, month s
 			}
 			continue
 		}
-		names := map[string]string{"#d": attrDay, "#m": attrMonth, "#tc": attrTokensHeld, "#tu": attrTokensUsed, "#cc": attrCostHeld, "#cu": attrCostUsed}
-		values := map[string]types.AttributeValue{":d": s(it.day), ":m": s(it.month), ":t": n(u.Tokens), ":c": nd(u.Cost)}
-		err = l.update(ctx, "settle", t.TeamID, "#d = :d AND #m = :m", "ADD #tc :t, #tu :t, #cc :c, #cu :c", names, values)
+		names := map[string]string{"#d": attrDay, "#m": attrMonth, "#rq": attrRequests, "#tc": attrTokensHeld, "#tu": attrTokensUsed, "#cc": attrCostHeld, "#cu": attrCostUsed}
+		values := map[string]types.AttributeValue{":d": s(it.day), ":m": s(it.month), ":one": n(1), ":t": n(u.Tokens), ":c": nd(u.Cost)}
+		err = l.update(ctx, "settle", t.TeamID, "#d = :d AND #m = :m", "ADD #rq :one, #tc :t, #tu :t, #cc :c, #cu :c", names, values)
 		if !errors.Is(err, errConflict) {
 			return err
 		}
@@ -692,3 +692,19 @@ func (l *DynamoDB) Counts(ctx context.Context, team string) (Counts, error) {
 	}
 	return c, nil
 }
+
+// TableDefinition is the limits table as CreateTable takes it: a partition
+// key TableKey (S), on-demand capacity. Turn on TTL on TableTTL after creating
+// it (UpdateTimeToLive); the limits never depend on TTL having run.
+func TableDefinition(name string) *dynamodb.CreateTableInput {
+	return &dynamodb.CreateTableInput{
+		TableName:            aws.String(name),
+		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String(TableKey), AttributeType: types.ScalarAttributeTypeS}},
+		KeySchema:            []types.KeySchemaElement{{AttributeName: aws.String(TableKey), KeyType: types.KeyTypeHash}},
+		BillingMode:          types.BillingModePayPerRequest,
+	}
+}
+
+// TableActions are the only DynamoDB actions the invoker needs on the table:
+// its least-privilege grant (infra/limits-table.json).
+var TableActions = []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}

@@ -17,6 +17,12 @@
 //	METER_PRICES   price CSV for monthly budgets: a path or s3://BUCKET/KEY (default: shipped prices).
 //	METER_STORE    store (s3://BUCKET/PREFIX) whose compacted daily Parquet
 //	               answers GET /usage; unset, /usage answers 501.
+//	METER_LIMITS   where quotas and budgets are counted:
+//	               dynamodb://TABLE[?lease=15m&unavailable=closed|open], shared
+//	               by every instance (the table of infra/limits-table.json).
+//	               Unset, each instance counts alone ("memory"), so N
+//	               concurrent instances could spend N times a budget: set it
+//	               whenever a team has quotas or a budget.
 //
 // Every call's usage event is durable in the stream or the spill before the
 // handler returns, so nothing is pending when Lambda freezes the instance.
@@ -34,6 +40,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/metrics"
@@ -42,6 +50,7 @@ import (
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/lambdaproxy"
+	"github.com/meter-dev/meter/invoker/limits"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -115,8 +124,12 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger, em
 	if err != nil {
 		return nil, err
 	}
+	lim, err := openLimits(ctx, getenv("METER_LIMITS"), log, f)
+	if err != nil {
+		return nil, err
+	}
 	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{f.emitter, emf}, Prices: book, Store: usageStore,
-		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
+		Limits: lim, ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
 	if err != nil {
 		f.emitter.Close()
 		return nil, err
@@ -185,4 +198,26 @@ func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
 		"team_id": ev.TeamID, "model_id": ev.ModelID, "request_id": ev.RequestID, "operation": ev.Operation,
 		"input_tokens": ev.InputTokens, "output_tokens": ev.OutputTokens, "latency_ms": ev.LatencyMS})
 	return err
+}
+
+// openLimits opens METER_LIMITS: dynamodb://TABLE, or memory when unset.
+func openLimits(ctx context.Context, uri string, log *slog.Logger, f *function) (limits.Limits, error) {
+	if uri == "" || uri == "memory" {
+		log.Warn("METER_LIMITS not set: quotas and budgets are counted per instance; set dynamodb://TABLE")
+		return limits.NewMemory(), nil
+	}
+	table, lease, failOpen, err := limits.ParseURI(uri)
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: loading AWS config: %w", err)
+	}
+	l, err := limits.NewDynamoDB(limits.DynamoDBConfig{Client: dynamodb.NewFromConfig(cfg), Table: table, Lease: lease, FailOpen: failOpen, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	}
+	f.closers = append(f.closers, l.Close)
+	return l, nil
 }
