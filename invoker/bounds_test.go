@@ -1,0 +1,37 @@
+package invoker
+
+import "testing"
+
+// TestBoundOf: the most a call can use comes from its own body, per family.
+func TestBoundOf(t *testing.T) {
+	for _, c := range []struct {
+		name, op, model, body string
+		out, images           int64
+	}{
+		{"claude messages: max_tokens", "InvokeModel", "anthropic.claude-3-haiku-20240307-v1:0", `{"max_tokens":300,"messages":[]}`, 300, 0},
+		{"claude via a profile, no max: the model's maximum", "InvokeModel", "us.anthropic.claude-3-haiku-20240307-v1:0", `{"messages":[]}`, 4096, 0},
+		{"titan text", "InvokeModel", "amazon.titan-text-express-v1", `{"inputText":"x","textGenerationConfig":{"maxTokenCount":77}}`, 77, 0},
+		{"nova", "InvokeModelWithResponseStream", "amazon.nova-lite-v1:0", `{"inferenceConfig":{"max_new_tokens":12.5}}`, 13, 0},
+		{"llama", "InvokeModel", "meta.llama3-8b-instruct-v1:0", `{"prompt":"x"}`, 2048, 0},
+		{"cohere: completions times count", "InvokeModel", "cohere.command-text-v14", `{"prompt":"x","max_tokens":100,"num_generations":3}`, 300, 0},
+		{"negative max: the model's maximum", "InvokeModel", "mistral.mistral-large-2402-v1:0", `{"prompt":"x","max_tokens":-5}`, 8192, 0},
+		{"embedding: no output", "InvokeModel", "amazon.titan-embed-text-v2:0", `{"inputText":"x"}`, 0, 0},
+		{"titan image count", "InvokeModel", "amazon.titan-image-generator-v1", `{"imageGenerationConfig":{"numberOfImages":3}}`, 0, 3},
+		{"sdxl default one image", "InvokeModel", "stability.stable-diffusion-xl-v1", `{"text_prompts":[]}`, 0, 1},
+		{"unknown model", "InvokeModel", "acme.new-model-v1", `{}`, unknownMaxOutputTokens, 0},
+		{"converse maxTokens", "Converse", "anthropic.claude-3-haiku-20240307-v1:0", `{"messages":[{"role":"user","content":[{"text":"x"}]}],"inferenceConfig":{"maxTokens":9}}`, 9, 0},
+		{"converse without: the model's maximum", "ConverseStream", "anthropic.claude-sonnet-4-20250514-v1:0", `{"messages":[{"role":"user","content":[{"text":"x"}]}]}`, 65536, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			b := boundOf(&call{op: c.op, modelID: c.model, body: []byte(c.body)})
+			if b.outputTokens != c.out || b.images != c.images || b.inputTokens != int64(len(c.body))+promptOverheadTokens {
+				t.Fatalf("bound %+v; want output %d, images %d, input %d", b, c.out, c.images, len(c.body)+promptOverheadTokens)
+			}
+		})
+	}
+	// An image block in a Converse request counts more than its bytes.
+	img := `{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"AAAA"}}}]}],"inferenceConfig":{"maxTokens":1}}`
+	if b := boundOf(&call{op: "Converse", modelID: "anthropic.claude-3-haiku-20240307-v1:0", body: []byte(img)}); b.inputTokens != int64(len(img))+promptOverheadTokens+mediaBlockTokens {
+		t.Fatalf("image block bound %+v", b)
+	}
+}
