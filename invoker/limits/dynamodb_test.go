@@ -6,7 +6,10 @@ package limits_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
+	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -262,5 +265,43 @@ func TestParseURI(t *testing.T) {
 		if (err == nil) != c.ok || table != c.table || lease != c.lease || open != c.open {
 			t.Errorf("%s: %q %v %v %v", c.uri, table, lease, open, err)
 		}
+	}
+}
+
+// TestTableFileMatchesTheCode holds infra/limits-table.json (what the
+// deployment reads) to the table the code uses.
+func TestTableFileMatchesTheCode(t *testing.T) {
+	b, err := os.ReadFile("../../infra/limits-table.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct {
+		Table struct {
+			AttributeDefinitions []struct{ AttributeName, AttributeType string }
+			KeySchema            []struct{ AttributeName, KeyType string }
+			BillingMode          string
+		} `json:"table"`
+		TTL struct {
+			AttributeName string
+			Enabled       bool
+		} `json:"time_to_live"`
+		Policy struct {
+			Statement []struct{ Action []string } `json:"Statement"`
+		} `json:"invoker_policy"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	def := limits.TableDefinition("x")
+	if len(f.Table.KeySchema) != 1 || f.Table.KeySchema[0].AttributeName != limits.TableKey || f.Table.KeySchema[0].KeyType != string(def.KeySchema[0].KeyType) ||
+		len(f.Table.AttributeDefinitions) != 1 || f.Table.AttributeDefinitions[0].AttributeType != string(def.AttributeDefinitions[0].AttributeType) ||
+		f.Table.BillingMode != string(def.BillingMode) {
+		t.Errorf("table %+v does not match TableDefinition", f.Table)
+	}
+	if f.TTL.AttributeName != limits.TableTTL || !f.TTL.Enabled {
+		t.Errorf("TTL %+v, want %s", f.TTL, limits.TableTTL)
+	}
+	if len(f.Policy.Statement) != 1 || !slices.Equal(f.Policy.Statement[0].Action, limits.TableActions) {
+		t.Errorf("policy %+v, want exactly %v", f.Policy, limits.TableActions)
 	}
 }
