@@ -37,6 +37,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -128,7 +129,7 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger, em
 	if err != nil {
 		return nil, err
 	}
-	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{f.emitter, emf}, Prices: book, Store: usageStore,
+	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{Emitter: f.emitter, emf: emf, limits: limitsStats(lim)}, Prices: book, Store: usageStore,
 		Limits: lim, ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log})
 	if err != nil {
 		f.emitter.Close()
@@ -180,6 +181,40 @@ func tenantsFile(ctx context.Context, loc string) (string, error) {
 type emfSink struct {
 	*emitter.Emitter
 	emf *metrics.EMF
+	// limits are the shared limits store's counts since the last event
+	// (store errors, leases expired), nil with memory limits.
+	limits *limitsDelta
+}
+
+// limitsDelta reads a shared limits store's counts and tells what changed
+// since it last did.
+type limitsDelta struct {
+	stats func() metrics.LimitsStats
+	mu    sync.Mutex
+	last  metrics.LimitsStats
+}
+
+func limitsStats(l limits.Limits) *limitsDelta {
+	if s, ok := l.(interface{ Stats() metrics.LimitsStats }); ok {
+		return &limitsDelta{stats: s.Stats}
+	}
+	return nil
+}
+
+func (d *limitsDelta) values() []metrics.Value {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.stats()
+	v := []metrics.Value{
+		{Name: metrics.LimitsStoreErrors, Value: float64(now.StoreErrors - d.last.StoreErrors), Unit: "Count"},
+		{Name: metrics.LimitsLeasesExpired, Value: float64(now.LeasesExpired - d.last.LeasesExpired), Unit: "Count"},
+		{Name: metrics.LimitsAdmittedOpen, Value: float64(now.AdmittedOpen - d.last.AdmittedOpen), Unit: "Count"},
+	}
+	d.last = now
+	return v
 }
 
 func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
@@ -194,6 +229,7 @@ func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
 	if err == nil {
 		values = append(values, metrics.Value{Name: metrics.InvokerCalls, Value: 1, Unit: "Count"})
 	}
+	values = append(values, s.limits.values()...)
 	s.emf.Write(map[string]string{"stage": "invoker", "status": ev.Status}, values, map[string]any{
 		"team_id": ev.TeamID, "model_id": ev.ModelID, "request_id": ev.RequestID, "operation": ev.Operation,
 		"input_tokens": ev.InputTokens, "output_tokens": ev.OutputTokens, "latency_ms": ev.LatencyMS})

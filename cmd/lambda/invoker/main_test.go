@@ -322,4 +322,17 @@ func TestLimitsSharedThroughDynamoDB(t *testing.T) {
 	if statuses[200] != 3 || statuses[429] != 3 {
 		t.Fatalf("statuses %v: want 3 admitted and 3 refused across the two instances", statuses)
 	}
+	// The table unreachable: the call is refused 503 (fail closed), and the
+	// store's error is in the call's EMF line.
+	d.Stop()
+	a.stdout.Reset()
+	var resp events.APIGatewayProxyResponse
+	json.Unmarshal(a.invoke(t, "apigw-invoke-model.json"), &resp)
+	if resp.StatusCode != 503 || !strings.Contains(resp.Body, "cannot be reached") {
+		t.Fatalf("with the table down: %d %s", resp.StatusCode, resp.Body)
+	}
+	lines := strings.Split(strings.TrimSpace(a.stdout.String()), "\n")
+	if vals, err := metrics.ParseEMF([]byte(lines[len(lines)-1])); err != nil || vals[metrics.LimitsStoreErrors] < 1 {
+		t.Fatalf("EMF of the refused call: %v %v", vals, err)
+	}
 }
