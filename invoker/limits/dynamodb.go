@@ -252,17 +252,12 @@ func (l *DynamoDB) Admit(ctx context.Context, team *tenants.Team, now time.Time,
 		l.rate.take(team, now)
 		return t, nil
 	}
-	q := team.Quotas
-	if q.DailyTokens > 0 {
-		if bound.Tokens > q.DailyTokens {
-			return nil, tokenRefusal(team.ID, q.DailyTokens, 0, 0, bound.Tokens, now)
-		}
+	// A bound over the whole limit fails the update's condition like any
+	// other that does not fit, so the refusal can say what is left.
+	if team.Quotas.DailyTokens > 0 {
 		t.tokens = bound.Tokens
 	}
-	if b := team.MonthlyBudgetUSD; b != nil {
-		if bound.Cost.GreaterThan(*b) {
-			return nil, budgetRefusal(team.ID, *b, decimal.Zero, decimal.Zero, bound.Cost, now)
-		}
+	if team.MonthlyBudgetUSD != nil {
 		t.cost = bound.Cost
 	}
 	t.id = newReservationID()

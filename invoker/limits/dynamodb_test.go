@@ -10,6 +10,7 @@ import (
 	"errors"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -193,6 +194,11 @@ func TestDynamoDBLimits(t *testing.T) {
 		c, err := stores[0].Counts(ctx, "l")
 		if err != nil || c.TokensUsed != 600 || c.TokensHeld != 600 || c.Reservations != 0 || c.Released != 0 {
 			t.Fatalf("counts %+v, %v", c, err)
+		}
+		// A call larger than the whole quota is refused with what is left.
+		_, err = stores[1].Admit(ctx, team, clk.now(), limits.Usage{Tokens: 5000})
+		if !errors.As(err, &le) || !strings.Contains(le.Message, "400 of its daily quota of 1000 tokens left") || !strings.Contains(le.Message, "more than the whole quota") {
+			t.Fatalf("a call over the whole quota: %v", err)
 		}
 	})
 

@@ -129,8 +129,8 @@ func tokenRefusal(team string, limit, used, reserved, bound int64, now time.Time
 	switch {
 	case bound > limit:
 		e.RetryAfter = untilTomorrow(now)
-		e.Message = fmt.Sprintf("team %s: this call may use up to %d tokens (its prompt and its maximum output), more than the whole daily quota of %d tokens; lower its max tokens or shorten its prompt",
-			team, bound, limit)
+		e.Message = fmt.Sprintf("team %s has %d of its daily quota of %d tokens left; this call may use up to %d (its prompt and its maximum output), more than the whole quota: lower its max tokens or shorten its prompt",
+			team, left, limit, bound)
 	case used+bound > limit:
 		e.RetryAfter = untilTomorrow(now)
 		e.Message = fmt.Sprintf("team %s has %d of its daily quota of %d tokens left; this call may use up to %d (its prompt and its maximum output)",
@@ -151,8 +151,8 @@ func budgetRefusal(team string, budget, spent, reserved, bound decimal.Decimal, 
 	switch {
 	case bound.GreaterThan(budget):
 		e.RetryAfter = untilNextMonth(now)
-		e.Message = fmt.Sprintf("team %s: this call may cost up to %s USD, more than the whole monthly budget of %s USD; lower its max tokens or shorten its prompt",
-			team, bound.String(), budget.String())
+		e.Message = fmt.Sprintf("team %s has %s USD of its monthly budget of %s USD left; this call may cost up to %s USD, more than the whole budget: lower its max tokens or shorten its prompt",
+			team, left.String(), budget.String(), bound.String())
 	case spent.Add(bound).GreaterThan(budget):
 		e.RetryAfter = untilNextMonth(now)
 		e.Message = fmt.Sprintf("team %s has %s USD of its monthly budget of %s USD left; this call may cost up to %s USD",
