@@ -241,6 +241,9 @@ func (l *DynamoDB) unavailable(op string, err error) error {
 
 // Admit implements Limits.
 func (l *DynamoDB) Admit(ctx context.Context, team *tenants.Team, now time.Time, bound Usage) (*Ticket, error) {
+	// A caller that leaves does not cut an update short (each is bounded by
+	// Timeout): it would count as the table's error and leave the item unsure.
+	ctx = context.WithoutCancel(ctx)
 	now = now.UTC()
 	bound.Tokens = max(bound.Tokens, 0)
 	bound.Cost = decimal.Max(bound.Cost, decimal.Zero)
@@ -541,6 +544,7 @@ func (l *DynamoDB) Settle(ctx context.Context, t *Ticket, u Usage) error {
 	if t.id == "" {
 		return nil // a team without quotas or budget
 	}
+	ctx = context.WithoutCancel(ctx)
 	err := l.settle(ctx, t, u)
 	if err == nil || !errors.Is(err, ErrUnavailable) {
 		return err
