@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -36,6 +37,12 @@ func openLimits(ctx context.Context, uri string, log *slog.Logger) (limits.Limit
 	l, err := limits.NewDynamoDB(limits.DynamoDBConfig{Client: dynamodb.NewFromConfig(cfg), Table: table, Lease: lease, FailOpen: failOpen, Logger: log})
 	if err != nil {
 		return nil, nil, err
+	}
+	switch err := l.Check(ctx); {
+	case errors.Is(err, limits.ErrNoTable):
+		return nil, nil, fmt.Errorf("--limits: %v", err)
+	case err != nil:
+		log.Warn("the limits table cannot be reached yet; calls of teams with quotas or budgets are refused until it can", "err", err)
 	}
 	return l, func() { l.Close() }, nil
 }

@@ -428,3 +428,19 @@ func TestLimitsHoldAcrossInvokerProcesses(t *testing.T) {
 		}
 	})
 }
+
+// TestServeRefusesAMissingLimitsTable: a table that does not exist is a
+// configuration error, told at start (an unreachable one is not: the server
+// starts and refuses limited calls until it can reach it).
+func TestServeRefusesAMissingLimitsTable(t *testing.T) {
+	d := testenv.StartDynalite(t)
+	for k, v := range d.Env() {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	code, out, errs := meter(t, "serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://"+dir+"/s",
+		"--limits", "dynamodb://no-such-table", "--listen", "127.0.0.1:0")
+	if code == 0 || out != "" || !strings.Contains(errs, "limits table does not exist: no-such-table") || strings.Count(strings.TrimSpace(errs), "\n") != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+}

@@ -707,3 +707,23 @@ func TableDefinition(name string) *dynamodb.CreateTableInput {
 // TableActions are the only DynamoDB actions the invoker needs on the table:
 // its least-privilege grant (infra/limits-table.json).
 var TableActions = []string{"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"}
+
+// ErrNoTable is Check's answer when the table does not exist.
+var ErrNoTable = errors.New("limits table does not exist")
+
+// Check reads one item of the table, with only the grant the invoker has:
+// ErrNoTable when the table does not exist, ErrUnavailable when it cannot be
+// reached (the invoker then starts, and refuses limited calls until it can).
+func (l *DynamoDB) Check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, l.cfg.Timeout)
+	defer cancel()
+	_, err := l.cfg.Client.GetItem(cctx, &dynamodb.GetItemInput{TableName: aws.String(l.cfg.Table), Key: l.key("-")})
+	var nf *types.ResourceNotFoundException
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &nf):
+		return fmt.Errorf("%w: %s (create it as infra/limits-table.json describes)", ErrNoTable, l.cfg.Table)
+	}
+	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+}

@@ -62,6 +62,17 @@ func TestDynamoDBLimits(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 12, 4, 12, 0, 0, 0, time.UTC)
 
+	t.Run("check: a missing table is told apart from an unreachable one", func(t *testing.T) {
+		l, _ := limits.NewDynamoDB(limits.DynamoDBConfig{Client: d.Client(), Table: "missing"})
+		if err := l.Check(ctx); !errors.Is(err, limits.ErrNoTable) {
+			t.Fatalf("missing table: %v", err)
+		}
+		newTable(t, d, "present")
+		l, _ = limits.NewDynamoDB(limits.DynamoDBConfig{Client: d.Client(), Table: "present"})
+		if err := l.Check(ctx); err != nil {
+			t.Fatalf("present table: %v", err)
+		}
+	})
 	t.Run("a daily request quota across four instances admits exactly its size", func(t *testing.T) {
 		newTable(t, d, "quota")
 		clk := &clock{t: now}

@@ -32,6 +32,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -253,6 +254,12 @@ func openLimits(ctx context.Context, uri string, log *slog.Logger, f *function) 
 	l, err := limits.NewDynamoDB(limits.DynamoDBConfig{Client: dynamodb.NewFromConfig(cfg), Table: table, Lease: lease, FailOpen: failOpen, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	}
+	switch err := l.Check(ctx); {
+	case errors.Is(err, limits.ErrNoTable):
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	case err != nil:
+		log.Warn("the limits table cannot be reached yet; calls of teams with quotas or budgets are refused until it can", "err", err)
 	}
 	f.closers = append(f.closers, l.Close)
 	return l, nil

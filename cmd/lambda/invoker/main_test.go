@@ -302,6 +302,17 @@ func TestLimitsSharedThroughDynamoDB(t *testing.T) {
 	}
 	spec := tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyRequests: 3}}
 	env := map[string]string{"METER_LIMITS": "dynamodb://meter-limits", "AWS_ENDPOINT_URL_DYNAMODB": d.Endpoint()}
+	// A table that does not exist fails the cold start.
+	vars := map[string]string{"METER_TENANTS": filepath.Join(t.TempDir(), "t.yaml"), "METER_STREAM": "file://" + t.TempDir(), "METER_SPILL": "file://" + t.TempDir(),
+		"METER_LIMITS": "dynamodb://no-such-table", "AWS_ENDPOINT_URL_DYNAMODB": d.Endpoint(), "AWS_REGION": "us-east-1",
+		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+	os.WriteFile(vars["METER_TENANTS"], []byte("teams: []\n"), 0o600)
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+	if _, err := setup(context.Background(), os.Getenv, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("cold start with a missing limits table: %v", err)
+	}
 	a := newLambdaEnvTeam(t, env, spec)
 	env["METER_TENANTS"] = filepath.Join(a.dir, "tenants.yaml") // the same registry
 	b := newLambdaEnvTeam(t, env, spec)
