@@ -20,9 +20,12 @@ import (
 //   - input tokens: at most one per byte of the body Bedrock receives (every
 //     tokenizer Bedrock's models use spends at least one byte of text per
 //     token), plus promptOverheadTokens for the template a model wraps a
-//     prompt in, plus mediaBlockTokens for each image or document block of a
-//     Converse request (a small compressed image can count more tokens than
-//     its bytes). Cache read and write tokens are input tokens too.
+//     prompt in. An image (a Converse or Nova image block, a Claude image
+//     content block) counts mediaBlockTokens instead of its base64 bytes:
+//     models scale images down to a bounded number of tokens, and a small
+//     compressed image can count more tokens than its bytes. A Converse
+//     document block counts its bytes and mediaBlockTokens more. Cache read
+//     and write tokens are input tokens too.
 //   - output tokens: the request's own maximum (max_tokens, maxTokenCount,
 //     max_gen_len, inferenceConfig.maxTokens, ... by family) times the
 //     number of completions asked for, or the model's maximum output when the
@@ -120,6 +123,14 @@ func (b callBound) tokens() int64 { return b.inputTokens + b.outputTokens }
 func boundOf(c *call) callBound {
 	b := callBound{inputTokens: int64(len(c.body)) + promptOverheadTokens}
 	fam := familyOf(c.modelID)
+	var native map[string]any
+	dec := json.NewDecoder(strings.NewReader(string(c.body)))
+	dec.UseNumber()
+	if dec.Decode(&native) != nil {
+		native = nil
+	}
+	imageBytes, images := imageData(native, 0)
+	b.inputTokens += images*mediaBlockTokens - imageBytes
 	if c.op == "Converse" || c.op == "ConverseStream" {
 		b.outputTokens = maxOutputOf(c.modelID, fam)
 		req, err := parseConverse(c.body)
@@ -131,18 +142,12 @@ func boundOf(c *call) callBound {
 		}
 		for _, m := range req.Messages {
 			for _, blk := range m.Content {
-				if blk.Image != nil || blk.Document != nil {
+				if blk.Document != nil {
 					b.inputTokens += mediaBlockTokens
 				}
 			}
 		}
 		return b
-	}
-	var native map[string]any
-	dec := json.NewDecoder(strings.NewReader(string(c.body)))
-	dec.UseNumber()
-	if dec.Decode(&native) != nil {
-		native = nil
 	}
 	var fb familyBound
 	if fam != nil {
@@ -164,6 +169,44 @@ func boundOf(c *call) callBound {
 		b.outputTokens = satMul(out, count)
 	}
 	return b
+}
+
+// imageData finds the images of a request body: Converse's and Nova's
+// {"image": {"source": {"bytes": B64}}} and Claude's {"type": "image",
+// "source": {"data": B64}}. It returns their base64 characters and how many
+// there are. Only blocks shaped as images count: Bedrock refuses anything else
+// in them, so no text can pass as an image to reserve less.
+func imageData(v any, depth int) (chars, n int64) {
+	if depth > 64 {
+		return 0, 0
+	}
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			c, k := imageData(e, depth+1)
+			chars, n = chars+c, n+k
+		}
+	case map[string]any:
+		if img, ok := x["image"].(map[string]any); ok {
+			if src, ok := img["source"].(map[string]any); ok {
+				if data, ok := src["bytes"].(string); ok {
+					return int64(len(data)), 1
+				}
+			}
+		}
+		if t, _ := x["type"].(string); t == "image" {
+			if src, ok := x["source"].(map[string]any); ok {
+				if data, ok := src["data"].(string); ok {
+					return int64(len(data)), 1
+				}
+			}
+		}
+		for _, e := range x {
+			c, k := imageData(e, depth+1)
+			chars, n = chars+c, n+k
+		}
+	}
+	return chars, n
 }
 
 // lookup follows path through nested JSON objects.

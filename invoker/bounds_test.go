@@ -1,6 +1,9 @@
 package invoker
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestBoundOf: the most a call can use comes from its own body, per family.
 func TestBoundOf(t *testing.T) {
@@ -29,9 +32,27 @@ func TestBoundOf(t *testing.T) {
 			}
 		})
 	}
-	// An image block in a Converse request counts more than its bytes.
-	img := `{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"AAAA"}}}]}],"inferenceConfig":{"maxTokens":1}}`
-	if b := boundOf(&call{op: "Converse", modelID: "anthropic.claude-3-haiku-20240307-v1:0", body: []byte(img)}); b.inputTokens != int64(len(img))+promptOverheadTokens+mediaBlockTokens {
-		t.Fatalf("image block bound %+v", b)
+	// An image counts mediaBlockTokens instead of its base64 characters,
+	// in a Converse body and in Claude's and Nova's native ones; a document
+	// counts its bytes and mediaBlockTokens more.
+	data := strings.Repeat("QUJD", 5000)
+	for _, c := range []struct{ op, model, body string }{
+		{"Converse", "anthropic.claude-3-haiku-20240307-v1:0", `{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"` + data + `"}}},{"text":"x"}]}],"inferenceConfig":{"maxTokens":1}}`},
+		{"InvokeModel", "anthropic.claude-3-haiku-20240307-v1:0", `{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"image","source":{"type":"base64","media_type":"image/png","data":"` + data + `"}}]}]}`},
+		{"InvokeModel", "amazon.nova-lite-v1:0", `{"inferenceConfig":{"max_new_tokens":1},"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"` + data + `"}}}]}]}`},
+	} {
+		b := boundOf(&call{op: c.op, modelID: c.model, body: []byte(c.body)})
+		if want := int64(len(c.body)-len(data)) + promptOverheadTokens + mediaBlockTokens; b.inputTokens != want || b.outputTokens != 1 {
+			t.Errorf("%s %s: image bound %+v, want input %d", c.op, c.model, b, want)
+		}
+	}
+	// Text shaped like base64 elsewhere counts every byte.
+	text := `{"max_tokens":1,"messages":[{"role":"user","content":[{"type":"text","text":"` + data + `"}]}]}`
+	if b := boundOf(&call{op: "InvokeModel", modelID: "anthropic.claude-3-haiku-20240307-v1:0", body: []byte(text)}); b.inputTokens != int64(len(text))+promptOverheadTokens {
+		t.Errorf("text bound %+v", b)
+	}
+	doc := `{"messages":[{"role":"user","content":[{"document":{"format":"pdf","name":"a","source":{"bytes":"` + data + `"}}}]}],"inferenceConfig":{"maxTokens":1}}`
+	if b := boundOf(&call{op: "Converse", modelID: "anthropic.claude-3-haiku-20240307-v1:0", body: []byte(doc)}); b.inputTokens != int64(len(doc))+promptOverheadTokens+mediaBlockTokens {
+		t.Errorf("document bound %+v", b)
 	}
 }

@@ -19,7 +19,7 @@ func FuzzRequestBodies(f *testing.F) {
 		// A call's bound (what it reserves) is never negative, whatever it sent.
 		checkBound := func(c *call) {
 			b := boundOf(c)
-			if b.inputTokens < int64(len(c.body)) || b.outputTokens < 0 || b.images < 0 {
+			if b.inputTokens < promptOverheadTokens || b.outputTokens < 0 || b.images < 0 {
 				t.Fatalf("bound %+v of %s %q", b, c.modelID, c.body)
 			}
 		}
