@@ -69,6 +69,13 @@ var familyBounds = map[string]familyBound{
 	"stability-image":             {},
 }
 
+// unknownMaxParams are where a model meter has no family for may name its
+// maximum output: the names Bedrock's model families use.
+var unknownMaxParams = [][]string{
+	{"max_tokens"}, {"maxTokens"}, {"max_new_tokens"}, {"max_gen_len"}, {"max_tokens_to_sample"}, {"maxTokenCount"},
+	{"inferenceConfig", "maxTokens"}, {"inferenceConfig", "max_new_tokens"}, {"textGenerationConfig", "maxTokenCount"},
+}
+
 // modelMaxOutput narrows a family's maximum output for models known to have
 // a smaller one (base model id prefixes; the longest match wins).
 var modelMaxOutput = map[string]int64{
@@ -163,8 +170,15 @@ func boundOf(c *call) callBound {
 	case fam != nil && fam.modality == ModalityEmbedding:
 	default:
 		out := maxOutputOf(c.modelID, fam)
-		if n, ok := positive(lookup(native, fb.maxParam)); ok {
-			out = n
+		paths := [][]string{fb.maxParam}
+		if fam == nil {
+			paths = unknownMaxParams
+		}
+		for _, p := range paths {
+			if n, ok := positive(lookup(native, p)); ok {
+				out = n
+				break
+			}
 		}
 		b.outputTokens = satMul(out, count)
 	}

@@ -22,6 +22,7 @@ func TestBoundOf(t *testing.T) {
 		{"titan image count", "InvokeModel", "amazon.titan-image-generator-v1", `{"imageGenerationConfig":{"numberOfImages":3}}`, 0, 3},
 		{"sdxl default one image", "InvokeModel", "stability.stable-diffusion-xl-v1", `{"text_prompts":[]}`, 0, 1},
 		{"unknown model", "InvokeModel", "acme.new-model-v1", `{}`, unknownMaxOutputTokens, 0},
+		{"unknown model naming its maximum", "InvokeModel", "acme.new-model-v1", `{"inferenceConfig":{"maxTokens":64}}`, 64, 0},
 		{"converse maxTokens", "Converse", "anthropic.claude-3-haiku-20240307-v1:0", `{"messages":[{"role":"user","content":[{"text":"x"}]}],"inferenceConfig":{"maxTokens":9}}`, 9, 0},
 		{"converse without: the model's maximum", "ConverseStream", "anthropic.claude-sonnet-4-20250514-v1:0", `{"messages":[{"role":"user","content":[{"text":"x"}]}]}`, 65536, 0},
 	} {
