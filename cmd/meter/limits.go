@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -24,11 +23,6 @@ func openLimits(ctx context.Context, uri string, log *slog.Logger) (limits.Limit
 	table, lease, failOpen, err := limits.ParseURI(uri)
 	if err != nil {
 		return nil, nil, usagef("--limits: %v", err)
-	}
-	if lease > 0 && lease < 10*time.Minute {
-		// 10 minutes is the invoker's stream timeout: a stream that runs longer
-		// than its lease may see its reservation released while it runs.
-		log.Warn("the limits lease is shorter than the longest call (a 10 minute stream); calls in flight longer than it no longer hold their reservation", "lease", lease.String())
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, localDefaults()...)
 	if err != nil {

@@ -68,11 +68,11 @@ type DynamoDBAPI interface {
 type DynamoDBConfig struct {
 	Client DynamoDBAPI // required
 	Table  string      // required
-	// Lease is how long a reservation holds without being settled (default
-	// 15m). It must be longer than the longest call (the invoker's stream
-	// timeout): once it has run out, the next call that would be refused
-	// releases it, so a reservation of an instance that died mid-call holds
-	// the team's quota and budget for at most this long.
+	// Lease is how long a reservation holds without being settled or
+	// renewed (default 15m). An instance renews the leases of its calls in
+	// flight every third of it; once one has run out, the next call that
+	// would be refused releases it, so a reservation of an instance that died
+	// mid-call holds the team's quota and budget for at most this long.
 	Lease time.Duration
 	// FailOpen admits calls of teams with quotas or budgets while the table
 	// cannot be reached (their usage is added when it can be again). The
@@ -269,6 +269,9 @@ func (l *DynamoDB) Admit(ctx context.Context, team *tenants.Team, now time.Time,
 		err := l.reserve(ctx, team, t, now)
 		if err == nil {
 			t.stored = true
+			t.done = make(chan struct{})
+			l.wg.Add(1)
+			go l.renew(t)
 			return t, nil
 		}
 		var le *Error
@@ -531,6 +534,29 @@ func (l *DynamoDB) update(ctx context.Context, op, team, cond, expr string, name
 		return errConflict
 	}
 	return l.unavailable(op, err)
+}
+
+// renew extends t's lease every third of it until t is settled, so a call
+// longer than the lease keeps its reservation while its instance lives.
+func (l *DynamoDB) renew(t *Ticket) {
+	defer l.wg.Done()
+	tick := time.NewTicker(l.cfg.Lease / 3)
+	defer tick.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-l.closed:
+			return
+		case <-tick.C:
+		}
+		names := map[string]string{"#r": attrReservations, "#id": t.id, "#s": resState, "#e": resExpires}
+		values := map[string]types.AttributeValue{":h": s(stateHeld), ":e": n(l.cfg.Now().Add(l.cfg.Lease).UnixMilli())}
+		err := l.update(context.Background(), "renew", t.TeamID, "#r.#id.#s = :h", "SET #r.#id.#e = :e", names, values)
+		if errors.Is(err, errConflict) {
+			return // settled meanwhile, or released after all
+		}
+	}
 }
 
 // Settle implements Limits. A settlement the table cannot take now is retried

@@ -213,6 +213,37 @@ func TestDynamoDBLimits(t *testing.T) {
 		}
 	})
 
+	t.Run("a call longer than the lease keeps its reservation while its instance lives", func(t *testing.T) {
+		newTable(t, d, "renew")
+		var stores []*limits.DynamoDB
+		for i := 0; i < 2; i++ {
+			l, err := limits.NewDynamoDB(limits.DynamoDBConfig{Client: d.Client(), Table: "renew", Lease: 900 * time.Millisecond})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { l.Close() })
+			stores = append(stores, l)
+		}
+		team := &tenants.Team{ID: "r", Quotas: tenants.Quotas{DailyTokens: 1000}}
+		long, err := stores[0].Admit(ctx, team, time.Now(), limits.Usage{Tokens: 800})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for end := time.Now().Add(3 * time.Second); time.Now().Before(end); time.Sleep(150 * time.Millisecond) {
+			var le *limits.Error
+			if _, err := stores[1].Admit(ctx, team, time.Now(), limits.Usage{Tokens: 300}); !errors.As(err, &le) {
+				t.Fatalf("a call admitted into the room of a call in flight (its lease renewed): %v", err)
+			}
+		}
+		stores[0].Settle(ctx, long, limits.Usage{Tokens: 100})
+		if _, err := stores[1].Admit(ctx, team, time.Now(), limits.Usage{Tokens: 300}); err != nil {
+			t.Fatalf("after it settled: %v", err)
+		}
+		if st := stores[1].Stats(); st.LeasesExpired != 0 {
+			t.Fatalf("stats %+v", st)
+		}
+	})
+
 	t.Run("store stopped: refused as unavailable, or admitted open; nothing twice after", func(t *testing.T) {
 		newTable(t, d, "outage")
 		clk := &clock{t: now}

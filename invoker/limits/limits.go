@@ -73,6 +73,7 @@ type Ticket struct {
 	stored  bool
 	mu      sync.Mutex
 	settled bool
+	done    chan struct{} // closed when settled: stops renewing the lease
 }
 
 // Reserved is the money the ticket holds against the team's budget until it is settled.
@@ -89,6 +90,9 @@ func (t *Ticket) settle() bool {
 		return false
 	}
 	t.settled = true
+	if t.done != nil {
+		close(t.done)
+	}
 	return true
 }
 
