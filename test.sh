@@ -2,6 +2,7 @@
 # The project's test command. On a fresh machine it first installs what the
 # integration tests start as real servers on 127.0.0.1 (into .tools/, ignored by git):
 #   kinesalite  (npm)             a Kinesis-API server
+#   dynalite    (npm)             a DynamoDB-API server (the shared limits table)
 #   versitygw   (Go module proxy) an S3-API server
 #   toxiproxy   (Go module proxy) a TCP fault proxy, for the fault scenarios
 #   chromium    (Debian package)  the headless browser the report's page is tested in
@@ -15,6 +16,12 @@ if [ ! -f .tools/node/node_modules/kinesalite/package.json ]; then
   echo "test.sh: installing kinesalite@3.3.3 (npm) into .tools/node" >&2
   npm install --silent --no-audit --no-fund --prefix .tools/node kinesalite@3.3.3 >&2
 fi
+# dynalite (npm): a DynamoDB-API server for the shared limits store's tests.
+if [ ! -f .tools/node/node_modules/dynalite/package.json ]; then
+  echo "test.sh: installing dynalite@4.0.0 (npm) into .tools/node" >&2
+  npm install --silent --no-audit --no-fund --prefix .tools/node dynalite@4.0.0 >&2
+fi
+
 if [ ! -x .tools/bin/versitygw ]; then
   echo "test.sh: building versitygw (an S3-API server) into .tools/bin; about a minute" >&2
   GOBIN="$root/.tools/bin" go install github.com/versity/versitygw/cmd/versitygw@v1.8.0 >&2
@@ -54,7 +61,7 @@ go run github.com/oapi-codegen/oapi-codegen/v2/cmd/oapi-codegen@v2.8.2 --version
 
 export PATH="$root/.tools/bin:$PATH"
 export METER_NODE_MODULES="$root/.tools/node/node_modules"
-# Tests that need kinesalite or versitygw fail instead of skipping when this is set.
+# Tests that need kinesalite, dynalite or versitygw fail instead of skipping when this is set.
 export METER_REQUIRE_SERVERS=1
 
 go vet ./...

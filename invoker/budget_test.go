@@ -143,7 +143,10 @@ func TestCallAcrossMidnightCountsInTheNewDay(t *testing.T) {
 	clock := time.Date(2026, 3, 31, 23, 59, 59, 0, time.UTC)
 	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
 	e := newEnv(t, envOpts{
-		teams: []tenants.TeamSpec{{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyTokens: 1}}},
+		// Each call is bound to 1,258 tokens (its 130-byte native body, 128
+		// of overhead, max_tokens 1,000): the quota fits one, and not another
+		// once the first has used its 17 or more.
+		teams: []tenants.TeamSpec{{ID: "quota", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyTokens: 1265}}},
 		now:   now,
 		onModelCall: func(*http.Request) { // midnight passes while the model thinks
 			mu.Lock()
@@ -151,7 +154,7 @@ func TestCallAcrossMidnightCountsInTheNewDay(t *testing.T) {
 			mu.Unlock()
 		},
 	})
-	body := `{"inputs": "Name three rivers in Europe."}`
+	body := `{"inputs": "Name three rivers in Europe.", "parameters": {"max_tokens": 1000}}`
 	if r := e.invoke("quota", haiku, nil, body); r.status != 200 {
 		t.Fatalf("first call: %d %s", r.status, r.body)
 	}
@@ -160,7 +163,7 @@ func TestCallAcrossMidnightCountsInTheNewDay(t *testing.T) {
 	}
 	r := e.invoke("quota", haiku, nil, body)
 	if r.status != http.StatusTooManyRequests || r.errorCode(t) != "daily_token_quota" {
-		t.Fatalf("the new day's quota of 1 token is used up by the call that crossed midnight; got %d %s", r.status, r.body)
+		t.Fatalf("the new day's quota is used up by the call that crossed midnight; got %d %s", r.status, r.body)
 	}
 }
 
@@ -181,9 +184,13 @@ func TestUnpricedDetailCountsTheReservation(t *testing.T) {
 	if ev.CacheWriteInputTokens == 0 {
 		t.Fatalf("the model server wrote no cache: %+v", ev)
 	}
-	// The price of the default reservation, 4096 tokens at haiku's output rate of 0.00125 per 1k.
+	// The price of the call's bound: haiku's maximum output of 4,096 tokens
+	// at 0.00125 per 1k, and the body's bytes plus 128 as input tokens at
+	// 0.00025 per 1k.
 	month := ev.Timestamp.UTC().Format("2006-01")
-	if got := e.limits.Spent("capped", month); got.String() != "0.00512" {
-		t.Fatalf("spent %s, want the reservation 0.00512", got)
+	want := decimal.NewFromInt(4096).Mul(decimal.RequireFromString("0.00125")).
+		Add(decimal.NewFromInt(int64(len(body)) + 128).Mul(decimal.RequireFromString("0.00025"))).Shift(-3)
+	if got := e.limits.Spent("capped", month); !got.Equal(want) {
+		t.Fatalf("spent %s, want the reservation %s", got, want)
 	}
 }

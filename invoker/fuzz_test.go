@@ -16,6 +16,14 @@ func FuzzRequestBodies(f *testing.F) {
 	f.Add([]byte(`{"messages":[{"role":"user","content":[{"image":{"format":"png","source":{"bytes":"AAAA"}}},{"cachePoint":{"type":"default"}}]}]}`))
 	f.Add([]byte(`{"inputs": "", "parameters": {"height": 1e308, "width": -1, "cfg_scale": "x"}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// A call's bound (what it reserves) is never negative, whatever it sent.
+		checkBound := func(c *call) {
+			b := boundOf(c)
+			if b.inputTokens < promptOverheadTokens || b.outputTokens < 0 || b.images < 0 {
+				t.Fatalf("bound %+v of %s %q", b, c.modelID, c.body)
+			}
+		}
+		checkBound(&call{op: "Converse", modelID: "anthropic.claude-3-haiku-20240307-v1:0", body: body})
 		if req, err := parseConverse(body); err == nil {
 			req.input("anthropic.claude-3-haiku-20240307-v1:0")
 			req.streamInput("anthropic.claude-3-haiku-20240307-v1:0")
@@ -27,9 +35,12 @@ func FuzzRequestBodies(f *testing.F) {
 			return
 		}
 		for _, fam := range families {
-			native, _, err := fam.nativeBody(*in.Inputs, in.Parameters)
+			native, raw, err := fam.nativeBody(*in.Inputs, in.Parameters)
 			if err == nil && fam.image != nil {
 				fam.image(native)
+			}
+			if err == nil {
+				checkBound(&call{op: "InvokeModel", modelID: fam.models[0], body: raw})
 			}
 		}
 	})

@@ -29,6 +29,9 @@ func (s *Server) opsRoutes() {
 		metrics.RegisterUsage(reg, u.Stats)
 	}
 	metrics.RegisterTenantFailures(reg, s.cfg.Tenants.Failures)
+	if l, ok := s.cfg.Limits.(interface{ Stats() metrics.LimitsStats }); ok {
+		metrics.RegisterLimits(reg, l.Stats)
+	}
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	s.mux.HandleFunc("/healthz", s.method(http.MethodGet, func(w http.ResponseWriter, r *http.Request) {

@@ -281,7 +281,7 @@ func TestNoUsageLostWhileKinesisIsDown(t *testing.T) {
 	var want []string
 	served.Range(func(k, _ any) bool { want = append(want, k.(string)); return true })
 	redriveStart := time.Now()
-	for deadline := time.Now().Add(20 * time.Second); reader.has(want) > 0 || em.Spilled(); {
+	for deadline := time.Now().Add(60 * time.Second); reader.has(want) > 0 || em.Spilled(); {
 		if time.Now().After(deadline) {
 			break
 		}

@@ -74,12 +74,10 @@ type Config struct {
 	// budget may call only models with a price in force: other calls (all of
 	// them without a price book) are refused with 503 budget_unenforceable.
 	Prices PriceBook
-	Limits limits.Limits    // default limits.NewMemory()
+	// Limits counts quotas and budgets (default limits.NewMemory()). Each
+	// call reserves the most it can use, bound from its request (bounds.go).
+	Limits limits.Limits
 	Now    func() time.Time // default time.Now
-	// DefaultReservationTokens is what a call is assumed to use, against the
-	// daily token quota and (priced for its model) the monthly budget, while no
-	// call of the team has settled in the current day or month (default 4096).
-	DefaultReservationTokens int64
 	// Region is recorded on events; default: the Bedrock client's region.
 	Region string
 	// MaxBodyBytes limits request bodies (default 4 MiB); larger ones get 413.
@@ -155,9 +153,6 @@ func New(cfg Config) (*Server, error) {
 		if c, ok := cfg.Bedrock.(*bedrockruntime.Client); ok {
 			cfg.Region = c.Options().Region
 		}
-	}
-	if cfg.DefaultReservationTokens <= 0 {
-		cfg.DefaultReservationTokens = 4096
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = 4 << 20
@@ -297,6 +292,7 @@ type call struct {
 	requestID string // Bedrock's, once known
 	latency   time.Duration
 	ticket    *limits.Ticket
+	body      []byte         // what Bedrock receives: the call's reservation is bound by it
 	image     *imageSettings // an image model's requested size, steps and quality
 	begun     time.Time      // when the call arrived
 	// runtime marks a call on Bedrock Runtime's own routes (/bedrock/...):
@@ -425,6 +421,7 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]by
 		}
 		return nil, false
 	}
+	c.body = body
 	return body, true
 }
 
@@ -438,15 +435,11 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 		return false
 	}
 	now := s.cfg.Now()
-	est := limits.Usage{Tokens: s.cfg.DefaultReservationTokens}
-	if c.team.MonthlyBudgetUSD != nil {
-		cost, err := s.estimate(c, now, s.cfg.DefaultReservationTokens)
-		if err != nil {
-			s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "budget_unenforceable", eventStatus: schemas.StatusDenied,
-				msg: fmt.Sprintf("team %s has a monthly budget, and model %s cannot be priced to count against it: %v", c.team.ID, c.modelID, err)})
-			return false
-		}
-		est.Cost = cost
+	est, err := s.bound(c, now)
+	if err != nil {
+		s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "budget_unenforceable", eventStatus: schemas.StatusDenied,
+			msg: fmt.Sprintf("team %s has a monthly budget, and model %s cannot be priced to count against it: %v", c.team.ID, c.modelID, err)})
+		return false
 	}
 	t, err := s.cfg.Limits.Admit(r.Context(), c.team, now, est)
 	if err != nil {
@@ -455,42 +448,15 @@ func (s *Server) reserve(w http.ResponseWriter, r *http.Request, c *call) bool {
 			s.metrics.Refused(c.team.ID, le.Reason)
 			s.fail(w, r, c, &apiError{status: http.StatusTooManyRequests, code: le.Reason, msg: le.Message, retryAfter: le.RetryAfter, eventStatus: schemas.StatusThrottled})
 		} else {
-			s.log.Error("limits backend", "err", err)
-			s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "limits_unavailable", msg: "limits backend unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError})
+			s.log.Error("limits backend", "team_id", c.team.ID, "err", err)
+			s.metrics.Refused(c.team.ID, "limits_unavailable")
+			s.fail(w, r, c, &apiError{status: http.StatusServiceUnavailable, code: "limits_unavailable", retryAfter: time.Second, eventStatus: schemas.StatusUpstreamError,
+				msg: fmt.Sprintf("team %s has quotas or a budget, and the store that counts them cannot be reached; the call was not made (retry later)", c.team.ID)})
 		}
 		return false
 	}
 	c.ticket = t
 	return true
-}
-
-// estimate prices a successful call of the model at now using tokens tokens
-// at the dearer of its input and output rates (and, for an image model, one
-// image of the requested kind). It fails when the model has no price in force.
-func (s *Server) estimate(c *call, now time.Time, tokens int64) (decimal.Decimal, error) {
-	if s.cfg.Prices == nil {
-		return decimal.Zero, errors.New("the invoker has no price book")
-	}
-	ev := s.event(c, schemas.StatusSuccess)
-	ev.Timestamp = now.UTC()
-	if c.image != nil {
-		ev.ImageCount, ev.ImageHeight, ev.ImageWidth, ev.ImageSteps, ev.ImageQuality = 1, c.image.Height, c.image.Width, c.image.Steps, c.image.Quality
-	}
-	est := decimal.Zero
-	for _, in := range []bool{true, false} {
-		ev.InputTokens, ev.OutputTokens = 0, 0
-		if in {
-			ev.InputTokens = tokens
-		} else {
-			ev.OutputTokens = tokens
-		}
-		costs, err := s.cfg.Prices.Cost(ev)
-		if err != nil {
-			return decimal.Zero, err
-		}
-		est = decimal.Max(est, costs.Total())
-	}
-	return est, nil
 }
 
 // settle counts a finished call's event against the team's limits. A call
@@ -581,6 +547,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		is := fam.image(native)
 		c.image = &is
 	}
+	c.body = raw
 	if !s.reserve(w, r, c) {
 		return
 	}

@@ -131,6 +131,8 @@ func TestBadInput(t *testing.T) {
 		{[]string{"nonsense"}, `unknown command "nonsense"`},
 		{[]string{"replay", "--day", "2026-11-20"}, "flag --stream is required"}, {[]string{"report"}, "flag --store is required"},
 		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem")}, "--tls-cert and --tls-key go together"},
+		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--limits", "redis://x"}, "want memory or dynamodb://TABLE"},
+		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--limits", "dynamodb://limits?lease=soon"}, "lease must be a duration"},
 		{[]string{"serve", "--tenants", filepath.Join(dir, "t.yaml"), "--stream", "file://" + dir + "/s", "--tls-cert", filepath.Join(dir, "c.pem"), "--tls-key", filepath.Join(dir, "k.pem")}, "c.pem"},
 	}
 	for _, c := range cases {

@@ -27,7 +27,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tenantsPath := fs.String("tenants", "", "tenant registry YAML (see meter team add)")
 	streamURI := fs.String("stream", "", "usage stream: file://DIR or kinesis://NAME")
 	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
-	limits := fs.String("limits", "memory", "where rate limits, quotas and budgets are counted: memory")
+	limits := fs.String("limits", "memory", "where quotas and budgets are counted: memory (this process) or dynamodb://TABLE[?lease=15m&unavailable=closed|open] (every instance sharing the table)")
 	prices := fs.String("prices", "", "price CSV for monthly budgets (default: the shipped Bedrock price file)")
 	spill := fs.String("spill-dir", "", "durable spill for usage events the stream cannot take (default: meter-spill beside the tenants file)")
 	storeURI := fs.String("store", "", "store whose compacted daily Parquet answers GET /usage, and whose chargeback answers GET /report (admin keys): file://DIR or s3://BUCKET/PREFIX (default: both answer 501)")
@@ -50,12 +50,11 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return usagef("%v", errShort(err))
 		}
 	}
-	if *limits != "memory" {
-		if strings.HasPrefix(*limits, "dynamodb://") {
-			return &exitError{code: 2, msg: "--limits dynamodb:// is not available yet; use memory (limits then hold per instance)"}
-		}
-		return usagef("--limits %q: want memory", *limits)
+	lim, closeLimits, err := openLimits(ctx, *limits, logger(stderr, *quiet))
+	if err != nil {
+		return err
 	}
+	defer closeLimits()
 	// The server starts without a valid tenants file (a deployment may write
 	// it after the server starts): /readyz says not ready, every key is
 	// unknown, until the file is valid.
@@ -85,7 +84,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	cfg := invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: book, Logger: log}
+	cfg := invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: book, Limits: lim, Logger: log}
 	if *storeURI != "" {
 		st, err := openStore(ctx, *storeURI)
 		if err != nil {

@@ -32,6 +32,9 @@ const (
 	UsageSpillBacklog     = "meter_usage_spill_backlog_events"   // events waiting in the spill
 	UsageDeadLettered     = "meter_usage_events_dead_lettered_total"
 	TenantsReloadFailures = "meter_tenants_reload_failures_total" // tenant files refused (the last good one stays)
+	LimitsStoreErrors     = "meter_limits_store_errors_total"     // calls to the shared limits table that failed
+	LimitsLeasesExpired   = "meter_limits_leases_expired_total"   // reservations released after their lease ran out
+	LimitsAdmittedOpen    = "meter_limits_admitted_open_total"    // calls admitted unreserved while the table was unreachable
 
 	CollectorRecords       = "meter_collector_records_read_total"
 	CollectorEvents        = "meter_collector_events_written_total"
@@ -56,7 +59,7 @@ const (
 
 // Names lists every metric name above, for the test that holds the alarms to them.
 var Names = []string{InvokerCalls, InvokerBedrockSeconds, InvokerOwnSeconds, InvokerLimitRefusals, UsageEmitted, UsageSpilled, UsageDeadLettered,
-	UsageRedriven, UsageNotRecorded, UsageSpillBacklog, TenantsReloadFailures, CollectorRecords, CollectorEvents, CollectorDuplicates,
+	UsageRedriven, UsageNotRecorded, UsageSpillBacklog, TenantsReloadFailures, LimitsStoreErrors, LimitsLeasesExpired, LimitsAdmittedOpen, CollectorRecords, CollectorEvents, CollectorDuplicates,
 	CollectorQuarantined, CollectorFailures, CollectorIteratorAgeMS, CompactionRowsRead, CompactionDuplicates, CompactionCostUSD,
 	CompactionSeconds, CompactionFailures, ReconcileRows, ReconcileUnmetered, ReconcileTokenRows, ReconcileBillDiffering, ReconcileBillDifference}
 
@@ -135,4 +138,23 @@ func RegisterUsage(reg prometheus.Registerer, stats func() UsageStats) {
 func RegisterTenantFailures(reg prometheus.Registerer, failures func() int64) {
 	reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: TenantsReloadFailures,
 		Help: "Tenant registry files refused as invalid; the last good registry stays in force."}, func() float64 { return float64(failures()) }))
+}
+
+// LimitsStats are a shared limits store's running counts.
+type LimitsStats struct {
+	StoreErrors   int64 // calls to the limits table that failed (unreachable, throttled, timed out)
+	LeasesExpired int64 // reservations released after their lease ran out unsettled
+	AdmittedOpen  int64 // calls admitted without a reservation while the table was unreachable (fail open)
+}
+
+// RegisterLimits exports a shared limits store's counts, read from stats at each scrape.
+func RegisterLimits(reg prometheus.Registerer, stats func() LimitsStats) {
+	counter := func(name, help string, f func(LimitsStats) int64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return float64(f(stats())) })
+	}
+	reg.MustRegister(
+		counter(LimitsStoreErrors, "Calls to the limits table that failed; with the default fail-closed setting, limited calls are refused 503 meanwhile.", func(s LimitsStats) int64 { return s.StoreErrors }),
+		counter(LimitsLeasesExpired, "Reservations released after their lease ran out unsettled (an invoker instance died mid-call).", func(s LimitsStats) int64 { return s.LeasesExpired }),
+		counter(LimitsAdmittedOpen, "Calls admitted without a reservation while the limits table was unreachable (fail open configured).", func(s LimitsStats) int64 { return s.AdmittedOpen }),
+	)
 }

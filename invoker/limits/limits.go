@@ -1,11 +1,16 @@
 // Package limits admits or refuses a team's model calls against its rate limit,
 // daily quotas and monthly budget, and counts what admitted calls used.
+//
+// Two stores keep the counts behind one interface: Memory (one process) and
+// DynamoDB (every invoker instance that shares a table). Rate limits are a
+// token bucket in each process in both; quotas and budgets are shared only
+// with DynamoDB.
 package limits
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -16,26 +21,22 @@ import (
 
 // Limits decides whether a team may make one more model call, and counts what
 // admitted calls used. Admission is checked before the call and usage counted
-// after it; the gap between the two is covered by reservations, so concurrent
-// calls cannot all slip under a quota or budget at once.
+// after it; the gap between the two is covered by reservations.
 //
-// A call is admitted while what the period has used plus what calls in flight
-// have reserved is below the limit, and then reserves the largest call settled
-// in the period, or before any has settled (the first calls of a UTC day or
-// month, and every call after a restart) the estimate it was admitted with.
-// So concurrent calls overshoot a quota or budget by at most one reservation,
-// as long as no call uses more than its reservation, and the first call of a
-// period does not hold back the others while it runs.
-//
-// Memory is the only implementation: it holds per process. Limits that
-// hold across a fleet of invokers need a shared store behind these same two
-// methods; none is built yet (meter serve refuses --limits dynamodb://).
+// A call reserves an upper bound of what it can use (bound): its tokens
+// against the daily token quota, their price against the monthly budget. It is
+// admitted only when what the period has used, plus what calls in flight have
+// reserved, plus bound fits in every limit; settling releases the reservation
+// and counts what the call really used. So as long as no call uses more than
+// its bound, admitted usage never exceeds a quota or a budget, however many
+// calls arrive at once and however large the caller makes them.
 type Limits interface {
 	// Admit admits one call of team at now or returns a *Error (or a
-	// backend error). est is what the call is expected to use (tokens, and
-	// cost when the team has a budget), reserved while no call of the period
-	// has settled with usage. Every admitted Ticket must be settled exactly once.
-	Admit(ctx context.Context, team *tenants.Team, now time.Time, est Usage) (*Ticket, error)
+	// backend error, ErrUnavailable for a store that cannot be reached).
+	// bound is the most the call can use (tokens, and cost when the team has a
+	// budget); it is reserved until the ticket is settled. Every admitted
+	// Ticket must be settled exactly once.
+	Admit(ctx context.Context, team *tenants.Team, now time.Time, bound Usage) (*Ticket, error)
 	// Settle counts the usage of an admitted call and releases its reservation.
 	// Usage counts in the day and month the call was admitted in if the call
 	// ended in them (u.At), otherwise in the ones it ended in, which is where
@@ -43,7 +44,12 @@ type Limits interface {
 	Settle(ctx context.Context, t *Ticket, u Usage) error
 }
 
-// Usage is what one admitted call consumed.
+// ErrUnavailable wraps the error of a limits store that could not be reached:
+// calls of teams with quotas or budgets are refused (503) while it lasts,
+// unless the store is configured to fail open.
+var ErrUnavailable = errors.New("limits store unavailable")
+
+// Usage is what one admitted call consumed, or at most may consume.
 type Usage struct {
 	Tokens int64           // input + output (+ cache) tokens
 	Cost   decimal.Decimal // USD; zero when the call was not priced
@@ -55,19 +61,43 @@ type Usage struct {
 
 // Ticket is an admitted call's reservation.
 type Ticket struct {
-	TeamID  string
-	Day     string // UTC YYYY-MM-DD the quotas count against
-	Month   string // UTC YYYY-MM the budget counts against
-	tokens  int64
-	cost    decimal.Decimal
+	TeamID string
+	Day    string // UTC YYYY-MM-DD the quotas count against
+	Month  string // UTC YYYY-MM the budget counts against
+	id     string // the reservation's id in a shared store
+	tokens int64
+	cost   decimal.Decimal
+	// stored is false for a ticket that holds nothing in a shared store: a
+	// team without quotas or budget, or a call admitted open while the store
+	// was unreachable.
+	stored  bool
+	mu      sync.Mutex
 	settled bool
+	done    chan struct{} // closed when settled: stops renewing the lease
 }
 
 // Reserved is the money the ticket holds against the team's budget until it is settled.
 func (t *Ticket) Reserved() decimal.Decimal { return t.cost }
 
+// ReservedTokens is what the ticket holds against the team's daily token quota.
+func (t *Ticket) ReservedTokens() int64 { return t.tokens }
+
+// settle marks the ticket settled; it reports false when it already was.
+func (t *Ticket) settle() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.settled {
+		return false
+	}
+	t.settled = true
+	if t.done != nil {
+		close(t.done)
+	}
+	return true
+}
+
 // Error is a call refused by a rate limit, quota or budget; it maps to
-// HTTP 429 with Retry-After.
+// HTTP 429 with Retry-After. Message names the limit and what is left of it.
 type Error struct {
 	Reason     string // rate_limited | daily_request_quota | daily_token_quota | monthly_budget
 	Message    string
@@ -76,25 +106,81 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+const (
+	dayLayout   = "2006-01-02"
+	monthLayout = "2006-01"
+)
+
+func untilTomorrow(now time.Time) time.Duration {
+	return time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC).Sub(now)
+}
+
+func untilNextMonth(now time.Time) time.Duration {
+	return time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
+}
+
+// requestRefusal is the refusal of a call over the daily request quota.
+func requestRefusal(team string, limit int64, now time.Time) *Error {
+	return &Error{Reason: "daily_request_quota", RetryAfter: untilTomorrow(now),
+		Message: fmt.Sprintf("team %s used its daily quota of %d requests; 0 left until 00:00 UTC", team, limit)}
+}
+
+// tokenRefusal is the refusal of a call whose bound does not fit in the daily
+// token quota: used are settled tokens, reserved those calls in flight hold.
+func tokenRefusal(team string, limit, used, reserved, bound int64, now time.Time) *Error {
+	left := max(limit-used-reserved, 0)
+	e := &Error{Reason: "daily_token_quota"}
+	switch {
+	case bound > limit:
+		e.RetryAfter = untilTomorrow(now)
+		e.Message = fmt.Sprintf("team %s has %d of its daily quota of %d tokens left; this call may use up to %d (its prompt and its maximum output), more than the whole quota: lower its max tokens or shorten its prompt",
+			team, left, limit, bound)
+	case used+bound > limit:
+		e.RetryAfter = untilTomorrow(now)
+		e.Message = fmt.Sprintf("team %s has %d of its daily quota of %d tokens left; this call may use up to %d (its prompt and its maximum output)",
+			team, max(limit-used, 0), limit, bound)
+	default:
+		e.RetryAfter = time.Second
+		e.Message = fmt.Sprintf("team %s has %d of its daily quota of %d tokens left while calls in flight hold %d; this call may use up to %d (its prompt and its maximum output)",
+			team, left, limit, reserved, bound)
+	}
+	return e
+}
+
+// budgetRefusal is the refusal of a call whose priced bound does not fit in
+// the monthly budget.
+func budgetRefusal(team string, budget, spent, reserved, bound decimal.Decimal, now time.Time) *Error {
+	left := decimal.Max(budget.Sub(spent).Sub(reserved), decimal.Zero)
+	e := &Error{Reason: "monthly_budget"}
+	switch {
+	case bound.GreaterThan(budget):
+		e.RetryAfter = untilNextMonth(now)
+		e.Message = fmt.Sprintf("team %s has %s USD of its monthly budget of %s USD left; this call may cost up to %s USD, more than the whole budget: lower its max tokens or shorten its prompt",
+			team, left.String(), budget.String(), bound.String())
+	case spent.Add(bound).GreaterThan(budget):
+		e.RetryAfter = untilNextMonth(now)
+		e.Message = fmt.Sprintf("team %s has %s USD of its monthly budget of %s USD left; this call may cost up to %s USD",
+			team, decimal.Max(budget.Sub(spent), decimal.Zero).String(), budget.String(), bound.String())
+	default:
+		e.RetryAfter = time.Second
+		e.Message = fmt.Sprintf("team %s has %s USD of its monthly budget of %s USD left while calls in flight hold %s USD; this call may cost up to %s USD",
+			team, left.String(), budget.String(), reserved.String(), bound.String())
+	}
+	return e
+}
+
 // Memory keeps token buckets, daily counters and monthly spend in memory.
 // Counters start from zero when the process starts.
 type Memory struct {
-	mu      sync.Mutex
-	buckets map[string]*bucket
-	days    map[string]*dayUsage
-	months  map[string]*monthUsage
+	rate   Rate
+	mu     sync.Mutex
+	days   map[string]*dayUsage
+	months map[string]*monthUsage
 }
 
 // NewMemory returns an empty in-memory Limits.
 func NewMemory() *Memory {
-	return &Memory{buckets: map[string]*bucket{}, days: map[string]*dayUsage{}, months: map[string]*monthUsage{}}
-}
-
-type bucket struct {
-	rps    float64
-	burst  float64
-	tokens float64
-	last   time.Time
+	return &Memory{days: map[string]*dayUsage{}, months: map[string]*monthUsage{}}
 }
 
 // dayUsage is a team's current UTC day; monthUsage its current UTC month.
@@ -103,107 +189,57 @@ type dayUsage struct {
 	requests       int64
 	tokens         int64
 	reservedTokens int64
-	maxCallTokens  int64 // the largest call settled today: the reservation of the next one
 }
 
 type monthUsage struct {
-	month       string
-	spent       decimal.Decimal
-	reserved    decimal.Decimal
-	maxCallCost decimal.Decimal
-}
-
-const (
-	dayLayout   = "2006-01-02"
-	monthLayout = "2006-01"
-)
-
-func burstOf(r tenants.RateLimit) float64 {
-	if r.Burst > 0 {
-		return float64(r.Burst)
-	}
-	return math.Max(1, math.Ceil(r.RPS))
+	month    string
+	spent    decimal.Decimal
+	reserved decimal.Decimal
 }
 
 // Admit implements Limits.
-func (m *Memory) Admit(_ context.Context, team *tenants.Team, now time.Time, est Usage) (*Ticket, error) {
+func (m *Memory) Admit(_ context.Context, team *tenants.Team, now time.Time, bound Usage) (*Ticket, error) {
 	now = now.UTC()
 	day, month := now.Format(dayLayout), now.Format(monthLayout)
+	bound.Tokens = max(bound.Tokens, 0)
+	bound.Cost = decimal.Max(bound.Cost, decimal.Zero)
 	m.mu.Lock()
 	defer m.mu.Unlock()
 
-	// Rate limit: refill, check; the token is taken only when everything passes.
-	var b *bucket
-	if team.RateLimit.RPS > 0 {
-		b = m.buckets[team.ID]
-		burst := burstOf(team.RateLimit)
-		if b == nil || b.rps != team.RateLimit.RPS || b.burst != burst {
-			b = &bucket{rps: team.RateLimit.RPS, burst: burst, tokens: burst, last: now}
-			m.buckets[team.ID] = b
-		}
-		if el := now.Sub(b.last).Seconds(); el > 0 {
-			b.tokens = math.Min(b.burst, b.tokens+el*b.rps)
-			b.last = now
-		}
-		if b.tokens < 1 {
-			wait := time.Duration((1 - b.tokens) / b.rps * float64(time.Second))
-			return nil, &Error{Reason: "rate_limited", RetryAfter: wait,
-				Message: fmt.Sprintf("team %s exceeded its rate limit of %g requests per second (burst %g)", team.ID, b.rps, b.burst)}
-		}
+	// The rate limit's token is taken only when everything passes.
+	if err := m.rate.check(team, now); err != nil {
+		return nil, err
 	}
-
 	d := m.days[team.ID]
 	if d == nil || d.day != day {
 		d = &dayUsage{day: day}
 		m.days[team.ID] = d
 	}
-	untilTomorrow := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC).Sub(now)
 	q := team.Quotas
 	if q.DailyRequests > 0 && d.requests >= q.DailyRequests {
-		return nil, &Error{Reason: "daily_request_quota", RetryAfter: untilTomorrow,
-			Message: fmt.Sprintf("team %s used its daily quota of %d requests", team.ID, q.DailyRequests)}
+		return nil, requestRefusal(team.ID, q.DailyRequests, now)
 	}
 	t := &Ticket{TeamID: team.ID, Day: day, Month: month}
 	if q.DailyTokens > 0 {
-		if d.tokens >= q.DailyTokens {
-			return nil, &Error{Reason: "daily_token_quota", RetryAfter: untilTomorrow,
-				Message: fmt.Sprintf("team %s used its daily quota of %d tokens", team.ID, q.DailyTokens)}
+		if d.tokens+d.reservedTokens+bound.Tokens > q.DailyTokens {
+			return nil, tokenRefusal(team.ID, q.DailyTokens, d.tokens, d.reservedTokens, bound.Tokens, now)
 		}
-		if d.tokens+d.reservedTokens >= q.DailyTokens {
-			return nil, &Error{Reason: "daily_token_quota", RetryAfter: time.Second,
-				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its daily quota of %d tokens", team.ID, q.DailyTokens)}
-		}
-		t.tokens = d.maxCallTokens
-		if t.tokens == 0 {
-			t.tokens = max(est.Tokens, 0)
-		}
+		t.tokens = bound.Tokens
 	}
-
 	mu := m.months[team.ID]
 	if mu == nil || mu.month != month {
 		mu = &monthUsage{month: month}
 		m.months[team.ID] = mu
 	}
 	if budget := team.MonthlyBudgetUSD; budget != nil {
-		untilNextMonth := time.Date(now.Year(), now.Month()+1, 1, 0, 0, 0, 0, time.UTC).Sub(now)
-		if mu.spent.GreaterThanOrEqual(*budget) {
-			return nil, &Error{Reason: "monthly_budget", RetryAfter: untilNextMonth,
-				Message: fmt.Sprintf("team %s spent its monthly budget of %s USD", team.ID, budget.String())}
+		if mu.spent.Add(mu.reserved).Add(bound.Cost).GreaterThan(*budget) {
+			return nil, budgetRefusal(team.ID, *budget, mu.spent, mu.reserved, bound.Cost, now)
 		}
-		if mu.spent.Add(mu.reserved).GreaterThanOrEqual(*budget) {
-			return nil, &Error{Reason: "monthly_budget", RetryAfter: time.Second,
-				Message: fmt.Sprintf("team %s: calls in flight may use the rest of its monthly budget of %s USD", team.ID, budget.String())}
-		}
-		t.cost = mu.maxCallCost
-		if t.cost.IsZero() && est.Cost.IsPositive() {
-			t.cost = est.Cost
-		}
+		t.cost = bound.Cost
 	}
 
 	// Every check passed: commit.
-	if b != nil {
-		b.tokens--
-	}
+	m.rate.take(team, now)
 	d.requests++
 	d.reservedTokens += t.tokens
 	mu.reserved = mu.reserved.Add(t.cost)
@@ -212,12 +248,11 @@ func (m *Memory) Admit(_ context.Context, team *tenants.Team, now time.Time, est
 
 // Settle implements Limits.
 func (m *Memory) Settle(_ context.Context, t *Ticket, u Usage) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if t == nil || t.settled {
+	if t == nil || !t.settle() {
 		return nil
 	}
-	t.settled = true
+	m.mu.Lock()
+	defer m.mu.Unlock()
 	day, month := t.Day, t.Month
 	if !u.At.IsZero() {
 		at := u.At.UTC()
@@ -236,9 +271,6 @@ func (m *Memory) Settle(_ context.Context, t *Ticket, u Usage) error {
 	if d.day == t.Day {
 		d.reservedTokens -= t.tokens
 	}
-	if u.Tokens > d.maxCallTokens {
-		d.maxCallTokens = u.Tokens
-	}
 
 	mu := m.months[t.TeamID]
 	if mu == nil || mu.month < month {
@@ -248,9 +280,6 @@ func (m *Memory) Settle(_ context.Context, t *Ticket, u Usage) error {
 	mu.spent = mu.spent.Add(u.Cost)
 	if mu.month == t.Month {
 		mu.reserved = mu.reserved.Sub(t.cost)
-	}
-	if u.Cost.GreaterThan(mu.maxCallCost) {
-		mu.maxCallCost = u.Cost
 	}
 	return nil
 }

@@ -17,7 +17,7 @@ func TestMemoryLimits(t *testing.T) {
 	ctx := context.Background()
 	now := time.Date(2026, 3, 31, 23, 59, 0, 0, time.UTC)
 	budget := decimal.RequireFromString("0.010")
-	// est is what a call reserves while none has settled in its day or month.
+	// est is the most a call may use: what it reserves until it settles.
 	est := limits.Usage{Tokens: 100, Cost: decimal.RequireFromString("0.001")}
 	team := &tenants.Team{ID: "t", RateLimit: tenants.RateLimit{RPS: 2, Burst: 3},
 		Quotas: tenants.Quotas{DailyRequests: 100, DailyTokens: 1000}, MonthlyBudgetUSD: &budget}
@@ -119,7 +119,7 @@ func TestMemoryLimits(t *testing.T) {
 			t.Fatalf("only %d calls admitted", admitted)
 		}
 	})
-	t.Run("the first calls of a period do not wait for each other", func(t *testing.T) {
+	t.Run("calls in flight hold their bound, and only it", func(t *testing.T) {
 		for _, c := range []struct {
 			name   string
 			tm     tenants.Team
@@ -143,10 +143,16 @@ func TestMemoryLimits(t *testing.T) {
 				if !errors.As(err, &le) || le.Reason != c.reason || le.RetryAfter != time.Second {
 					t.Fatalf("an eleventh call in flight: %v", err)
 				}
-				// One call settles below its reservation: room for one more.
+				// One call settles below its reservation: what it did not use
+				// is free again, to the token or the cent, and no more.
 				l.Settle(ctx, inflight[0], limits.Usage{Tokens: 40, Cost: decimal.RequireFromString("0.0004"), At: now})
-				if _, err := l.Admit(ctx, &c.tm, now, est); err != nil {
-					t.Fatalf("after one settled: %v", err)
+				over := limits.Usage{Tokens: 61, Cost: decimal.RequireFromString("0.00061")}
+				if _, err := l.Admit(ctx, &c.tm, now, over); !errors.As(err, &le) || le.Reason != c.reason {
+					t.Fatalf("a call bound to more than the 60 left: %v", err)
+				}
+				fits := limits.Usage{Tokens: 60, Cost: decimal.RequireFromString("0.0006")}
+				if _, err := l.Admit(ctx, &c.tm, now, fits); err != nil {
+					t.Fatalf("a call bound to the 60 left: %v", err)
 				}
 			})
 		}

@@ -21,6 +21,12 @@
 //	               (lambdaurl): converse-stream and the /bedrock streaming
 //	               routes reach the client as the model writes them. Unset:
 //	               buffered answers to API Gateway REST and function URL events.
+//	METER_LIMITS   where quotas and budgets are counted:
+//	               dynamodb://TABLE[?lease=15m&unavailable=closed|open], shared
+//	               by every instance (the table of infra/limits-table.json).
+//	               Unset, each instance counts alone ("memory"), so N
+//	               concurrent instances could spend N times a budget: set it
+//	               whenever a team has quotas or a budget.
 //
 // Every call's usage event is durable in the stream or the spill before the
 // handler returns, so nothing is pending when Lambda freezes the instance.
@@ -30,16 +36,20 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 	"github.com/aws/aws-lambda-go/lambdaurl"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/metrics"
@@ -48,6 +58,7 @@ import (
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/lambdaproxy"
+	"github.com/meter-dev/meter/invoker/limits"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -127,8 +138,12 @@ func setup(ctx context.Context, getenv func(string) string, log *slog.Logger, em
 	if err != nil {
 		return nil, err
 	}
-	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{f.emitter, emf}, Prices: book, Store: usageStore,
-		ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log,
+	lim, err := openLimits(ctx, getenv("METER_LIMITS"), log, f)
+	if err != nil {
+		return nil, err
+	}
+	f.server, err = invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: emfSink{Emitter: f.emitter, emf: emf, limits: limitsStats(lim)}, Prices: book, Store: usageStore,
+		Limits: lim, ReloadInterval: -1, CallTimeout: 25 * time.Second, Logger: log,
 		// Each instance reads METER_TENANTS once: an admin change made in one
 		// would reach neither S3 nor the others. Change the file, then deploy.
 		TenantsReadOnly: "in Lambda the tenants are read from METER_TENANTS at cold start; change that file instead"})
@@ -182,6 +197,40 @@ func tenantsFile(ctx context.Context, loc string) (string, error) {
 type emfSink struct {
 	*emitter.Emitter
 	emf *metrics.EMF
+	// limits are the shared limits store's counts since the last event
+	// (store errors, leases expired), nil with memory limits.
+	limits *limitsDelta
+}
+
+// limitsDelta reads a shared limits store's counts and tells what changed
+// since it last did.
+type limitsDelta struct {
+	stats func() metrics.LimitsStats
+	mu    sync.Mutex
+	last  metrics.LimitsStats
+}
+
+func limitsStats(l limits.Limits) *limitsDelta {
+	if s, ok := l.(interface{ Stats() metrics.LimitsStats }); ok {
+		return &limitsDelta{stats: s.Stats}
+	}
+	return nil
+}
+
+func (d *limitsDelta) values() []metrics.Value {
+	if d == nil {
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	now := d.stats()
+	v := []metrics.Value{
+		{Name: metrics.LimitsStoreErrors, Value: float64(now.StoreErrors - d.last.StoreErrors), Unit: "Count"},
+		{Name: metrics.LimitsLeasesExpired, Value: float64(now.LeasesExpired - d.last.LeasesExpired), Unit: "Count"},
+		{Name: metrics.LimitsAdmittedOpen, Value: float64(now.AdmittedOpen - d.last.AdmittedOpen), Unit: "Count"},
+	}
+	d.last = now
+	return v
 }
 
 func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
@@ -196,6 +245,7 @@ func (s emfSink) Emit(ctx context.Context, ev *schemas.Event) error {
 	if err == nil {
 		values = append(values, metrics.Value{Name: metrics.InvokerCalls, Value: 1, Unit: "Count"})
 	}
+	values = append(values, s.limits.values()...)
 	s.emf.Write(map[string]string{"stage": "invoker", "status": ev.Status}, values, map[string]any{
 		"team_id": ev.TeamID, "model_id": ev.ModelID, "request_id": ev.RequestID, "operation": ev.Operation,
 		"input_tokens": ev.InputTokens, "output_tokens": ev.OutputTokens, "latency_ms": ev.LatencyMS})
@@ -216,3 +266,31 @@ type flushWriter struct{ http.ResponseWriter }
 func (flushWriter) Flush() {}
 
 func (w flushWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// openLimits opens METER_LIMITS: dynamodb://TABLE, or memory when unset.
+func openLimits(ctx context.Context, uri string, log *slog.Logger, f *function) (limits.Limits, error) {
+	if uri == "" || uri == "memory" {
+		log.Warn("METER_LIMITS not set: quotas and budgets are counted per instance; set dynamodb://TABLE")
+		return limits.NewMemory(), nil
+	}
+	table, lease, failOpen, err := limits.ParseURI(uri)
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: loading AWS config: %w", err)
+	}
+	l, err := limits.NewDynamoDB(limits.DynamoDBConfig{Client: dynamodb.NewFromConfig(cfg), Table: table, Lease: lease, FailOpen: failOpen, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	}
+	switch err := l.Check(ctx); {
+	case errors.Is(err, limits.ErrNoTable):
+		return nil, fmt.Errorf("METER_LIMITS: %w", err)
+	case err != nil:
+		log.Warn("the limits table cannot be reached yet; calls of teams with quotas or budgets are refused until it can", "err", err)
+	}
+	f.closers = append(f.closers, l.Close)
+	return l, nil
+}

@@ -27,6 +27,8 @@ import (
 	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
+	"github.com/meter-dev/meter/internal/testenv"
+	"github.com/meter-dev/meter/invoker/limits"
 	"github.com/meter-dev/meter/invoker/tenants"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -41,10 +43,16 @@ type lambdaEnv struct {
 
 func newLambdaEnv(t *testing.T, env map[string]string) *lambdaEnv {
 	t.Helper()
+	return newLambdaEnvTeam(t, env, tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
+}
+
+// newLambdaEnvTeam is newLambdaEnv with the one team's spec.
+func newLambdaEnvTeam(t *testing.T, env map[string]string, spec tenants.TeamSpec) *lambdaEnv {
+	t.Helper()
 	e := &lambdaEnv{dir: t.TempDir()}
 	tenantsPath := filepath.Join(e.dir, "tenants.yaml")
 	var err error
-	e.key, err = tenants.AddTeam(tenantsPath, tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}})
+	e.key, err = tenants.AddTeam(tenantsPath, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -246,6 +254,7 @@ func TestKinesisUnreachableSpillsBeforeReturning(t *testing.T) {
 func TestBadConfigurationFailsColdStart(t *testing.T) {
 	for _, env := range []map[string]string{
 		{"METER_TENANTS": ""}, {"METER_STREAM": ""}, {"METER_STREAM": "kafka://x"}, {"METER_SPILL": "ftp://x"}, {"METER_TENANTS": "/nonexistent/tenants.yaml"},
+		{"METER_LIMITS": "redis://x"}, {"METER_LIMITS": "dynamodb://no/table"}, {"METER_LIMITS": "dynamodb://limits?lease=forever"},
 	} {
 		vars := map[string]string{"METER_TENANTS": filepath.Join(t.TempDir(), "t.yaml"), "METER_STREAM": "file://" + t.TempDir(), "METER_SPILL": "file://" + t.TempDir()}
 		os.WriteFile(vars["METER_TENANTS"], []byte("teams: []\n"), 0o600)
@@ -282,3 +291,59 @@ func TestBootstrapBuilds(t *testing.T) {
 }
 
 func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
+
+// TestLimitsSharedThroughDynamoDB: two instances of the function (two cold
+// starts) with METER_LIMITS on one table (dynalite on 127.0.0.1) share a
+// team's daily request quota: the quota of 3 admits 3 calls in all.
+func TestLimitsSharedThroughDynamoDB(t *testing.T) {
+	d := testenv.StartDynalite(t)
+	if err := d.CreateTable(limits.TableDefinition("meter-limits")); err != nil {
+		t.Fatal(err)
+	}
+	spec := tenants.TeamSpec{ID: "search", CostCenter: "CC-100", AllowedModels: []string{"anthropic.*"}, Quotas: &tenants.Quotas{DailyRequests: 3}}
+	env := map[string]string{"METER_LIMITS": "dynamodb://meter-limits", "AWS_ENDPOINT_URL_DYNAMODB": d.Endpoint()}
+	// A table that does not exist fails the cold start.
+	vars := map[string]string{"METER_TENANTS": filepath.Join(t.TempDir(), "t.yaml"), "METER_STREAM": "file://" + t.TempDir(), "METER_SPILL": "file://" + t.TempDir(),
+		"METER_LIMITS": "dynamodb://no-such-table", "AWS_ENDPOINT_URL_DYNAMODB": d.Endpoint(), "AWS_REGION": "us-east-1",
+		"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local"}
+	os.WriteFile(vars["METER_TENANTS"], []byte("teams: []\n"), 0o600)
+	for k, v := range vars {
+		t.Setenv(k, v)
+	}
+	if _, err := setup(context.Background(), os.Getenv, slog.New(slog.DiscardHandler), nil); err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("cold start with a missing limits table: %v", err)
+	}
+	a := newLambdaEnvTeam(t, env, spec)
+	env["METER_TENANTS"] = filepath.Join(a.dir, "tenants.yaml") // the same registry
+	b := newLambdaEnvTeam(t, env, spec)
+	b.key = a.key
+	statuses := map[int]int{}
+	for i := 0; i < 6; i++ {
+		e := a
+		if i%2 == 1 {
+			e = b
+		}
+		var resp events.APIGatewayProxyResponse
+		json.Unmarshal(e.invoke(t, "apigw-invoke-model.json"), &resp)
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == 429 && !strings.Contains(resp.Body, "daily quota of 3 requests") {
+			t.Errorf("refusal: %s", resp.Body)
+		}
+	}
+	if statuses[200] != 3 || statuses[429] != 3 {
+		t.Fatalf("statuses %v: want 3 admitted and 3 refused across the two instances", statuses)
+	}
+	// The table unreachable: the call is refused 503 (fail closed), and the
+	// store's error is in the call's EMF line.
+	d.Stop()
+	a.stdout.Reset()
+	var resp events.APIGatewayProxyResponse
+	json.Unmarshal(a.invoke(t, "apigw-invoke-model.json"), &resp)
+	if resp.StatusCode != 503 || !strings.Contains(resp.Body, "cannot be reached") {
+		t.Fatalf("with the table down: %d %s", resp.StatusCode, resp.Body)
+	}
+	lines := strings.Split(strings.TrimSpace(a.stdout.String()), "\n")
+	if vals, err := metrics.ParseEMF([]byte(lines[len(lines)-1])); err != nil || vals[metrics.LimitsStoreErrors] < 1 {
+		t.Fatalf("EMF of the refused call: %v %v", vals, err)
+	}
+}
