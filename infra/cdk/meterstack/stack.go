@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudtrail"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatch"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awscloudwatchactions"
+	"github.com/aws/aws-cdk-go/awscdk/v2/awsdynamodb"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsevents"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awseventstargets"
 	"github.com/aws/aws-cdk-go/awscdk/v2/awsiam"
@@ -29,6 +30,7 @@ import (
 
 	"github.com/meter-dev/meter/infra/alarms"
 	"github.com/meter-dev/meter/internal/metrics"
+	"github.com/meter-dev/meter/invoker/limits"
 )
 
 // Functions are the Lambda functions of the stack, each built from
@@ -54,6 +56,7 @@ type Stack struct {
 	Bucket    awss3.Bucket
 	Stream    awskinesis.Stream
 	Functions map[string]awslambda.Function
+	Limits    awsdynamodb.Table
 }
 
 type builder struct {
@@ -62,6 +65,7 @@ type builder struct {
 	bucket awss3.Bucket
 	stream awskinesis.Stream
 	dlq    awssqs.Queue
+	limits awsdynamodb.Table
 	fns    map[string]awslambda.Function
 }
 
@@ -86,6 +90,7 @@ func New(scope constructs.Construct, cfg Config) (*Stack, error) {
 	b.storage()
 	db := b.catalog(tables)
 	b.failureQueue()
+	b.limitsTable()
 	b.invoker()
 	b.collector()
 	b.compactor(db, tables)
@@ -98,10 +103,11 @@ func New(scope constructs.Construct, cfg Config) (*Stack, error) {
 	out("StoreUri", b.s3URI(StorePrefix), "--store for the meter CLI")
 	out("TenantsUri", b.s3URI(TenantsKey), "the tenants file (meter team add writes it)")
 	out("StreamUri", "kinesis://"+*b.stream.StreamName(), "--stream for the meter CLI (replay)")
+	out("LimitsUri", "dynamodb://"+*b.limits.TableName(), "the invoker's limits table (METER_LIMITS; --limits for meter serve)")
 	out("InvokerFunction", *b.fns["invoker"].FunctionName(), "the invoker behind API Gateway")
 	out("GlueDatabase", db, "the Athena database of the events, usage_windows and daily tables")
 	out("FailureQueueUrl", *b.dlq.QueueUrl(), "records and events the functions gave up on")
-	return &Stack{Stack: b.stack, Bucket: b.bucket, Stream: b.stream, Functions: b.fns}, nil
+	return &Stack{Stack: b.stack, Bucket: b.bucket, Stream: b.stream, Functions: b.fns, Limits: b.limits}, nil
 }
 
 func (b *builder) s3URI(key string) string { return "s3://" + *b.bucket.BucketName() + "/" + key }
@@ -140,6 +146,19 @@ func (b *builder) storage() {
 		Resources:  &[]*string{b.bucket.ArnForObjects(jsii.String(ConfigPrefix + "/*"))},
 		Conditions: &map[string]any{"ArnNotLike": map[string]any{"aws:PrincipalArn": admins}},
 	}))
+}
+
+// limitsTable creates the table where the invokers count quotas and budgets,
+// shaped as invoker/limits defines it (limits.TableDefinition: partition key
+// limits.TableKey of type S, on demand; TTL on limits.TableTTL).
+func (b *builder) limitsTable() {
+	b.limits = awsdynamodb.NewTable(b.stack, jsii.String("Limits"), &awsdynamodb.TableProps{
+		PartitionKey: &awsdynamodb.Attribute{Name: jsii.String(limits.TableKey), Type: awsdynamodb.AttributeType_STRING},
+		BillingMode:  awsdynamodb.BillingMode_PAY_PER_REQUEST, TimeToLiveAttribute: jsii.String(limits.TableTTL),
+		Encryption:                       awsdynamodb.TableEncryption_AWS_MANAGED,
+		PointInTimeRecoverySpecification: &awsdynamodb.PointInTimeRecoverySpecification{PointInTimeRecoveryEnabled: jsii.Bool(true)},
+		RemovalPolicy:                    awscdk.RemovalPolicy_RETAIN,
+	})
 }
 
 // failureQueue is where the collector's event source and the scheduled
@@ -218,6 +237,7 @@ func (b *builder) invoker() {
 	env := map[string]string{
 		"METER_TENANTS": b.s3URI(TenantsKey), "METER_STREAM": "kinesis://" + *b.stream.StreamName(),
 		"METER_SPILL": b.s3URI(SpillPrefix), "METER_STORE": b.s3URI(StorePrefix),
+		"METER_LIMITS": "dynamodb://" + *b.limits.TableName(),
 	}
 	if b.cfg.CustomPrices {
 		env["METER_PRICES"] = b.s3URI(PricesKey)
@@ -244,6 +264,7 @@ func (b *builder) invoker() {
 		allow(f, []string{"s3:GetObject"}, b.objects(ConfigPrefix+"/", StorePrefix+"/daily/"), nil)
 		allow(f, []string{"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}, b.objects(SpillPrefix+"/"), nil)
 		b.list(f, SpillPrefix+"/", StorePrefix+"/daily/")
+		allow(f, limits.TableActions, []string{*b.limits.TableArn()}, nil)
 	}
 	api := awsapigateway.NewLambdaRestApi(b.stack, jsii.String("Api"), &awsapigateway.LambdaRestApiProps{
 		Handler: fn, Proxy: jsii.Bool(true), CloudWatchRole: jsii.Bool(false),

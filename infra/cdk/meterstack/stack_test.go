@@ -23,6 +23,7 @@ import (
 
 	"github.com/meter-dev/meter/infra/alarms"
 	"github.com/meter-dev/meter/internal/metrics"
+	"github.com/meter-dev/meter/invoker/limits"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -143,7 +144,7 @@ func actionsOf(s map[string]any) []string {
 	return out
 }
 
-func TestNoWildcardResourceOnBedrockKinesisOrS3(t *testing.T) {
+func TestNoWildcardResourceOnBedrockKinesisS3OrDynamoDB(t *testing.T) {
 	n := 0
 	for where, sts := range statements(t) {
 		for _, s := range sts {
@@ -152,7 +153,7 @@ func TestNoWildcardResourceOnBedrockKinesisOrS3(t *testing.T) {
 			}
 			for _, a := range actionsOf(s) {
 				svc := strings.ToLower(strings.SplitN(a, ":", 2)[0])
-				if svc != "bedrock" && svc != "kinesis" && svc != "s3" {
+				if svc != "bedrock" && svc != "kinesis" && svc != "s3" && svc != "dynamodb" {
 					continue
 				}
 				n++
@@ -171,7 +172,119 @@ func TestNoWildcardResourceOnBedrockKinesisOrS3(t *testing.T) {
 		}
 	}
 	if n < 10 {
-		t.Fatalf("only %d Bedrock, Kinesis and S3 actions found: the walk over the policies is broken", n)
+		t.Fatalf("only %d Bedrock, Kinesis, S3 and DynamoDB actions found: the walk over the policies is broken", n)
+	}
+}
+
+// limitsTableID returns the logical id of the one DynamoDB table: the limits.
+func limitsTableID(t *testing.T) string {
+	tables := resources(t, "AWS::DynamoDB::Table")
+	if len(tables) != 1 {
+		t.Fatalf("%d DynamoDB tables, want the limits table", len(tables))
+	}
+	for id := range tables {
+		return id
+	}
+	return ""
+}
+
+func TestLimitsTableIsTheOneInvokerLimitsDefines(t *testing.T) {
+	id := limitsTableID(t)
+	tbl := resources(t, "AWS::DynamoDB::Table")[id]
+	def := limits.TableDefinition("")
+	if len(def.KeySchema) != 1 || len(def.AttributeDefinitions) != 1 || *def.KeySchema[0].AttributeName != limits.TableKey {
+		t.Fatalf("limits.TableDefinition changed shape: %+v", def)
+	}
+	wantKeys := fmt.Sprintf("[map[AttributeName:%s KeyType:%s]]", limits.TableKey, def.KeySchema[0].KeyType)
+	wantAttrs := fmt.Sprintf("[map[AttributeName:%s AttributeType:%s]]", limits.TableKey, def.AttributeDefinitions[0].AttributeType)
+	if got := fmt.Sprint(tbl["KeySchema"]); got != wantKeys {
+		t.Errorf("key schema %s, want %s", got, wantKeys)
+	}
+	if got := fmt.Sprint(tbl["AttributeDefinitions"]); got != wantAttrs {
+		t.Errorf("attribute definitions %s, want %s", got, wantAttrs)
+	}
+	if tbl["BillingMode"] != string(def.BillingMode) {
+		t.Errorf("billing mode %v, want %s", tbl["BillingMode"], def.BillingMode)
+	}
+	if got, want := fmt.Sprint(tbl["TimeToLiveSpecification"]), fmt.Sprintf("map[AttributeName:%s Enabled:true]", limits.TableTTL); got != want {
+		t.Errorf("TTL %s, want %s", got, want)
+	}
+	if sse, _ := tbl["SSESpecification"].(map[string]any); sse["SSEEnabled"] != true {
+		t.Errorf("the limits table is not encrypted with KMS: %v", tbl["SSESpecification"])
+	}
+	if pitr, _ := tbl["PointInTimeRecoverySpecification"].(map[string]any); pitr["PointInTimeRecoveryEnabled"] != true {
+		t.Errorf("point-in-time recovery %v", tbl["PointInTimeRecoverySpecification"])
+	}
+	r := synth(t)["Resources"].(map[string]any)[id].(map[string]any)
+	if r["DeletionPolicy"] != "Retain" || r["UpdateReplacePolicy"] != "Retain" {
+		t.Errorf("the limits table is not retained: deletion %v, replacement %v", r["DeletionPolicy"], r["UpdateReplacePolicy"])
+	}
+	// Both invokers count in it.
+	n := 0
+	for fnID, fn := range resources(t, "AWS::Lambda::Function") {
+		env, _ := fn["Environment"].(map[string]any)["Variables"].(map[string]any)
+		if !strings.HasPrefix(fnID, "invoker") {
+			if env["METER_LIMITS"] != nil {
+				t.Errorf("%s has METER_LIMITS", fnID)
+			}
+			continue
+		}
+		n++
+		if got, want := resolveSub(env["METER_LIMITS"]), "dynamodb://${"+id+"}"; got != want {
+			t.Errorf("%s: METER_LIMITS %s, want %s", fnID, got, want)
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d invoker functions, want 2 (API Gateway and the streaming function URL)", n)
+	}
+}
+
+func TestOnlyTheInvokersMayUseTheLimitsTable(t *testing.T) {
+	id := limitsTableID(t)
+	invokerRoles := map[string]bool{}
+	for fnID, role := range functionRoles(t) {
+		if strings.HasPrefix(fnID, "invoker") {
+			invokerRoles[role] = true
+		}
+	}
+	isDynamoDB := func(a string) bool { return strings.HasPrefix(strings.ToLower(a), "dynamodb:") }
+	want := slices.Sorted(slices.Values(limits.TableActions))
+	granted := map[string]bool{}
+	for pid, p := range resources(t, "AWS::IAM::Policy") {
+		for _, s := range list(p["PolicyDocument"].(map[string]any)["Statement"]) {
+			s := s.(map[string]any)
+			acts := actionsOf(s)
+			if !slices.ContainsFunc(acts, isDynamoDB) {
+				continue
+			}
+			for _, r := range list(p["Roles"]) {
+				role := r.(map[string]any)["Ref"].(string)
+				if !invokerRoles[role] {
+					t.Errorf("policy %s gives %s DynamoDB actions %v", pid, role, acts)
+					continue
+				}
+				granted[role] = true
+			}
+			if got := slices.Sorted(slices.Values(acts)); !reflect.DeepEqual(got, want) || s["Effect"] != "Allow" {
+				t.Errorf("policy %s: %v %v, want exactly %v", pid, s["Effect"], got, want)
+			}
+			if got, want := fmt.Sprint(list(s["Resource"])), fmt.Sprintf("[map[Fn::GetAtt:[%s Arn]]]", id); got != want {
+				t.Errorf("policy %s: DynamoDB actions on %s, want only the limits table %s", pid, got, want)
+			}
+		}
+	}
+	for where, sts := range statements(t) {
+		if strings.HasPrefix(where, "AWS::IAM::Policy ") {
+			continue // checked above
+		}
+		for _, s := range sts {
+			if acts := actionsOf(s); slices.ContainsFunc(acts, isDynamoDB) {
+				t.Errorf("%s: DynamoDB actions %v", where, acts)
+			}
+		}
+	}
+	if len(invokerRoles) != 2 || len(granted) != 2 {
+		t.Errorf("%d of %d invoker roles may use the limits table, want 2 of 2", len(granted), len(invokerRoles))
 	}
 }
 
