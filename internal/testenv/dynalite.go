@@ -1,16 +1,12 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -122,45 +118,11 @@ func (d *Dynalite) Start() {
 }
 
 func (d *Dynalite) start(port int) error {
-	cmd := exec.Command(d.node, d.script, d.nodeModules, strconv.Itoa(port), d.dataDir)
-	stdout, err := cmd.StdoutPipe()
+	ns, err := startNodeServer("dynalite", d.node, d.script, d.nodeModules, strconv.Itoa(port), d.dataDir)
 	if err != nil {
 		return err
 	}
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	got := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if p, ok := strings.CutPrefix(line, "LISTENING "); ok {
-				n, _ := strconv.Atoi(p)
-				got <- n
-				continue
-			}
-			logs.Write([]byte(line + "\n"))
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	select {
-	case p := <-got:
-		port = p
-	case <-exited:
-		return fmt.Errorf("dynalite exited: %s", strings.TrimSpace(logs.String()))
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		return errors.New("dynalite did not report listening within 30s")
-	}
+	port, cmd, exited, logs := ns.port, ns.cmd, ns.exited, ns.logs
 	d.mu.Lock()
 	d.port, d.cmd, d.exited, d.logs = port, cmd, exited, logs
 	d.mu.Unlock()

@@ -4,11 +4,8 @@
 package testenv
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -136,45 +133,11 @@ func (k *Kinesalite) Restart() {
 }
 
 func (k *Kinesalite) start(port int) error {
-	cmd := exec.Command(k.node, k.script, k.nodeModules, strconv.Itoa(port))
-	stdout, err := cmd.StdoutPipe()
+	ns, err := startNodeServer("kinesalite", k.node, k.script, k.nodeModules, strconv.Itoa(port))
 	if err != nil {
 		return err
 	}
-	logs := &lockedBuffer{}
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		return err
-	}
-	exited := make(chan struct{})
-	got := make(chan int, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			line := sc.Text()
-			if p, ok := strings.CutPrefix(line, "LISTENING "); ok {
-				n, _ := strconv.Atoi(p)
-				got <- n
-				continue
-			}
-			logs.Write([]byte(line + "\n"))
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	select {
-	case p := <-got:
-		port = p
-	case <-exited:
-		return fmt.Errorf("kinesalite exited: %s", strings.TrimSpace(logs.String()))
-	case <-time.After(30 * time.Second):
-		_ = cmd.Process.Kill()
-		<-exited
-		return errors.New("kinesalite did not report listening within 30s")
-	}
+	port, cmd, exited, logs := ns.port, ns.cmd, ns.exited, ns.logs
 	k.mu.Lock()
 	k.port, k.cmd, k.exited, k.logs = port, cmd, exited, logs
 	k.mu.Unlock()
