@@ -11,7 +11,8 @@ import (
 // decimals per 1,000 tokens; the chargeback CSV carries full precision.
 const MoneyScale = 10
 
-// The Parquet schemas below use xitongsys/parquet-go struct tags. Column names
+// The Parquet schemas below use "name=x, type=INT64, ..." parquet struct tags
+// (internal/parquetio reads and writes them). Column names
 // equal the event's field names. Times are TIMESTAMP(isAdjustedToUTC=true, MILLIS);
 // the dt partition lives in the object key only. Strings that repeat across rows
 // (team, model, status) are dictionary encoded.
