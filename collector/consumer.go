@@ -83,6 +83,9 @@ type Consumer struct {
 	cps   map[string]*Checkpoint
 	carry map[string][]stream.Record // records read past a pending batch's end
 	stats Stats
+	// inflight is the batch being written; failed the first write that failed.
+	inflight *commitJob
+	failed   error
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -138,6 +141,7 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 	for {
 		progress, behind, err := c.round(ctx)
 		if err != nil {
+			c.wait()
 			return c.stats, err
 		}
 		if progress || behind {
@@ -145,6 +149,10 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 			// idle; its iterator paces the reads, so read on at once.
 			idleRounds = 0
 			continue
+		}
+		// Idle: the last batch is made durable before pausing or returning.
+		if err := c.wait(); err != nil {
+			return c.stats, err
 		}
 		idleRounds++
 		if untilIdle && idleRounds >= 2 {
@@ -286,7 +294,20 @@ func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator,
 // process turns one batch of a shard into durable outputs, then checkpoints it.
 // The checkpoint names the batch's end as pending before any output is
 // written, so that a restart rebuilds this batch exactly (see Checkpoint.Pending).
+//
+// The outputs are encoded and written on another goroutine (commitBatch) while
+// the next batch is read and aggregated here; the store sees the same writes
+// in the same order as one batch after another: the previous batch's outputs
+// and checkpoint are durable before this batch's pending checkpoint is saved.
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
+	now := c.cfg.Now()
+	for _, r := range recs {
+		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
+	}
+	b := c.agg.Flush()
+	if err := c.wait(); err != nil {
+		return err
+	}
 	cp := c.cps[shardID]
 	last := recs[len(recs)-1].SequenceNumber
 	if cp.Pending != last {
@@ -295,16 +316,7 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 			return err
 		}
 	}
-	now := c.cfg.Now()
-	for _, r := range recs {
-		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
-	}
-	b := c.agg.Flush()
 	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
-	n, err := WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, arrivalOf(recs, now))
-	if err != nil {
-		return err
-	}
 	c.stats.Records += len(recs)
 	c.stats.Events += b.Events
 	c.stats.Duplicates += b.Duplicates
@@ -321,16 +333,51 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 			c.stats.BehindMS = max(c.stats.BehindMS, b.Behind().Milliseconds())
 		}
 	}
-	c.stats.Objects += n
+	// The checkpoint as it will be once the outputs are durable; the copy is
+	// saved by the commit, the consumer's own moves on at once.
+	cp.Sequence, cp.Pending = last, ""
+	done := *cp
+	job := &commitJob{shardID: shardID, records: len(recs), quarantined: len(b.Quarantined), through: last, done: make(chan struct{})}
+	c.inflight = job
+	go func() {
+		defer close(job.done)
+		job.objects, job.err = WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, arrivalOf(recs, now))
+		if job.err == nil {
+			job.err = c.writeCheckpoint(ctx, &done)
+		}
+	}()
+	return nil
+}
+
+// commitJob is a batch whose outputs and checkpoint are being written.
+type commitJob struct {
+	shardID              string
+	records, quarantined int
+	through              string
+	objects              int
+	err                  error
+	done                 chan struct{}
+}
+
+// wait returns once the batch in flight (if any) is durable and checkpointed,
+// or with its error; an error stays, the consumer stops at it.
+func (c *Consumer) wait() error {
+	job := c.inflight
+	if job == nil {
+		return c.failed
+	}
+	<-job.done
+	c.inflight = nil
+	if job.err != nil {
+		c.failed = job.err
+		return job.err
+	}
+	c.stats.Objects += job.objects
 	c.stats.Batches++
 	if c.cfg.Progress != nil {
 		c.cfg.Progress(c.stats)
 	}
-	cp.Sequence, cp.Pending = last, ""
-	if err := c.saveCheckpoint(ctx, cp); err != nil {
-		return err
-	}
-	c.cfg.Logger.Info("batch durable", "shard", shardID, "records", len(recs), "quarantined", len(b.Quarantined), "through", cp.Sequence)
+	c.cfg.Logger.Info("batch durable", "shard", job.shardID, "records", job.records, "quarantined", job.quarantined, "through", job.through)
 	return nil
 }
 
@@ -426,7 +473,15 @@ func (c *Consumer) checkpoint(ctx context.Context, shardID string) (*Checkpoint,
 	return cp, nil
 }
 
+// saveCheckpoint saves cp once the batch in flight is durable.
 func (c *Consumer) saveCheckpoint(ctx context.Context, cp *Checkpoint) error {
+	if err := c.wait(); err != nil {
+		return err
+	}
+	return c.writeCheckpoint(ctx, cp)
+}
+
+func (c *Consumer) writeCheckpoint(ctx context.Context, cp *Checkpoint) error {
 	cp.Updated = c.cfg.Now().UTC()
 	data, _ := json.Marshal(cp)
 	if err := c.cfg.Store.Put(ctx, c.checkpointKey(cp.ShardID), bytes.NewReader(data)); err != nil {
