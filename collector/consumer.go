@@ -83,8 +83,9 @@ type Consumer struct {
 	cps   map[string]*Checkpoint
 	carry map[string][]stream.Record // records read past a pending batch's end
 	stats Stats
-	// inflight is the batch being written; failed the first write that failed.
-	inflight *commitJob
+	// inflight are the batches being encoded or written, oldest first;
+	// failed is the first of them that failed.
+	inflight []*commitJob
 	failed   error
 }
 
@@ -295,28 +296,38 @@ func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator,
 // The checkpoint names the batch's end as pending before any output is
 // written, so that a restart rebuilds this batch exactly (see Checkpoint.Pending).
 //
-// The outputs are encoded and written on another goroutine (commitBatch) while
-// the next batch is read and aggregated here; the store sees the same writes
-// in the same order as one batch after another: the previous batch's outputs
-// and checkpoint are durable before this batch's pending checkpoint is saved.
+// The outputs are encoded on their own goroutine while the next batch is read
+// and aggregated here (and while the batch before is encoded or written), so
+// decoding and Parquet encoding run on every core. The store still sees one
+// batch after another, in order: a batch's pending checkpoint is saved only
+// once the batch before is durable and checkpointed, then its outputs, then
+// its checkpoint. At most maxInFlight batches are being encoded or written.
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
 	now := c.cfg.Now()
 	for _, r := range recs {
 		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
 	}
 	b := c.agg.Flush()
-	if err := c.wait(); err != nil {
-		return err
-	}
-	cp := c.cps[shardID]
-	last := recs[len(recs)-1].SequenceNumber
-	if cp.Pending != last {
-		cp.Pending = last
-		if err := c.saveCheckpoint(ctx, cp); err != nil {
+	for len(c.inflight) >= maxInFlight {
+		if err := c.waitOldest(); err != nil {
 			return err
 		}
 	}
-	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
+	if c.failed != nil {
+		return c.failed
+	}
+	cp := c.cps[shardID]
+	last := recs[len(recs)-1].SequenceNumber
+	job := &commitJob{shardID: shardID, records: len(recs), quarantined: len(b.Quarantined), through: last, done: make(chan struct{})}
+	if cp.Pending != last {
+		pending := *cp
+		pending.Pending = last
+		job.pending = &pending
+	}
+	// The checkpoint as it will be once the outputs are durable; the job
+	// saves this copy, the consumer's own moves on at once.
+	cp.Sequence, cp.Pending = last, ""
+	job.checkpoint = *cp
 	c.stats.Records += len(recs)
 	c.stats.Events += b.Events
 	c.stats.Duplicates += b.Duplicates
@@ -333,44 +344,82 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 			c.stats.BehindMS = max(c.stats.BehindMS, b.Behind().Milliseconds())
 		}
 	}
-	// The checkpoint as it will be once the outputs are durable; the copy is
-	// saved by the commit, the consumer's own moves on at once.
-	cp.Sequence, cp.Pending = last, ""
-	done := *cp
-	job := &commitJob{shardID: shardID, records: len(recs), quarantined: len(b.Quarantined), through: last, done: make(chan struct{})}
-	c.inflight = job
+	var prev *commitJob
+	if n := len(c.inflight); n > 0 {
+		prev = c.inflight[n-1]
+	}
+	c.inflight = append(c.inflight, job)
+	name := BatchName(shardID, recs[0].SequenceNumber, last)
+	arrived := arrivalOf(recs, now)
 	go func() {
 		defer close(job.done)
-		job.objects, job.err = WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, arrivalOf(recs, now))
-		if job.err == nil {
-			job.err = c.writeCheckpoint(ctx, &done)
+		objs, err := EncodeBatch(b, name, c.cfg.Parquet, arrived)
+		if prev != nil {
+			<-prev.done
+			if prev.err != nil {
+				job.err = prev.err
+				return
+			}
 		}
+		if err != nil {
+			job.err = err
+			return
+		}
+		if job.pending != nil {
+			if job.err = c.writeCheckpoint(ctx, job.pending); job.err != nil {
+				return
+			}
+		}
+		if job.err = PutObjects(ctx, c.cfg.Store, objs); job.err != nil {
+			return
+		}
+		job.objects = len(objs)
+		job.err = c.writeCheckpoint(ctx, &job.checkpoint)
 	}()
 	return nil
 }
 
-// commitJob is a batch whose outputs and checkpoint are being written.
+// maxInFlight bounds the batches being encoded or written at once: enough to
+// keep both cores busy while one batch waits for the store.
+const maxInFlight = 2
+
+// commitJob is a batch whose outputs and checkpoint are being encoded and written.
 type commitJob struct {
 	shardID              string
 	records, quarantined int
 	through              string
+	pending              *Checkpoint // saved before the outputs; nil when already pending
+	checkpoint           Checkpoint  // saved after them
 	objects              int
 	err                  error
 	done                 chan struct{}
 }
 
-// wait returns once the batch in flight (if any) is durable and checkpointed,
-// or with its error; an error stays, the consumer stops at it.
+// wait returns once every batch in flight is durable and checkpointed, or
+// with the first error; an error stays, the consumer stops at it.
 func (c *Consumer) wait() error {
-	job := c.inflight
-	if job == nil {
-		return c.failed
+	for len(c.inflight) > 0 {
+		if err := c.waitOldest(); err != nil {
+			return err
+		}
 	}
+	return c.failed
+}
+
+func (c *Consumer) waitOldest() error {
+	job := c.inflight[0]
 	<-job.done
-	c.inflight = nil
+	c.inflight = c.inflight[1:]
 	if job.err != nil {
-		c.failed = job.err
-		return job.err
+		if c.failed == nil {
+			c.failed = job.err
+		}
+		// The later jobs fail with it; let them end before returning.
+		for _, j := range c.inflight {
+			<-j.done
+		}
+		c.inflight = nil
+		return c.failed
 	}
 	c.stats.Objects += job.objects
 	c.stats.Batches++
@@ -401,25 +450,46 @@ func BatchName(shardID, first, last string) string {
 // the partition of day arrived (when the batch's first record reached the
 // stream), so that a retried batch replaces its quarantine object.
 func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name string, opts parquetio.Options, arrived time.Time) (int, error) {
+	objs, err := EncodeBatch(b, name, opts, arrived)
+	if err != nil {
+		return 0, err
+	}
+	if err := PutObjects(ctx, st, objs); err != nil {
+		return 0, err
+	}
+	return len(objs), nil
+}
+
+// Object is one encoded output of a batch and its key.
+type Object struct {
+	Key  string
+	Body []byte
+}
+
+// EncodeBatch encodes the objects WriteBatch writes, in the order it writes
+// them; it touches no store.
+func EncodeBatch(b aggregator.Batch, name string, opts parquetio.Options, arrived time.Time) ([]Object, error) {
 	days := make([]string, 0, len(b.Days))
 	for d := range b.Days {
 		days = append(days, d)
 	}
 	sort.Strings(days)
-	n := 0
+	var objs []Object
 	for _, d := range days {
 		db := b.Days[d]
 		if len(db.Events) > 0 {
-			if err := putParquet(ctx, st, schemas.Partition(schemas.EventsPrefix, d)+name+".parquet", db.Events, opts); err != nil {
-				return n, err
+			o, err := encodeParquet(schemas.Partition(schemas.EventsPrefix, d)+name+".parquet", db.Events, opts)
+			if err != nil {
+				return nil, err
 			}
-			n++
+			objs = append(objs, o)
 		}
 		if len(db.Windows) > 0 {
-			if err := putParquet(ctx, st, schemas.Partition(schemas.WindowsPrefix, d)+name+".parquet", db.Windows, opts); err != nil {
-				return n, err
+			o, err := encodeParquet(schemas.Partition(schemas.WindowsPrefix, d)+name+".parquet", db.Windows, opts)
+			if err != nil {
+				return nil, err
 			}
-			n++
+			objs = append(objs, o)
 		}
 	}
 	if len(b.Quarantined) > 0 {
@@ -427,27 +497,31 @@ func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name st
 		enc := json.NewEncoder(&buf)
 		for _, q := range b.Quarantined {
 			if err := enc.Encode(q); err != nil {
-				return n, err
+				return nil, err
 			}
 		}
 		key := schemas.Partition(schemas.QuarantinePrefix, arrived.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
-		if err := st.Put(ctx, key, &buf); err != nil {
-			return n, fmt.Errorf("writing %s: %w", key, err)
-		}
-		n++
+		objs = append(objs, Object{Key: key, Body: buf.Bytes()})
 	}
-	return n, nil
+	return objs, nil
 }
 
-func putParquet[T any](ctx context.Context, st store.Store, key string, rows []T, opts parquetio.Options) error {
-	var buf bytes.Buffer
-	if err := parquetio.Write(&buf, rows, opts); err != nil {
-		return fmt.Errorf("encoding %s: %w", key, err)
-	}
-	if err := st.Put(ctx, key, &buf); err != nil {
-		return fmt.Errorf("writing %s: %w", key, err)
+// PutObjects writes objects in order.
+func PutObjects(ctx context.Context, st store.Store, objs []Object) error {
+	for _, o := range objs {
+		if err := st.Put(ctx, o.Key, bytes.NewReader(o.Body)); err != nil {
+			return fmt.Errorf("writing %s: %w", o.Key, err)
+		}
 	}
 	return nil
+}
+
+func encodeParquet[T any](key string, rows []T, opts parquetio.Options) (Object, error) {
+	var buf bytes.Buffer
+	if err := parquetio.Write(&buf, rows, opts); err != nil {
+		return Object{}, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	return Object{Key: key, Body: buf.Bytes()}, nil
 }
 
 func (c *Consumer) checkpointKey(shardID string) string {
