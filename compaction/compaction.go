@@ -405,12 +405,15 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 			return nil, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
 		}
 		events = nil
-		for i := range mem {
-			if err := pw.Write(mem[i]); err != nil {
+		for i := 0; i < len(mem); i += dailyChunk {
+			if err := pw.WriteRows(mem[i:min(i+dailyChunk, len(mem))]); err != nil {
 				return nil, err
 			}
 		}
 		c.dailyOut.Rows = len(mem)
+		if err := pw.Close(); err != nil {
+			return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		}
 	} else {
 		runs, err := c.compactBuckets(ctx, comp, spills, tab)
 		defer func() {
@@ -421,16 +424,18 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		if err != nil {
 			return nil, err
 		}
+		daily := newAsyncDaily(pw)
 		err = mergeRuns(runs, func(r *schemas.DailyRow) error {
 			c.dailyOut.Rows++
-			return pw.Write(*r)
+			return daily.write(r)
 		})
 		if err != nil {
+			daily.abort()
 			return nil, err
 		}
-	}
-	if err := pw.Close(); err != nil {
-		return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		if err := daily.close(); err != nil {
+			return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		}
 	}
 	c.requests = comp.Requests
 	c.dailyOut.Key, c.dailyOut.Size, c.dailyOut.SHA256 = schemas.DailyKey(c.cfg.Day), cw.n, hex.EncodeToString(h.Sum(nil))
