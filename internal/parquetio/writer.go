@@ -81,13 +81,12 @@ const batchRows = 4096
 // Writer streams rows of type T into one Parquet file. It buffers at most one
 // row group in memory. A Writer is not safe for concurrent use.
 type Writer[T any] struct {
-	pw       *parquet.GenericWriter[T]
-	batch    []T
-	rgBytes  int64
-	rgStart  int64 // pw.Size() when the current row group began
-	err      error
-	closed   bool
-	rowsInRG int64
+	pw      *parquet.GenericWriter[T]
+	batch   []T
+	rgBytes int64
+	rgStart int64 // pw.Size() when the current row group began
+	err     error
+	closed  bool
 }
 
 // NewWriter starts a Parquet file on w for rows of the struct type T, whose
@@ -128,7 +127,8 @@ func NewWriter[T any](w io.Writer, opts Options) (*Writer[T], error) {
 		// untruncated, as the strict check (and parquet-mr) has them. The
 		// strings are ids and names the schemas bound to a few hundred bytes.
 		parquet.ColumnIndexSizeLimit(func([]string) int { return math.MaxInt32 }),
-		// Row ids and event ids are random: a dictionary would only grow.
+		// A dictionary column whose values turn out not to repeat falls
+		// back to plain pages once its dictionary passes 8 MiB.
 		parquet.DictionaryMaxBytes(8 << 20),
 	}
 	for _, tg := range tags {
@@ -204,12 +204,11 @@ func (w *Writer[T]) writeRows(rows []T) error {
 	if _, err := w.pw.Write(rows); err != nil {
 		return fmt.Errorf("parquetio: writing rows: %w", err)
 	}
-	w.rowsInRG += int64(len(rows))
 	if w.pw.Size()-w.rgStart >= w.rgBytes {
 		if err := w.pw.Flush(); err != nil {
 			return fmt.Errorf("parquetio: writing row group: %w", err)
 		}
-		w.rgStart, w.rowsInRG = w.pw.Size(), 0
+		w.rgStart = w.pw.Size()
 	}
 	return nil
 }
