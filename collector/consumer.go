@@ -83,6 +83,10 @@ type Consumer struct {
 	cps   map[string]*Checkpoint
 	carry map[string][]stream.Record // records read past a pending batch's end
 	stats Stats
+	// inflight are the batches being encoded or written, oldest first;
+	// failed is the first of them that failed.
+	inflight []*commitJob
+	failed   error
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -138,6 +142,7 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 	for {
 		progress, behind, err := c.round(ctx)
 		if err != nil {
+			c.wait()
 			return c.stats, err
 		}
 		if progress || behind {
@@ -145,6 +150,10 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 			// idle; its iterator paces the reads, so read on at once.
 			idleRounds = 0
 			continue
+		}
+		// Idle: the last batch is made durable before pausing or returning.
+		if err := c.wait(); err != nil {
+			return c.stats, err
 		}
 		idleRounds++
 		if untilIdle && idleRounds >= 2 {
@@ -286,25 +295,39 @@ func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator,
 // process turns one batch of a shard into durable outputs, then checkpoints it.
 // The checkpoint names the batch's end as pending before any output is
 // written, so that a restart rebuilds this batch exactly (see Checkpoint.Pending).
+//
+// The outputs are encoded on their own goroutine while the next batch is read
+// and aggregated here (and while the batch before is encoded or written), so
+// decoding and Parquet encoding run on every core. The store still sees one
+// batch after another, in order: a batch's pending checkpoint is saved only
+// once the batch before is durable and checkpointed, then its outputs, then
+// its checkpoint. At most maxInFlight batches are being encoded or written.
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
-	cp := c.cps[shardID]
-	last := recs[len(recs)-1].SequenceNumber
-	if cp.Pending != last {
-		cp.Pending = last
-		if err := c.saveCheckpoint(ctx, cp); err != nil {
-			return err
-		}
-	}
 	now := c.cfg.Now()
 	for _, r := range recs {
 		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
 	}
 	b := c.agg.Flush()
-	name := BatchName(shardID, recs[0].SequenceNumber, recs[len(recs)-1].SequenceNumber)
-	n, err := WriteBatch(ctx, c.cfg.Store, b, name, c.cfg.Parquet, arrivalOf(recs, now))
-	if err != nil {
-		return err
+	for len(c.inflight) >= maxInFlight {
+		if err := c.waitOldest(); err != nil {
+			return err
+		}
 	}
+	if c.failed != nil {
+		return c.failed
+	}
+	cp := c.cps[shardID]
+	last := recs[len(recs)-1].SequenceNumber
+	job := &commitJob{shardID: shardID, records: len(recs), quarantined: len(b.Quarantined), through: last, done: make(chan struct{})}
+	if cp.Pending != last {
+		pending := *cp
+		pending.Pending = last
+		job.pending = &pending
+	}
+	// The checkpoint as it will be once the outputs are durable; the job
+	// saves this copy, the consumer's own moves on at once.
+	cp.Sequence, cp.Pending = last, ""
+	job.checkpoint = *cp
 	c.stats.Records += len(recs)
 	c.stats.Events += b.Events
 	c.stats.Duplicates += b.Duplicates
@@ -321,16 +344,89 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 			c.stats.BehindMS = max(c.stats.BehindMS, b.Behind().Milliseconds())
 		}
 	}
-	c.stats.Objects += n
+	var prev *commitJob
+	if n := len(c.inflight); n > 0 {
+		prev = c.inflight[n-1]
+	}
+	c.inflight = append(c.inflight, job)
+	name := BatchName(shardID, recs[0].SequenceNumber, last)
+	arrived := arrivalOf(recs, now)
+	go func() {
+		defer close(job.done)
+		objs, err := EncodeBatch(b, name, c.cfg.Parquet, arrived)
+		if prev != nil {
+			<-prev.done
+			if prev.err != nil {
+				job.err = prev.err
+				return
+			}
+		}
+		if err != nil {
+			job.err = err
+			return
+		}
+		if job.pending != nil {
+			if job.err = c.writeCheckpoint(ctx, job.pending); job.err != nil {
+				return
+			}
+		}
+		if job.err = PutObjects(ctx, c.cfg.Store, objs); job.err != nil {
+			return
+		}
+		job.objects = len(objs)
+		job.err = c.writeCheckpoint(ctx, &job.checkpoint)
+	}()
+	return nil
+}
+
+// maxInFlight bounds the batches being encoded or written at once: enough to
+// keep both cores busy while one batch waits for the store.
+const maxInFlight = 2
+
+// commitJob is a batch whose outputs and checkpoint are being encoded and written.
+type commitJob struct {
+	shardID              string
+	records, quarantined int
+	through              string
+	pending              *Checkpoint // saved before the outputs; nil when already pending
+	checkpoint           Checkpoint  // saved after them
+	objects              int
+	err                  error
+	done                 chan struct{}
+}
+
+// wait returns once every batch in flight is durable and checkpointed, or
+// with the first error; an error stays, the consumer stops at it.
+func (c *Consumer) wait() error {
+	for len(c.inflight) > 0 {
+		if err := c.waitOldest(); err != nil {
+			return err
+		}
+	}
+	return c.failed
+}
+
+func (c *Consumer) waitOldest() error {
+	job := c.inflight[0]
+	<-job.done
+	c.inflight = c.inflight[1:]
+	if job.err != nil {
+		if c.failed == nil {
+			c.failed = job.err
+		}
+		// The later jobs fail with it; let them end before returning.
+		for _, j := range c.inflight {
+			<-j.done
+		}
+		c.inflight = nil
+		return c.failed
+	}
+	c.stats.Objects += job.objects
 	c.stats.Batches++
 	if c.cfg.Progress != nil {
 		c.cfg.Progress(c.stats)
 	}
-	cp.Sequence, cp.Pending = last, ""
-	if err := c.saveCheckpoint(ctx, cp); err != nil {
-		return err
-	}
-	c.cfg.Logger.Info("batch durable", "shard", shardID, "records", len(recs), "quarantined", len(b.Quarantined), "through", cp.Sequence)
+	c.cfg.Logger.Info("batch durable", "shard", job.shardID, "records", job.records, "quarantined", job.quarantined, "through", job.through)
 	return nil
 }
 
@@ -354,25 +450,46 @@ func BatchName(shardID, first, last string) string {
 // the partition of day arrived (when the batch's first record reached the
 // stream), so that a retried batch replaces its quarantine object.
 func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name string, opts parquetio.Options, arrived time.Time) (int, error) {
+	objs, err := EncodeBatch(b, name, opts, arrived)
+	if err != nil {
+		return 0, err
+	}
+	if err := PutObjects(ctx, st, objs); err != nil {
+		return 0, err
+	}
+	return len(objs), nil
+}
+
+// Object is one encoded output of a batch and its key.
+type Object struct {
+	Key  string
+	Body []byte
+}
+
+// EncodeBatch encodes the objects WriteBatch writes, in the order it writes
+// them; it touches no store.
+func EncodeBatch(b aggregator.Batch, name string, opts parquetio.Options, arrived time.Time) ([]Object, error) {
 	days := make([]string, 0, len(b.Days))
 	for d := range b.Days {
 		days = append(days, d)
 	}
 	sort.Strings(days)
-	n := 0
+	var objs []Object
 	for _, d := range days {
 		db := b.Days[d]
 		if len(db.Events) > 0 {
-			if err := putParquet(ctx, st, schemas.Partition(schemas.EventsPrefix, d)+name+".parquet", db.Events, opts); err != nil {
-				return n, err
+			o, err := encodeParquet(schemas.Partition(schemas.EventsPrefix, d)+name+".parquet", db.Events, opts)
+			if err != nil {
+				return nil, err
 			}
-			n++
+			objs = append(objs, o)
 		}
 		if len(db.Windows) > 0 {
-			if err := putParquet(ctx, st, schemas.Partition(schemas.WindowsPrefix, d)+name+".parquet", db.Windows, opts); err != nil {
-				return n, err
+			o, err := encodeParquet(schemas.Partition(schemas.WindowsPrefix, d)+name+".parquet", db.Windows, opts)
+			if err != nil {
+				return nil, err
 			}
-			n++
+			objs = append(objs, o)
 		}
 	}
 	if len(b.Quarantined) > 0 {
@@ -380,27 +497,31 @@ func WriteBatch(ctx context.Context, st store.Store, b aggregator.Batch, name st
 		enc := json.NewEncoder(&buf)
 		for _, q := range b.Quarantined {
 			if err := enc.Encode(q); err != nil {
-				return n, err
+				return nil, err
 			}
 		}
 		key := schemas.Partition(schemas.QuarantinePrefix, arrived.UTC().Format(schemas.DayLayout)) + name + ".jsonl"
-		if err := st.Put(ctx, key, &buf); err != nil {
-			return n, fmt.Errorf("writing %s: %w", key, err)
-		}
-		n++
+		objs = append(objs, Object{Key: key, Body: buf.Bytes()})
 	}
-	return n, nil
+	return objs, nil
 }
 
-func putParquet[T any](ctx context.Context, st store.Store, key string, rows []T, opts parquetio.Options) error {
-	var buf bytes.Buffer
-	if err := parquetio.Write(&buf, rows, opts); err != nil {
-		return fmt.Errorf("encoding %s: %w", key, err)
-	}
-	if err := st.Put(ctx, key, &buf); err != nil {
-		return fmt.Errorf("writing %s: %w", key, err)
+// PutObjects writes objects in order.
+func PutObjects(ctx context.Context, st store.Store, objs []Object) error {
+	for _, o := range objs {
+		if err := st.Put(ctx, o.Key, bytes.NewReader(o.Body)); err != nil {
+			return fmt.Errorf("writing %s: %w", o.Key, err)
+		}
 	}
 	return nil
+}
+
+func encodeParquet[T any](key string, rows []T, opts parquetio.Options) (Object, error) {
+	var buf bytes.Buffer
+	if err := parquetio.Write(&buf, rows, opts); err != nil {
+		return Object{}, fmt.Errorf("encoding %s: %w", key, err)
+	}
+	return Object{Key: key, Body: buf.Bytes()}, nil
 }
 
 func (c *Consumer) checkpointKey(shardID string) string {
@@ -426,7 +547,15 @@ func (c *Consumer) checkpoint(ctx context.Context, shardID string) (*Checkpoint,
 	return cp, nil
 }
 
+// saveCheckpoint saves cp once the batch in flight is durable.
 func (c *Consumer) saveCheckpoint(ctx context.Context, cp *Checkpoint) error {
+	if err := c.wait(); err != nil {
+		return err
+	}
+	return c.writeCheckpoint(ctx, cp)
+}
+
+func (c *Consumer) writeCheckpoint(ctx context.Context, cp *Checkpoint) error {
 	cp.Updated = c.cfg.Now().UTC()
 	data, _ := json.Marshal(cp)
 	if err := c.cfg.Store.Put(ctx, c.checkpointKey(cp.ShardID), bytes.NewReader(data)); err != nil {

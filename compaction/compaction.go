@@ -356,23 +356,30 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		}
 		spills = append(spills, s)
 	}
-	for i, o := range inputs {
+	// The next input is read and decoded while this one is spilled.
+	ictx, stop := context.WithCancel(ctx)
+	defer stop()
+	decoded := readInputs(ictx, c.cfg.Store, inputs)
+	for i := range inputs {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
 		if c.cfg.Progress != nil {
 			c.cfg.Progress(i, len(inputs))
 		}
-		data, err := store.ReadAll(ctx, c.cfg.Store, o.Key)
-		if err != nil {
-			return nil, err
+		in, ok := <-decoded
+		if !ok {
+			// The reader stops early only when the context ended.
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			return nil, fmt.Errorf("compacting %s: inputs ended early", c.cfg.Day)
 		}
-		rows, err := parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
-		if err != nil {
-			return nil, fmt.Errorf("reading %s: %w", o.Key, err)
+		if in.err != nil {
+			return nil, in.err
 		}
-		m.Inputs = append(m.Inputs, schemas.ManifestObject{Key: o.Key, Size: int64(len(data)), SHA256: sha(data), Rows: len(rows)})
-		data = nil
+		rows := in.rows
+		m.Inputs = append(m.Inputs, in.obj)
 		if spills == nil {
 			for i := range rows {
 				events = append(events, rows[i].Event())
@@ -405,12 +412,15 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 			return nil, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
 		}
 		events = nil
-		for i := range mem {
-			if err := pw.Write(mem[i]); err != nil {
+		for i := 0; i < len(mem); i += dailyChunk {
+			if err := pw.WriteRows(mem[i:min(i+dailyChunk, len(mem))]); err != nil {
 				return nil, err
 			}
 		}
 		c.dailyOut.Rows = len(mem)
+		if err := pw.Close(); err != nil {
+			return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		}
 	} else {
 		runs, err := c.compactBuckets(ctx, comp, spills, tab)
 		defer func() {
@@ -421,22 +431,64 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		if err != nil {
 			return nil, err
 		}
+		daily := newAsyncDaily(pw)
 		err = mergeRuns(runs, func(r *schemas.DailyRow) error {
 			c.dailyOut.Rows++
-			return pw.Write(*r)
+			return daily.write(r)
 		})
 		if err != nil {
+			daily.abort()
 			return nil, err
 		}
-	}
-	if err := pw.Close(); err != nil {
-		return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		if err := daily.close(); err != nil {
+			return nil, fmt.Errorf("encoding daily parquet: %w", err)
+		}
 	}
 	c.requests = comp.Requests
 	c.dailyOut.Key, c.dailyOut.Size, c.dailyOut.SHA256 = schemas.DailyKey(c.cfg.Day), cw.n, hex.EncodeToString(h.Sum(nil))
 	res := comp.Result()
 	res.Daily = mem
 	return res, nil
+}
+
+// decodedInput is one events object, read and decoded.
+type decodedInput struct {
+	obj  schemas.ManifestObject
+	rows []schemas.EventRow
+	err  error
+}
+
+// readInputs reads and decodes the inputs in order on its own goroutine, at
+// most two ahead of the caller, which must take one result per input (or
+// cancel ctx).
+func readInputs(ctx context.Context, st store.Store, inputs []store.Object) <-chan decodedInput {
+	out := make(chan decodedInput, 1)
+	go func() {
+		defer close(out)
+		for _, o := range inputs {
+			var in decodedInput
+			data, err := store.ReadAll(ctx, st, o.Key)
+			if err == nil {
+				in.rows, err = parquetio.ReadEvents(bytes.NewReader(data), int64(len(data)))
+				if err != nil {
+					err = fmt.Errorf("reading %s: %w", o.Key, err)
+				}
+			}
+			in.err = err
+			if err == nil {
+				in.obj = schemas.ManifestObject{Key: o.Key, Size: int64(len(data)), SHA256: sha(data), Rows: len(in.rows)}
+			}
+			select {
+			case out <- in:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return out
 }
 
 // compactBuckets compacts the spilled buckets, two at a time, and returns

@@ -11,10 +11,13 @@ import (
 // decimals per 1,000 tokens; the chargeback CSV carries full precision.
 const MoneyScale = 10
 
-// The Parquet schemas below use xitongsys/parquet-go struct tags. Column names
+// The Parquet schemas below use "name=x, type=INT64, ..." parquet struct tags
+// (internal/parquetio reads and writes them). Column names
 // equal the event's field names. Times are TIMESTAMP(isAdjustedToUTC=true, MILLIS);
 // the dt partition lives in the object key only. Strings that repeat across rows
-// (team, model, status) are dictionary encoded.
+// (team, model, status) are dictionary encoded; ids are DELTA_BYTE_ARRAY and
+// times, counters and money DELTA_BINARY_PACKED, the smallest on this data
+// with ZSTD pages (BENCHMARKS.md, "One Parquet writer").
 
 // EventRow is one row of the events table (raw usage events, one row per event
 // as received, duplicates included) and of the daily table's event columns.
@@ -22,23 +25,23 @@ const MoneyScale = 10
 // reads as "" (parquetio:"may-be-absent").
 type EventRow struct {
 	SchemaVersion         int32  `parquet:"name=schema_version, type=INT32"`
-	EventID               string `parquet:"name=event_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
-	RequestID             string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
-	Timestamp             int64  `parquet:"name=timestamp, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
+	EventID               string `parquet:"name=event_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=DELTA_BYTE_ARRAY"`
+	RequestID             string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=DELTA_BYTE_ARRAY"`
+	Timestamp             int64  `parquet:"name=timestamp, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS, encoding=DELTA_BINARY_PACKED"`
 	TeamID                string `parquet:"name=team_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	CostCenter            string `parquet:"name=cost_center, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	ModelID               string `parquet:"name=model_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Operation             string `parquet:"name=operation, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Status                string `parquet:"name=status, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
-	InputTokens           int64  `parquet:"name=input_tokens, type=INT64"`
-	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64"`
-	LatencyMS             int64  `parquet:"name=latency_ms, type=INT64"`
-	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64"`
-	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64"`
-	ImageCount            int64  `parquet:"name=image_count, type=INT64"`
-	ImageHeight           int64  `parquet:"name=image_height, type=INT64"`
-	ImageWidth            int64  `parquet:"name=image_width, type=INT64"`
-	ImageSteps            int64  `parquet:"name=image_steps, type=INT64"`
+	InputTokens           int64  `parquet:"name=input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	LatencyMS             int64  `parquet:"name=latency_ms, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageCount            int64  `parquet:"name=image_count, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageHeight           int64  `parquet:"name=image_height, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageWidth            int64  `parquet:"name=image_width, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageSteps            int64  `parquet:"name=image_steps, type=INT64, encoding=DELTA_BINARY_PACKED"`
 	ImageQuality          string `parquet:"name=image_quality, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	APIKeyID              string `parquet:"name=api_key_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Region                string `parquet:"name=region, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
@@ -76,53 +79,53 @@ func (r *EventRow) Event() Event {
 // event-time window for one team, cost center, model, status and pricing tier,
 // as one aggregator output saw them (requests deduplicated within its horizon).
 type WindowRow struct {
-	WindowStart           int64  `parquet:"name=window_start, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
-	WindowEnd             int64  `parquet:"name=window_end, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
+	WindowStart           int64  `parquet:"name=window_start, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS, encoding=DELTA_BINARY_PACKED"`
+	WindowEnd             int64  `parquet:"name=window_end, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS, encoding=DELTA_BINARY_PACKED"`
 	TeamID                string `parquet:"name=team_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	CostCenter            string `parquet:"name=cost_center, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	ModelID               string `parquet:"name=model_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Status                string `parquet:"name=status, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	PricingTier           string `parquet:"name=pricing_tier, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
-	Requests              int64  `parquet:"name=requests, type=INT64"`
-	InputTokens           int64  `parquet:"name=input_tokens, type=INT64"`
-	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64"`
-	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64"`
-	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64"`
-	ImageCount            int64  `parquet:"name=image_count, type=INT64"`
-	LatencyMSSum          int64  `parquet:"name=latency_ms_sum, type=INT64"`
+	Requests              int64  `parquet:"name=requests, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	InputTokens           int64  `parquet:"name=input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageCount            int64  `parquet:"name=image_count, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	LatencyMSSum          int64  `parquet:"name=latency_ms_sum, type=INT64, encoding=DELTA_BINARY_PACKED"`
 }
 
 // DailyRow is one row of the daily table: a deduplicated, priced event of the day.
 type DailyRow struct {
 	SchemaVersion         int32  `parquet:"name=schema_version, type=INT32"`
-	EventID               string `parquet:"name=event_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
-	RequestID             string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
-	Timestamp             int64  `parquet:"name=timestamp, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS"`
+	EventID               string `parquet:"name=event_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=DELTA_BYTE_ARRAY"`
+	RequestID             string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=DELTA_BYTE_ARRAY"`
+	Timestamp             int64  `parquet:"name=timestamp, type=INT64, logicaltype=TIMESTAMP, logicaltype.isadjustedtoutc=true, logicaltype.unit=MILLIS, encoding=DELTA_BINARY_PACKED"`
 	TeamID                string `parquet:"name=team_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	CostCenter            string `parquet:"name=cost_center, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	ModelID               string `parquet:"name=model_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Operation             string `parquet:"name=operation, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Status                string `parquet:"name=status, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
-	InputTokens           int64  `parquet:"name=input_tokens, type=INT64"`
-	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64"`
-	LatencyMS             int64  `parquet:"name=latency_ms, type=INT64"`
-	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64"`
-	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64"`
-	ImageCount            int64  `parquet:"name=image_count, type=INT64"`
-	ImageHeight           int64  `parquet:"name=image_height, type=INT64"`
-	ImageWidth            int64  `parquet:"name=image_width, type=INT64"`
-	ImageSteps            int64  `parquet:"name=image_steps, type=INT64"`
+	InputTokens           int64  `parquet:"name=input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	OutputTokens          int64  `parquet:"name=output_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	LatencyMS             int64  `parquet:"name=latency_ms, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheReadInputTokens  int64  `parquet:"name=cache_read_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	CacheWriteInputTokens int64  `parquet:"name=cache_write_input_tokens, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageCount            int64  `parquet:"name=image_count, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageHeight           int64  `parquet:"name=image_height, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageWidth            int64  `parquet:"name=image_width, type=INT64, encoding=DELTA_BINARY_PACKED"`
+	ImageSteps            int64  `parquet:"name=image_steps, type=INT64, encoding=DELTA_BINARY_PACKED"`
 	ImageQuality          string `parquet:"name=image_quality, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	APIKeyID              string `parquet:"name=api_key_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	Region                string `parquet:"name=region, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	PricingTier           string `parquet:"name=pricing_tier, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
 	ModelAlias            string `parquet:"name=model_alias, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY" parquetio:"may-be-absent"`
-	InputCost             int64  `parquet:"name=input_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
-	OutputCost            int64  `parquet:"name=output_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
-	CacheReadCost         int64  `parquet:"name=cache_read_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
-	CacheWriteCost        int64  `parquet:"name=cache_write_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
-	ImageCost             int64  `parquet:"name=image_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
-	TotalCost             int64  `parquet:"name=total_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18"`
+	InputCost             int64  `parquet:"name=input_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
+	OutputCost            int64  `parquet:"name=output_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
+	CacheReadCost         int64  `parquet:"name=cache_read_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
+	CacheWriteCost        int64  `parquet:"name=cache_write_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
+	ImageCost             int64  `parquet:"name=image_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
+	TotalCost             int64  `parquet:"name=total_cost, type=INT64, convertedtype=DECIMAL, scale=10, precision=18, encoding=DELTA_BINARY_PACKED"`
 }
 
 // NewDailyRow converts an event and its costs to a daily row. Costs are rounded

@@ -2,7 +2,8 @@
 // same store files: a generated day (1% duplicates, 5 teams, 12 models, cache
 // tokens, images, a price change at noon), compacted by the Go engine (meter
 // compact: dedup, pricing, chargeback CSV, daily Parquet, manifest) and by
-// DuckDB running infra/athena/compact.sql (dedup, pricing, aggregation).
+// DuckDB doing the same work: the day's deduplicated rows as sorted ZSTD
+// Parquet, then infra/athena/compact.sql over them (pricing, aggregation).
 // Each engine runs in its own child process so its wall time and peak RSS
 // (getrusage maxrss) are its own; the chargeback rows of the two must agree.
 //
@@ -196,16 +197,34 @@ func duckRows(db *sql.DB) [][]string {
 	return out
 }
 
+// runDuck does the Go engine's work in DuckDB: the day's deduplicated rows
+// (the earliest delivery of each request_id) written as ZSTD Parquet sorted
+// like the daily file, then the chargeback from that file with
+// infra/athena/compact.sql (pricing per event, the group-by).
 func runDuck(storeDir, prices string) {
 	db := openDuck(storeDir, prices)
 	defer db.Close()
+	daily := filepath.Join(filepath.Dir(storeDir), "duck-daily.parquet")
+	q := `COPY (SELECT * EXCLUDE (rn) FROM (
+			SELECT *, row_number() OVER (PARTITION BY request_id ORDER BY "timestamp", event_id) AS rn
+			FROM events
+			WHERE dt = '` + day + `' AND "timestamp" >= TIMESTAMPTZ '` + day + ` 00:00:00+00'
+				AND "timestamp" < TIMESTAMPTZ '` + day + ` 00:00:00+00' + INTERVAL 1 DAY)
+		WHERE rn = 1 ORDER BY team_id, model_id, "timestamp", request_id)
+		TO '` + daily + `' (FORMAT parquet, COMPRESSION zstd)`
+	if _, err := db.Exec(q); err != nil {
+		log.Fatalf("%s: %v", q, err)
+	}
+	if _, err := db.Exec(`CREATE OR REPLACE VIEW events AS SELECT *, '` + day + `' AS dt FROM read_parquet('` + daily + `')`); err != nil {
+		log.Fatal(err)
+	}
 	rows := duckRows(db)
 	total := decimal.Zero
 	for _, r := range rows {
 		d, _ := decimal.NewFromString(r[9])
 		total = total.Add(d)
 	}
-	fmt.Printf("%d chargeback rows, total %s USD (infra/athena/compact.sql)\n", len(rows), total)
+	fmt.Printf("%d chargeback rows, total %s USD (daily ZSTD Parquet, then infra/athena/compact.sql over it)\n", len(rows), total)
 }
 
 func compareOutputs(storeDir, prices string) error {

@@ -119,54 +119,30 @@ type putResult struct {
 // putLines appends every line of in to the stream. A valid event is keyed by its
 // request_id; a malformed line is appended too, keyed "malformed/FILE:LINE", so
 // the aggregator quarantines it with its origin and nothing is dropped here.
+// Lines are read here, checked on every core and appended in order by
+// putPipeline (put.go).
 func putLines(ctx context.Context, p stream.Producer, in io.Reader, origin string) (putResult, error) {
-	var res putResult
 	sc := bufio.NewScanner(in)
 	sc.Buffer(make([]byte, 64*1024), stream.MaxRecordBytes)
-	var batch []stream.Entry
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		if err := p.Put(ctx, batch); err != nil {
-			return fmt.Errorf("appending to stream: %w", err)
-		}
-		batch = batch[:0]
-		return nil
-	}
-	line := 0
+	pl := newPutPipeline(ctx, p, origin)
+	line, blank := 0, 0
 	for sc.Scan() {
 		line++
 		data := bytes.TrimSpace(sc.Bytes())
 		if len(data) == 0 {
-			res.blank++
+			blank++
 			continue
 		}
-		e, err := schemas.ParseEvent(data)
-		key := e.RequestID
-		if err != nil {
-			key = aggregator.MalformedKey(origin, line)
-			if len(key) > stream.MaxPartitionKeyLen {
-				key = key[len(key)-stream.MaxPartitionKeyLen:]
-			}
-			res.malformed = append(res.malformed, struct {
-				line   int
-				reason string
-			}{line, err.Error()})
-		} else {
-			res.events++
-		}
-		batch = append(batch, stream.Entry{PartitionKey: key, Data: append([]byte(nil), data...)})
-		if len(batch) == 500 {
-			if err := flush(); err != nil {
-				return res, err
-			}
+		if !pl.add(line, data) {
+			break
 		}
 	}
-	if err := sc.Err(); err != nil {
-		return res, fmt.Errorf("reading input at line %d: %w", line+1, err)
+	res, err := pl.close()
+	res.blank = blank
+	if err == nil && sc.Err() != nil {
+		err = fmt.Errorf("reading input at line %d: %w", line+1, sc.Err())
 	}
-	return res, flush()
+	return res, err
 }
 
 func runAggregate(ctx context.Context, args []string, stdout, stderr io.Writer) error {

@@ -2,7 +2,9 @@ package parquetcheck_test
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 
@@ -10,64 +12,157 @@ import (
 	"github.com/apache/arrow/go/v15/arrow/array"
 	"github.com/apache/arrow/go/v15/arrow/memory"
 	"github.com/apache/arrow/go/v15/parquet/pqarrow"
-	"github.com/xitongsys/parquet-go-source/writerfile"
-	xwriter "github.com/xitongsys/parquet-go/writer"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/encoding/thrift"
+	"github.com/parquet-go/parquet-go/format"
 
 	"github.com/meter-dev/meter/internal/parquetcheck"
 )
 
-// plainRow has the shape that breaks Athena: a dictionary string column
+// plainRow has the shape that broke Athena: a dictionary string column
 // beside plain ones.
 type plainRow struct {
-	RequestID string `parquet:"name=request_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN"`
-	TeamID    string `parquet:"name=team_id, type=BYTE_ARRAY, convertedtype=UTF8, encoding=PLAIN_DICTIONARY"`
-	Tokens    int64  `parquet:"name=input_tokens, type=INT64"`
+	RequestID string `parquet:"request_id,plain"`
+	TeamID    string `parquet:"team_id,dict"`
+	Tokens    int64  `parquet:"input_tokens,plain"`
 }
 
-// writePlainXitongsys writes rows the way xitongsys/parquet-go v1.6.2 does on
-// its own (Write, then WriteStop), with its default 8 KiB pages so that every
-// column has many pages and therefore a non-trivial page index.
-func writePlainXitongsys(t testing.TB, n int) []byte {
-	return writeXitongsys(t, n, nil)
+// pageIndex is a file's page index, one entry per column chunk (row groups
+// in order, columns in order), decoded so a test can break it.
+type pageIndex struct {
+	md  *format.FileMetaData
+	cis []*format.ColumnIndex
+	ois []*format.OffsetIndex
+	// bodies are the compressed body sizes of each chunk's data pages, from
+	// their headers.
+	bodies [][]int32
 }
 
-// writeXitongsys is writePlainXitongsys with a hook that may edit the collected
-// page index after the last row group is flushed and before WriteStop writes it.
-func writeXitongsys(t testing.TB, n int, edit func(pw *xwriter.ParquetWriter)) []byte {
+// chunk returns the flat index of column col in the first row group.
+func (x *pageIndex) chunk(col string) int {
+	for i, cc := range x.md.RowGroups[0].Columns {
+		if cc.MetaData.PathInSchema[len(cc.MetaData.PathInSchema)-1] == col {
+			return i
+		}
+	}
+	panic("no column " + col)
+}
+
+// writeFile writes n rows with a correct page index (8 KiB pages, so every
+// column has many pages), lets edit break the decoded index, and writes the
+// file again with the edited index.
+func writeFile(t testing.TB, n int, edit func(x *pageIndex)) []byte {
 	t.Helper()
 	var buf bytes.Buffer
-	pw, err := xwriter.NewParquetWriter(writerfile.NewWriterFile(&buf), new(plainRow), 1)
+	w := parquet.NewGenericWriter[plainRow](&buf, parquet.PageBufferSize(8<<10), parquet.DataPageVersion(1),
+		parquet.DataPageStatistics(true), parquet.ColumnIndexSizeLimit(func([]string) int { return math.MaxInt32 }))
+	teams := []string{"team-analytics", "team-billing", "team-core", "team-data", "team-edge", "team-search", "team-voice"}
+	rows := make([]plainRow, n)
+	for i := range rows {
+		rows[i] = plainRow{RequestID: fmt.Sprintf("req-%08d", i), TeamID: teams[(i/1000)%len(teams)], Tokens: int64(i % 4096)}
+	}
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	file := buf.Bytes()
+	if edit == nil {
+		return file
+	}
+	proto := new(thrift.CompactProtocol)
+	flen := int(binary.LittleEndian.Uint32(file[len(file)-8:]))
+	x := &pageIndex{md: new(format.FileMetaData)}
+	if err := thrift.Unmarshal(proto, file[len(file)-8-flen:len(file)-8], x.md); err != nil {
+		t.Fatal(err)
+	}
+	first := int64(len(file) - 8 - flen)
+	for _, rg := range x.md.RowGroups {
+		for _, cc := range rg.Columns {
+			if cc.ColumnIndexLength == 0 || cc.OffsetIndexLength == 0 {
+				t.Fatal("the writer wrote no page index")
+			}
+			ci, oi := new(format.ColumnIndex), new(format.OffsetIndex)
+			if err := thrift.Unmarshal(proto, file[cc.ColumnIndexOffset:cc.ColumnIndexOffset+int64(cc.ColumnIndexLength)], ci); err != nil {
+				t.Fatal(err)
+			}
+			if err := thrift.Unmarshal(proto, file[cc.OffsetIndexOffset:cc.OffsetIndexOffset+int64(cc.OffsetIndexLength)], oi); err != nil {
+				t.Fatal(err)
+			}
+			first = min(first, cc.ColumnIndexOffset, cc.OffsetIndexOffset)
+			var bodies []int32
+			for _, loc := range oi.PageLocations {
+				var h format.PageHeader
+				if err := thrift.NewDecoder(proto.NewReaderFromBytes(file[loc.Offset:])).Decode(&h); err != nil {
+					t.Fatal(err)
+				}
+				bodies = append(bodies, h.CompressedPageSize)
+			}
+			x.cis, x.ois, x.bodies = append(x.cis, ci), append(x.ois, oi), append(x.bodies, bodies)
+		}
+	}
+	edit(x)
+	// Column indexes of all chunks first, then offset indexes, then the footer.
+	out := append([]byte(nil), file[:first]...)
+	i := 0
+	for _, rg := range x.md.RowGroups {
+		for c := range rg.Columns {
+			b, err := thrift.Marshal(proto, x.cis[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rg.Columns[c].ColumnIndexOffset, rg.Columns[c].ColumnIndexLength = int64(len(out)), int32(len(b))
+			out = append(out, b...)
+			i++
+		}
+	}
+	i = 0
+	for _, rg := range x.md.RowGroups {
+		for c := range rg.Columns {
+			b, err := thrift.Marshal(proto, x.ois[i])
+			if err != nil {
+				t.Fatal(err)
+			}
+			rg.Columns[c].OffsetIndexOffset, rg.Columns[c].OffsetIndexLength = int64(len(out)), int32(len(b))
+			out = append(out, b...)
+			i++
+		}
+	}
+	footer, err := thrift.Marshal(proto, x.md)
 	if err != nil {
 		t.Fatal(err)
 	}
-	teams := []string{"team-analytics", "team-billing", "team-core", "team-data", "team-edge", "team-search", "team-voice"}
-	for i := 0; i < n; i++ {
-		row := plainRow{
-			RequestID: fmt.Sprintf("req-%08d", i),
-			TeamID:    teams[(i/1000)%len(teams)],
-			Tokens:    int64(i % 4096),
-		}
-		if err := pw.Write(row); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if edit != nil {
-		if err := pw.Flush(true); err != nil {
-			t.Fatal(err)
-		}
-		edit(pw)
-	}
-	if err := pw.WriteStop(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
+	out = append(out, footer...)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(footer)))
+	return append(out, "PAR1"...)
 }
 
-func TestCheckRejectsPlainXitongsysIndex(t *testing.T) {
-	file := writePlainXitongsys(t, 300_000)
+// breakLikeXitongsys breaks the index the way xitongsys/parquet-go v1.6.2
+// writes it on every file: page sizes without the header, and a ColumnIndex
+// entry for the dictionary page, so every bound is a page off.
+func breakLikeXitongsys(x *pageIndex) {
+	for i, oi := range x.ois {
+		for k := range oi.PageLocations {
+			oi.PageLocations[k].CompressedPageSize = x.bodies[i][k]
+		}
+		if x.md.RowGroups[0].Columns[i%len(x.md.RowGroups[0].Columns)].MetaData.DictionaryPageOffset > 0 {
+			ci := x.cis[i]
+			ci.NullPages = append([]bool{false}, ci.NullPages...)
+			ci.MinValues = append([][]byte{ci.MinValues[0]}, ci.MinValues...)
+			ci.MaxValues = append([][]byte{ci.MaxValues[len(ci.MaxValues)-1]}, ci.MaxValues...)
+			if len(ci.NullCounts) > 0 {
+				ci.NullCounts = append([]int64{0}, ci.NullCounts...)
+			}
+		}
+	}
+}
+
+func TestCheckRejectsXitongsysIndex(t *testing.T) {
+	file := writeFile(t, 300_000, breakLikeXitongsys)
 	err := parquetcheck.Check(bytes.NewReader(file), int64(len(file)))
 	if err == nil {
-		t.Fatal("Check passed a file whose page index v1.6.2 wrote without repair")
+		t.Fatal("Check passed a page index broken the way xitongsys/parquet-go v1.6.2 writes it")
 	}
 	msg := err.Error()
 	t.Logf("%.1500s", msg)
@@ -115,77 +210,38 @@ func TestCheckRejectsNonParquet(t *testing.T) {
 	}
 }
 
-// fixIndex corrects what v1.6.2 gets wrong for flat columns: sizes without the
-// page header, and the dictionary page's entry in the ColumnIndex.
-func fixIndex(pw *xwriter.ParquetWriter) {
-	i := 0
-	for _, rg := range pw.Footer.RowGroups {
-		for _, cc := range rg.Columns {
-			md, ci, oi := cc.MetaData, pw.ColumnIndexes[i], pw.OffsetIndexes[i]
-			i++
-			start := md.DataPageOffset
-			if md.DictionaryPageOffset != nil {
-				start = *md.DictionaryPageOffset
-				ci.NullPages, ci.MinValues, ci.MaxValues = ci.NullPages[1:], ci.MinValues[1:], ci.MaxValues[1:]
-			}
-			locs := oi.PageLocations
-			for k, loc := range locs {
-				next := start + md.TotalCompressedSize
-				if k+1 < len(locs) {
-					next = locs[k+1].Offset
-				}
-				loc.CompressedPageSize = int32(next - loc.Offset)
-			}
-		}
-	}
-}
-
-// chunk returns the index of the column of Go field col in the first row
-// group (before WriteStop, paths hold the field names).
-func chunk(pw *xwriter.ParquetWriter, col string) int {
-	for i, cc := range pw.Footer.RowGroups[0].Columns {
-		if cc.MetaData.PathInSchema[len(cc.MetaData.PathInSchema)-1] == col {
-			return i
-		}
-	}
-	panic("no column " + col)
-}
-
-// TestCheckCatchesEachDefect starts from a correctly fixed index, which must
-// pass, and breaks one thing at a time.
+// TestCheckCatchesEachDefect starts from a correct index, which must pass,
+// and breaks one thing at a time.
 func TestCheckCatchesEachDefect(t *testing.T) {
 	cases := []struct {
 		name string
-		edit func(pw *xwriter.ParquetWriter)
+		edit func(x *pageIndex)
 		want string // "" means the file must pass
 	}{
-		{"fixed index", func(pw *xwriter.ParquetWriter) {}, ""},
-		{"bounds shifted a page", func(pw *xwriter.ParquetWriter) {
-			ci := pw.ColumnIndexes[chunk(pw, "TeamID")]
+		{"index as written", func(x *pageIndex) {}, ""},
+		{"bounds shifted a page", func(x *pageIndex) {
+			ci := x.cis[x.chunk("request_id")]
 			copy(ci.MinValues[1:], ci.MinValues[:len(ci.MinValues)-1])
 			copy(ci.MaxValues[1:], ci.MaxValues[:len(ci.MaxValues)-1])
-		}, `column index min "team-analytics", page statistics min "team-billing"`},
-		{"first_row_index off by one", func(pw *xwriter.ParquetWriter) {
-			pw.OffsetIndexes[chunk(pw, "Tokens")].PageLocations[3].FirstRowIndex++
+		}, `column "request_id" page 1: column index min "req-00000000", page statistics min`},
+		{"first_row_index off by one", func(x *pageIndex) {
+			x.ois[x.chunk("input_tokens")].PageLocations[3].FirstRowIndex++
 		}, `column "input_tokens" page 3: first_row_index`},
-		{"offset not at a page header", func(pw *xwriter.ParquetWriter) {
-			pw.OffsetIndexes[chunk(pw, "RequestID")].PageLocations[5].Offset += 2
+		{"offset not at a page header", func(x *pageIndex) {
+			x.ois[x.chunk("request_id")].PageLocations[5].Offset += 2
 		}, `column "request_id" page 5: offset index says offset`},
-		{"page marked all-null", func(pw *xwriter.ParquetWriter) {
-			ci := pw.ColumnIndexes[chunk(pw, "TeamID")]
+		{"page marked all-null", func(x *pageIndex) {
+			ci := x.cis[x.chunk("request_id")]
 			ci.NullPages[2], ci.MinValues[2], ci.MaxValues[2] = true, []byte{}, []byte{}
-		}, `column "team_id" page 2: marked all-null`},
-		{"a page left out", func(pw *xwriter.ParquetWriter) {
-			oi := pw.OffsetIndexes[chunk(pw, "Tokens")]
+		}, `column "request_id" page 2: marked all-null`},
+		{"a page left out", func(x *pageIndex) {
+			oi := x.ois[x.chunk("input_tokens")]
 			oi.PageLocations = oi.PageLocations[:len(oi.PageLocations)-1]
 		}, `column "input_tokens": offset index has`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			file := writeXitongsys(t, 20_000, func(pw *xwriter.ParquetWriter) {
-				fixIndex(pw)
-				tc.edit(pw)
-			})
+			file := writeFile(t, 20_000, tc.edit)
 			err := parquetcheck.Check(bytes.NewReader(file), int64(len(file)))
 			switch {
 			case tc.want == "" && err != nil:

@@ -57,7 +57,7 @@ func ReadFile[T any](path string) ([]T, error) {
 
 // Read reads every row of a Parquet file of size bytes into rows of the flat
 // struct type T, matching columns to fields by the name in each field's
-// xitongsys parquet tag. Every field must have its column, except one tagged
+// parquet tag. Every field must have its column, except one tagged
 // parquetio:"may-be-absent" (a column added later), which an older file
 // without it leaves zero; columns without a field are skipped. Nulls read as zero values. Timestamps are converted to the
 // unit of the field's tag and decimals to the field's scale, exactly or not at all.
@@ -309,7 +309,7 @@ func decimalToInt64(v decimal128.Num, from, to int32) (int64, error) {
 	return 0, fmt.Errorf("decimal %s does not fit in int64", v.BigInt())
 }
 
-// field is one struct field bound to a column by its xitongsys tag.
+// field is one struct field bound to a column by its parquet tag.
 type field struct {
 	name   string
 	offset uintptr
@@ -370,7 +370,7 @@ func bindFields(t reflect.Type) ([]field, error) {
 	return out, nil
 }
 
-// parseTag splits a xitongsys tag ("name=x, type=INT64, ...") into keys
+// parseTag splits a parquet tag ("name=x, type=INT64, ...") into keys
 // (lowercased) and values.
 func parseTag(tag string) map[string]string {
 	kv := map[string]string{}

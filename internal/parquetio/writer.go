@@ -1,36 +1,34 @@
 // Package parquetio writes and reads the store's Parquet files: the rows of
 // schemas.EventRow, schemas.WindowRow and schemas.DailyRow, or any flat struct
-// with the same xitongsys/parquet-go struct tags.
+// whose fields carry the same parquet struct tags ("name=x, type=INT64, ...").
 //
 // Files are written for Athena (engine v3, Trino), the reader finance uses. It
 // trusts the page index (ColumnIndex and OffsetIndex) when it filters with `=`,
 // so a file must never carry an index that disagrees with its pages. The writer
-// is xitongsys/parquet-go v1.6.2, whose own index is wrong on every file (page
-// sizes without the header, ColumnIndex entries shifted by the dictionary page);
-// Writer repairs that index before the footer is written and leaves out the index
-// of any column chunk it cannot prove right. A file without an index is valid.
-// parquetcheck.CheckFile verifies the result the way a strict reader relies on it.
+// is github.com/parquet-go/parquet-go's generic writer, column by column with
+// no value boxed: it writes a page index that agrees with the pages (one entry
+// per data page, none for the dictionary page, sizes with the header) and the
+// page statistics the index is checked against; parquetcheck.CheckFile
+// verifies that the way a strict reader relies on it. BENCHMARKS.md
+// ("One Parquet writer") has the measurements that chose it.
 //
 // Reading goes through Apache Arrow's pqarrow, column by column.
 //
-// This package does no network I/O and keeps no package-level state; it never
-// writes a page index it has not checked against the pages' own offsets.
+// This package does no network I/O and keeps no package-level state.
 package parquetio
 
 import (
-	"bufio"
-	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"reflect"
+	"strings"
 
-	"github.com/apache/thrift/lib/go/thrift"
-	"github.com/xitongsys/parquet-go-source/writerfile"
-	xparquet "github.com/xitongsys/parquet-go/parquet"
-	xwriter "github.com/xitongsys/parquet-go/writer"
+	"github.com/parquet-go/parquet-go"
+	"github.com/parquet-go/parquet-go/compress"
+	"github.com/parquet-go/parquet-go/compress/snappy"
+	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // Compression names a page compression codec.
@@ -55,41 +53,49 @@ const (
 
 // Options tune a Writer. The zero value is ready to use.
 type Options struct {
-	// Compression is the page codec: Snappy (default) or Zstd.
+	// Compression is the page codec: Zstd (default) or Snappy.
 	Compression Compression
-	// RowGroupBytes closes a row group once its compressed pages reach this
-	// size; default DefaultRowGroupBytes.
+	// RowGroupBytes closes a row group once its buffered pages reach this
+	// size (an upper bound: pages are counted before compression of the
+	// page being filled); default DefaultRowGroupBytes.
 	RowGroupBytes int64
 	// PageBytes closes a page once its values reach this many bytes before
 	// encoding and compression; default DefaultPageBytes.
 	PageBytes int64
 }
 
-func (o Options) codec() (xparquet.CompressionCodec, error) {
+func (o Options) codec() (compress.Codec, error) {
 	switch o.Compression {
-	case "", Snappy:
-		return xparquet.CompressionCodec_SNAPPY, nil
-	case Zstd:
-		return xparquet.CompressionCodec_ZSTD, nil
+	case "", Zstd:
+		return &zstd.Codec{Level: zstd.SpeedDefault}, nil
+	case Snappy:
+		return &snappy.Codec{}, nil
 	}
-	return 0, fmt.Errorf("parquetio: unknown compression %q (want %q or %q)", o.Compression, Snappy, Zstd)
+	return nil, fmt.Errorf("parquetio: unknown compression %q (want %q or %q)", o.Compression, Zstd, Snappy)
 }
+
+// batchRows is how many rows Writer.Write gathers before handing them to the
+// column writers in one call.
+const batchRows = 4096
 
 // Writer streams rows of type T into one Parquet file. It buffers at most one
 // row group in memory. A Writer is not safe for concurrent use.
 type Writer[T any] struct {
-	buf    *bufio.Writer
-	pw     *xwriter.ParquetWriter
-	err    error
-	closed bool
+	pw      *parquet.GenericWriter[T]
+	batch   []T
+	rgBytes int64
+	rgStart int64 // pw.Size() when the current row group began
+	err     error
+	closed  bool
 }
 
 // NewWriter starts a Parquet file on w for rows of the struct type T, whose
-// fields carry xitongsys/parquet-go tags. Close must be called to finish the
-// file; it does not close w.
+// fields carry parquet tags. Close must be called to finish the file; it does
+// not close w.
 func NewWriter[T any](w io.Writer, opts Options) (*Writer[T], error) {
 	var zero T
-	if t := reflect.TypeOf(zero); t == nil || t.Kind() != reflect.Struct {
+	t := reflect.TypeOf(zero)
+	if t == nil || t.Kind() != reflect.Struct {
 		return nil, fmt.Errorf("parquetio: row type %T is not a struct", zero)
 	}
 	codec, err := opts.codec()
@@ -105,20 +111,50 @@ func NewWriter[T any](w io.Writer, opts Options) (*Writer[T], error) {
 	if opts.PageBytes > math.MaxInt32/2 {
 		return nil, fmt.Errorf("parquetio: page size %d too large", opts.PageBytes)
 	}
-	buf := bufio.NewWriterSize(w, 1<<20)
-	// One marshalling goroutine: with more, dictionary ids and page boundaries
-	// depend on scheduling, and a retried write would not reproduce the file.
-	pw, err := xwriter.NewParquetWriter(writerfile.NewWriterFile(buf), new(T), 1)
+	tags, err := writerTags(t)
 	if err != nil {
+		return nil, err
+	}
+	wopts := []parquet.WriterOption{
+		parquet.Compression(codec),
+		parquet.PageBufferSize(int(opts.PageBytes)),
+		// Version 1 data pages are what parquet-mr writes and every reader
+		// (Athena v2 and v3 included) has read the longest.
+		parquet.DataPageVersion(1),
+		parquet.DataPageStatistics(true),
+		parquet.CreatedBy("meter", "", ""),
+		// Page bounds in the column index equal the pages' own statistics,
+		// untruncated, as the strict check (and parquet-mr) has them. The
+		// strings are ids and names the schemas bound to a few hundred bytes.
+		parquet.ColumnIndexSizeLimit(func([]string) int { return math.MaxInt32 }),
+		// A dictionary column whose values turn out not to repeat falls
+		// back to plain pages once its dictionary passes 8 MiB.
+		parquet.DictionaryMaxBytes(8 << 20),
+	}
+	for _, tg := range tags {
+		wopts = append(wopts, parquet.StructTag(tg.tag, tg.field))
+	}
+	cfg, err := parquet.NewWriterConfig(wopts...)
+	if err != nil {
+		return nil, fmt.Errorf("parquetio: writer options: %w", err)
+	}
+	var pw *parquet.GenericWriter[T]
+	if err := catch(func() { pw = parquet.NewGenericWriter[T](w, cfg) }); err != nil {
 		return nil, fmt.Errorf("parquetio: schema of %T: %w", zero, err)
 	}
-	if marshal, ok := flatMarshal[T](pw.SchemaHandler); ok {
-		pw.MarshalFunc = marshal
-	}
-	pw.CompressionType = codec
-	pw.RowGroupSize = opts.RowGroupBytes
-	pw.PageSize = opts.PageBytes
-	return &Writer[T]{buf: buf, pw: pw}, nil
+	return &Writer[T]{pw: pw, rgBytes: opts.RowGroupBytes}, nil
+}
+
+// catch turns a panic of the Parquet library (it panics on a schema it cannot
+// build) into an error.
+func catch(f func()) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%v", r)
+		}
+	}()
+	f()
+	return nil
 }
 
 // Write adds one row.
@@ -129,13 +165,55 @@ func (w *Writer[T]) Write(row T) error {
 	if w.err != nil {
 		return w.err
 	}
-	if err := w.pw.Write(row); err != nil {
-		w.err = fmt.Errorf("parquetio: writing row: %w", err)
+	if w.batch == nil {
+		w.batch = make([]T, 0, batchRows)
+	}
+	w.batch = append(w.batch, row)
+	if len(w.batch) == cap(w.batch) {
+		w.err = w.writeRows(w.batch)
+		clear(w.batch)
+		w.batch = w.batch[:0]
 	}
 	return w.err
 }
 
-// Close writes the last row group, the repaired page index and the footer, and
+// WriteRows adds rows in order; it is Write for many rows at once.
+func (w *Writer[T]) WriteRows(rows []T) error {
+	if w.closed {
+		return errors.New("parquetio: write after close")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if len(w.batch) > 0 {
+		if w.err = w.writeRows(w.batch); w.err != nil {
+			return w.err
+		}
+		clear(w.batch)
+		w.batch = w.batch[:0]
+	}
+	for len(rows) > 0 && w.err == nil {
+		n := min(len(rows), 64*batchRows)
+		w.err = w.writeRows(rows[:n])
+		rows = rows[n:]
+	}
+	return w.err
+}
+
+func (w *Writer[T]) writeRows(rows []T) error {
+	if _, err := w.pw.Write(rows); err != nil {
+		return fmt.Errorf("parquetio: writing rows: %w", err)
+	}
+	if w.pw.Size()-w.rgStart >= w.rgBytes {
+		if err := w.pw.Flush(); err != nil {
+			return fmt.Errorf("parquetio: writing row group: %w", err)
+		}
+		w.rgStart = w.pw.Size()
+	}
+	return nil
+}
+
+// Close writes the last row group, the page index and the footer, and
 // flushes everything to the underlying writer. It does not close that writer.
 func (w *Writer[T]) Close() error {
 	if w.closed {
@@ -145,7 +223,15 @@ func (w *Writer[T]) Close() error {
 	if w.err != nil {
 		return w.err
 	}
-	w.err = w.finish()
+	if len(w.batch) > 0 {
+		if w.err = w.writeRows(w.batch); w.err != nil {
+			return w.err
+		}
+		w.batch = nil
+	}
+	if err := w.pw.Close(); err != nil {
+		w.err = fmt.Errorf("parquetio: finishing file: %w", err)
+	}
 	return w.err
 }
 
@@ -155,113 +241,99 @@ func Write[T any](w io.Writer, rows []T, opts Options) error {
 	if err != nil {
 		return err
 	}
-	for i := range rows {
-		if err := pw.Write(rows[i]); err != nil {
-			return err
-		}
+	if err := pw.WriteRows(rows); err != nil {
+		return err
 	}
 	return pw.Close()
 }
 
-// finish replaces ParquetWriter.WriteStop. WriteStop serialises every
-// collected ColumnIndex and OffsetIndex as is, and indexes them by position, so
-// it can neither write repaired entries for some chunks nor leave out others.
-// The steps are otherwise WriteStop's: flush the last row group, rename the
-// schema to the tag names, write the indexes, the footer, its length and the magic.
-func (w *Writer[T]) finish() error {
-	pw := w.pw
-	if err := pw.Flush(true); err != nil {
-		return fmt.Errorf("parquetio: flushing last row group: %w", err)
-	}
-	keep := repairPageIndex(pw)
-	pw.RenameSchema()
-	normalizeSchema(pw.Footer.Schema)
-
-	// TYPE_ORDER is what parquet-mr writes: min/max of strings are compared as
-	// unsigned bytes (Go's string order, which the writer's statistics use).
-	for _, el := range pw.Footer.Schema {
-		if el.GetNumChildren() == 0 && el.Type != nil {
-			pw.Footer.ColumnOrders = append(pw.Footer.ColumnOrders,
-				&xparquet.ColumnOrder{TYPE_ORDER: xparquet.NewTypeDefinedOrder()})
-		}
-	}
-
-	ts := thrift.NewTSerializer()
-	ts.Protocol = thrift.NewTCompactProtocolFactory().GetProtocol(ts.Transport)
-	ctx := context.Background()
-	write := func(b []byte) error {
-		_, err := pw.PFile.Write(b)
-		pw.Offset += int64(len(b))
-		return err
-	}
-
-	// Column indexes of all chunks first, then offset indexes, as parquet-mr lays them out.
-	for pass := 0; pass < 2; pass++ {
-		idx := 0
-		for _, rg := range pw.Footer.RowGroups {
-			for _, cc := range rg.Columns {
-				i := idx
-				idx++
-				if !keep[i] {
-					continue
-				}
-				var st thrift.TStruct = pw.ColumnIndexes[i]
-				if pass == 1 {
-					st = pw.OffsetIndexes[i]
-				}
-				b, err := ts.Write(ctx, st)
-				if err != nil {
-					return fmt.Errorf("parquetio: encoding page index: %w", err)
-				}
-				off, n := pw.Offset, int32(len(b))
-				if pass == 0 {
-					cc.ColumnIndexOffset, cc.ColumnIndexLength = &off, &n
-				} else {
-					cc.OffsetIndexOffset, cc.OffsetIndexLength = &off, &n
-				}
-				if err := write(b); err != nil {
-					return fmt.Errorf("parquetio: writing page index: %w", err)
-				}
-			}
-		}
-	}
-
-	footer, err := ts.Write(ctx, pw.Footer)
-	if err != nil {
-		return fmt.Errorf("parquetio: encoding footer: %w", err)
-	}
-	tail := binary.LittleEndian.AppendUint32(nil, uint32(len(footer)))
-	tail = append(tail, "PAR1"...)
-	if err := write(append(footer, tail...)); err != nil {
-		return fmt.Errorf("parquetio: writing footer: %w", err)
-	}
-	if err := w.buf.Flush(); err != nil {
-		return fmt.Errorf("parquetio: writing file: %w", err)
-	}
-	return nil
+// fieldTag is the parquet-go struct tag that replaces one field's own.
+type fieldTag struct {
+	field string
+	tag   reflect.StructTag
 }
 
-// normalizeSchema tidies two things v1.6.2 writes into the schema, after the
-// last page is written (page statistics were ordered by then):
-//   - scale and precision on every leaf, though the format defines them only
-//     for DECIMAL; they are removed from the others;
-//   - TIMESTAMP(isAdjustedToUTC=true, MILLIS) without the matching converted
-//     type TIMESTAMP_MILLIS, which the format asks writers to add for readers
-//     that predate logical types.
-func normalizeSchema(els []*xparquet.SchemaElement) {
-	for _, el := range els {
-		if el.GetNumChildren() > 0 || el.Type == nil {
+// writerTags translates each field's tag ("name=x, type=INT64,
+// logicaltype=TIMESTAMP, ...", the form the schemas declare and the reader
+// binds by) into the tag parquet-go builds its schema from. Only flat
+// required int32, int64 and string fields are supported; the declared
+// Parquet type must match the Go type. Encodings: encoding=PLAIN_DICTIONARY
+// (or RLE_DICTIONARY) gives a dictionary, DELTA_BINARY_PACKED and
+// DELTA_BYTE_ARRAY the delta encodings, PLAIN or none plain values.
+func writerTags(t reflect.Type) ([]fieldTag, error) {
+	var out []fieldTag
+	for i := 0; i < t.NumField(); i++ {
+		sf := t.Field(i)
+		raw, ok := sf.Tag.Lookup("parquet")
+		if !sf.IsExported() {
 			continue
 		}
-		decimal := el.ConvertedType != nil && *el.ConvertedType == xparquet.ConvertedType_DECIMAL ||
-			el.LogicalType != nil && el.LogicalType.DECIMAL != nil
-		if !decimal {
-			el.Scale, el.Precision = nil, nil
+		if !ok {
+			out = append(out, fieldTag{sf.Name, `parquet:"-"`})
+			continue
 		}
-		if lt := el.LogicalType; lt != nil && lt.TIMESTAMP != nil && el.ConvertedType == nil &&
-			lt.TIMESTAMP.IsAdjustedToUTC && lt.TIMESTAMP.Unit != nil && lt.TIMESTAMP.Unit.MILLIS != nil {
-			ct := xparquet.ConvertedType_TIMESTAMP_MILLIS
-			el.ConvertedType = &ct
+		kv := parseTag(raw)
+		name := kv["name"]
+		if name == "" || strings.ContainsAny(name, `,"() `) {
+			return nil, fmt.Errorf("parquetio: %s.%s: parquet tag has no usable name", t, sf.Name)
 		}
+		if sf.Type.Name() != sf.Type.Kind().String() {
+			return nil, fmt.Errorf("parquetio: %s.%s: named type %s not supported", t, sf.Name, sf.Type)
+		}
+		want := map[reflect.Kind]string{reflect.Int32: "INT32", reflect.Int64: "INT64", reflect.String: "BYTE_ARRAY"}[sf.Type.Kind()]
+		if want == "" {
+			return nil, fmt.Errorf("parquetio: %s.%s: unsupported field type %s", t, sf.Name, sf.Type)
+		}
+		if typ := kv["type"]; typ != "" && typ != want {
+			return nil, fmt.Errorf("parquetio: %s.%s: type=%s for a Go %s", t, sf.Name, typ, sf.Type)
+		}
+		if r := kv["repetitiontype"]; r != "" && r != "REQUIRED" {
+			return nil, fmt.Errorf("parquetio: %s.%s: repetitiontype=%s not supported", t, sf.Name, r)
+		}
+		parts := []string{name}
+		switch {
+		case kv["logicaltype"] == "TIMESTAMP":
+			unit := map[string]string{"MILLIS": "millisecond", "MICROS": "microsecond", "NANOS": "nanosecond"}[kv["logicaltype.unit"]]
+			if unit == "" || sf.Type.Kind() != reflect.Int64 || kv["logicaltype.isadjustedtoutc"] != "true" {
+				return nil, fmt.Errorf("parquetio: %s.%s: want an int64 UTC timestamp in MILLIS, MICROS or NANOS", t, sf.Name)
+			}
+			parts = append(parts, "timestamp("+unit+":utc)")
+		case kv["convertedtype"] == "DECIMAL" || kv["logicaltype"] == "DECIMAL":
+			scale, prec := kv["scale"], kv["precision"]
+			if scale == "" {
+				scale, prec = kv["logicaltype.scale"], kv["logicaltype.precision"]
+			}
+			if scale == "" || prec == "" || sf.Type.Kind() == reflect.String {
+				return nil, fmt.Errorf("parquetio: %s.%s: decimal needs scale and precision on an integer", t, sf.Name)
+			}
+			parts = append(parts, "decimal("+scale+":"+prec+")")
+		case sf.Type.Kind() == reflect.String:
+			if c := kv["convertedtype"]; c != "" && c != "UTF8" {
+				return nil, fmt.Errorf("parquetio: %s.%s: convertedtype=%s not supported", t, sf.Name, c)
+			}
+		}
+		switch enc := kv["encoding"]; enc {
+		case "", "PLAIN":
+			parts = append(parts, "plain")
+		case "PLAIN_DICTIONARY", "RLE_DICTIONARY":
+			parts = append(parts, "dict")
+		case "DELTA_BINARY_PACKED":
+			if sf.Type.Kind() == reflect.String {
+				return nil, fmt.Errorf("parquetio: %s.%s: %s on a string", t, sf.Name, enc)
+			}
+			parts = append(parts, "delta")
+		case "DELTA_BYTE_ARRAY":
+			if sf.Type.Kind() != reflect.String {
+				return nil, fmt.Errorf("parquetio: %s.%s: %s on an integer", t, sf.Name, enc)
+			}
+			parts = append(parts, "delta")
+		default:
+			return nil, fmt.Errorf("parquetio: %s.%s: encoding=%s not supported", t, sf.Name, enc)
+		}
+		out = append(out, fieldTag{sf.Name, reflect.StructTag(`parquet:"` + strings.Join(parts, ",") + `"`)})
 	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("parquetio: %s has no parquet-tagged fields", t)
+	}
+	return out, nil
 }
