@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
@@ -87,7 +88,13 @@ func TestS3FailingWritesLoseNothing(t *testing.T) {
 		Credentials: credentials.NewStaticCredentialsProvider(testenv.LocalAccessKey, testenv.LocalSecretKey, "")})
 	st := store.NewS3(client, gw.Bucket(), "meter", store.S3Options{})
 
-	u := generate(t, genOptions{requests: 4000, days: usageDays, dupRate: 0.03, dupSpan: 200, poison: true, seed: 16})
+	// The short form writes for some 15 s; METER_FAULTS_FULL=1 (go run
+	// ./bench/faults sets it) keeps S3 failing for about a minute.
+	requests := 4000
+	if os.Getenv("METER_FAULTS_FULL") != "" {
+		requests = 20000
+	}
+	u := generate(t, genOptions{requests: requests, days: usageDays, dupRate: 0.03, dupSpan: 200, poison: true, seed: 16})
 	fs, err := stream.OpenFile(filepath.Join(t.TempDir(), "stream"), stream.FileOptions{Shards: 2})
 	if err != nil {
 		t.Fatal(err)
@@ -97,6 +104,7 @@ func TestS3FailingWritesLoseNothing(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
+	began := time.Now()
 	// Rerun after each failure, as a restarted process or a retried Lambda does.
 	runs, failures := 0, 0
 	for ; runs < 100; runs++ {
@@ -139,7 +147,8 @@ func TestS3FailingWritesLoseNothing(t *testing.T) {
 		}
 	}
 	counts := countScenario("S3 failing writes", want, got)
-	counts.Faults = fmt.Sprintf("%d of %d S3 writes refused (503 SlowDown), %d failed after landing (500 InternalError); %d failed runs retried", refused, writes, failedAfter, failures)
+	counts.Faults = fmt.Sprintf("%d of %d S3 writes refused (503 SlowDown), %d failed after landing (500 InternalError), over %.0f s; %d failed runs retried",
+		refused, writes, failedAfter, time.Since(began).Seconds(), failures)
 	testenv.ReportScenario(t, counts)
 	// Lost and double-counted: every event is in the raw table exactly once.
 	rows := 0
