@@ -57,7 +57,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 	putAll(t, fs, u.records)
 	fs.Close()
 
-	args := []string{"aggregate", "--stream", "file://" + streamDir, "--store", "file://" + storeDir, "--batch", "2000", "--quiet"}
+	args := []string{"aggregate", "--stream", "file://" + streamDir, "--store", "file://" + storeDir, "--batch", "500", "--quiet"}
 	rng := rand.New(rand.NewPCG(3, 3))
 	kills := 0
 	start := time.Now()
@@ -91,7 +91,7 @@ func TestAggregateSurvivesSIGKILL(t *testing.T) {
 		select {
 		case err := <-exited:
 			t.Fatalf("meter aggregate exited by itself: %v\n%s", err, stderr.String())
-		case <-time.After(time.Duration(rng.IntN(250)) * time.Millisecond):
+		case <-time.After(time.Duration(rng.IntN(120)) * time.Millisecond):
 		}
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
