@@ -228,14 +228,50 @@ func CompareDaily(a, b *schemas.DailyRow) int {
 	return cmp.Compare(a.RequestID, b.RequestID)
 }
 
-// SortDaily sorts rows by CompareDaily. Rows are large: an index is sorted and
-// the rows permuted once.
+// SortDaily sorts rows by CompareDaily. Rows are large and their team and
+// model repeat: each row's (team, model) is ranked once, then packed keys of
+// rank, time and index are sorted (the request id is read only to break a
+// tie), and the rows permuted once.
 func SortDaily(rows []schemas.DailyRow) {
-	idx := make([]int32, len(rows))
-	for i := range idx {
-		idx[i] = int32(i)
+	type pair struct{ team, model string }
+	rank := map[pair]int32{}
+	for i := range rows {
+		rank[pair{rows[i].TeamID, rows[i].ModelID}] = 0
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return CompareDaily(&rows[a], &rows[b]) })
+	pairs := make([]pair, 0, len(rank))
+	for p := range rank {
+		pairs = append(pairs, p)
+	}
+	slices.SortFunc(pairs, func(a, b pair) int {
+		if c := cmp.Compare(a.team, b.team); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.model, b.model)
+	})
+	for i, p := range pairs {
+		rank[p] = int32(i)
+	}
+	type key struct {
+		ts         int64
+		group, row int32
+	}
+	keys := make([]key, len(rows))
+	for i := range rows {
+		keys[i] = key{ts: rows[i].Timestamp, group: rank[pair{rows[i].TeamID, rows[i].ModelID}], row: int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b key) int {
+		if a.group != b.group {
+			return cmp.Compare(a.group, b.group)
+		}
+		if a.ts != b.ts {
+			return cmp.Compare(a.ts, b.ts)
+		}
+		return cmp.Compare(rows[a.row].RequestID, rows[b.row].RequestID)
+	})
+	idx := make([]int32, len(rows))
+	for i, k := range keys {
+		idx[i] = k.row
+	}
 	// Apply the permutation in place by following its cycles.
 	for i := range idx {
 		if idx[i] < 0 {
