@@ -22,6 +22,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/athenalocal"
 	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/schemas"
 )
@@ -61,29 +62,8 @@ func runAthenaSQL(t testing.TB, db *sql.DB, day string) [][]string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rows, err := db.Query(q)
+	out, err := athenalocal.QueryText(context.Background(), db, q)
 	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		rec := make([]string, len(cols))
-		for i, v := range vals {
-			rec[i] = duckString(v)
-		}
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
 		t.Fatal(err)
 	}
 	return out

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,10 +26,10 @@ import (
 	"syscall"
 	"time"
 
-	duckdb "github.com/duckdb/duckdb-go/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/athenalocal"
 	"github.com/meter-dev/meter/internal/config"
 	"github.com/meter-dev/meter/internal/daygen"
 	"github.com/meter-dev/meter/internal/store"
@@ -162,36 +161,8 @@ func openDuck(storeDir, prices string) *sql.DB {
 
 func duckRows(db *sql.DB) [][]string {
 	q, _ := compaction.AthenaSQL(day)
-	rows, err := db.Query(q)
+	out, err := athenalocal.QueryText(context.Background(), db, q)
 	if err != nil {
-		log.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			log.Fatal(err)
-		}
-		rec := make([]string, len(cols))
-		for i, v := range vals {
-			switch x := v.(type) {
-			case duckdb.Decimal:
-				rec[i] = x.String()
-			case *big.Int:
-				rec[i] = x.String()
-			default:
-				rec[i] = fmt.Sprint(v)
-			}
-		}
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
 		log.Fatal(err)
 	}
 	return out

@@ -24,6 +24,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"crypto/rand"
 	"database/sql"
 	"encoding/csv"
@@ -33,7 +34,6 @@ import (
 	"fmt"
 	"io/fs"
 	"log"
-	"math/big"
 	mrand "math/rand/v2"
 	"os"
 	"os/exec"
@@ -42,10 +42,10 @@ import (
 	"syscall"
 	"time"
 
-	duckdb "github.com/duckdb/duckdb-go/v2"
 	"github.com/shopspring/decimal"
 
 	"github.com/meter-dev/meter/compaction"
+	"github.com/meter-dev/meter/internal/athenalocal"
 	"github.com/meter-dev/meter/schemas"
 )
 
@@ -299,36 +299,8 @@ func chargeback(db *sql.DB, daily string) [][]string {
 		log.Fatal(err)
 	}
 	q, _ := compaction.AthenaSQL(day)
-	rows, err := db.Query(q)
+	out, err := athenalocal.QueryText(context.Background(), db, q)
 	if err != nil {
-		log.Fatal(err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	var out [][]string
-	for rows.Next() {
-		vals := make([]any, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			log.Fatal(err)
-		}
-		rec := make([]string, len(cols))
-		for i, v := range vals {
-			switch x := v.(type) {
-			case duckdb.Decimal:
-				rec[i] = x.String()
-			case *big.Int:
-				rec[i] = x.String()
-			default:
-				rec[i] = fmt.Sprint(v)
-			}
-		}
-		out = append(out, rec)
-	}
-	if err := rows.Err(); err != nil {
 		log.Fatal(err)
 	}
 	return out

@@ -2,6 +2,7 @@ package athenalocal
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"io/fs"
 	"math/big"
@@ -491,4 +492,38 @@ func render(v any) *string {
 		s = fmt.Sprint(v)
 	}
 	return &s
+}
+
+// QueryText runs q on db and returns its rows as text, each value rendered
+// as Athena's results render it (decimals exactly, NULL as ""): the form in
+// which tests and benchmarks compare DuckDB's answers with meter's CSVs.
+func QueryText(ctx context.Context, db *sql.DB, q string) ([][]string, error) {
+	rs, err := db.QueryContext(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	defer rs.Close()
+	cols, err := rs.Columns()
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]any, len(cols))
+	ptrs := make([]any, len(cols))
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	var out [][]string
+	for rs.Next() {
+		if err := rs.Scan(ptrs...); err != nil {
+			return nil, err
+		}
+		row := make([]string, len(cols))
+		for i, v := range vals {
+			if s := render(v); s != nil {
+				row[i] = *s
+			}
+		}
+		out = append(out, row)
+	}
+	return out, rs.Err()
 }
