@@ -10,15 +10,11 @@ package bedrocklocal
 
 import (
 	"bytes"
-	"compress/gzip"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"regexp"
-	"sync"
 	"time"
 
 	"github.com/meter-dev/meter/schemas"
@@ -92,67 +88,24 @@ func (s *Server) invocationLog(r *http.Request, c *call, failure *apiError) []by
 	return raw
 }
 
-// logDelivery buffers invocation log records and writes them as gzipped JSON
-// lines, foldered by delivery hour, atomically (temporary file, rename).
+// logDelivery buffers invocation log records and delivers them as gzipped
+// JSON lines, foldered by delivery hour, whole or not at all.
 type logDelivery struct {
 	dir, account, region string
-	batch                int
 	now                  func() time.Time
-
-	mu      sync.Mutex
-	pending [][]byte
-	bgErr   error
-	fileMu  sync.Mutex
+	delivery
 }
 
 func newLogDelivery(cfg Config) *logDelivery {
-	return &logDelivery{dir: cfg.InvocationLogDir, account: cfg.AccountID, region: cfg.Region, batch: cfg.TrailBatch, now: cfg.Now}
+	d := &logDelivery{dir: cfg.InvocationLogDir, account: cfg.AccountID, region: cfg.Region, now: cfg.Now}
+	d.delivery = delivery{batch: cfg.TrailBatch, write: d.write}
+	return d
 }
 
 func (d *logDelivery) add(raw []byte) {
-	if d.dir == "" {
-		return
+	if d.dir != "" {
+		d.delivery.add(raw)
 	}
-	d.mu.Lock()
-	d.pending = append(d.pending, raw)
-	full := len(d.pending) >= d.batch
-	d.mu.Unlock()
-	if full {
-		d.flushBackground()
-	}
-}
-
-func (d *logDelivery) flushBackground() {
-	if err := d.flush(); err != nil {
-		d.mu.Lock()
-		d.bgErr = errors.Join(d.bgErr, err)
-		d.mu.Unlock()
-	}
-}
-
-func (d *logDelivery) deliveryErr() error {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return d.bgErr
-}
-
-func (d *logDelivery) flush() error {
-	d.fileMu.Lock()
-	defer d.fileMu.Unlock()
-	d.mu.Lock()
-	records := d.pending
-	d.pending = nil
-	d.mu.Unlock()
-	if len(records) == 0 || d.dir == "" {
-		return nil
-	}
-	if err := d.write(records); err != nil {
-		d.mu.Lock()
-		d.pending = append(records, d.pending...)
-		d.mu.Unlock()
-		return err
-	}
-	return nil
 }
 
 func (d *logDelivery) write(records [][]byte) error {
@@ -160,34 +113,12 @@ func (d *logDelivery) write(records [][]byte) error {
 	dir := filepath.Join(d.dir, "AWSLogs", d.account, "BedrockModelInvocationLogs", d.region,
 		at.Format("2006"), at.Format("01"), at.Format("02"), at.Format("15"))
 	name := fmt.Sprintf("%s_%s.json.gz", at.Format("20060102T150405Z"), randomAlnum(16))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("delivering invocation logs: %w", err)
-	}
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
+	var body bytes.Buffer
 	for _, r := range records {
-		zw.Write(r)
-		zw.Write([]byte{'\n'})
+		body.Write(r)
+		body.WriteByte('\n')
 	}
-	if err := zw.Close(); err != nil {
-		return fmt.Errorf("delivering invocation logs: %w", err)
-	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("delivering invocation logs: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(buf.Bytes())
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
-	}
-	if err != nil {
+	if err := writeGzipFile(dir, name, body.Bytes()); err != nil {
 		return fmt.Errorf("delivering invocation log object %s: %w", name, err)
 	}
 	return nil

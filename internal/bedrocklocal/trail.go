@@ -1,13 +1,10 @@
 package bedrocklocal
 
 import (
-	"compress/gzip"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -180,24 +177,23 @@ type lookupEntry struct {
 // LookupEvents.
 type trail struct {
 	dir, account, region string
-	batch                int
 	retention            int
 	now                  func() time.Time
 
 	mu      sync.Mutex
 	seq     int64
 	entries []lookupEntry // oldest first
-	pending []json.RawMessage
-	bgErr   error
 
-	fileMu sync.Mutex // one delivery at a time
+	delivery // of trail files, when dir is set
 }
 
 func newTrail(cfg Config) *trail {
-	return &trail{
+	t := &trail{
 		dir: cfg.TrailDir, account: cfg.AccountID, region: cfg.Region,
-		batch: cfg.TrailBatch, retention: cfg.LookupRetention, now: cfg.Now,
+		retention: cfg.LookupRetention, now: cfg.Now,
 	}
+	t.delivery = delivery{batch: cfg.TrailBatch, write: t.write}
+	return t
 }
 
 func (t *trail) add(e lookupEntry) {
@@ -208,85 +204,27 @@ func (t *trail) add(e lookupEntry) {
 	if len(t.entries) > t.retention+t.retention/4 {
 		t.entries = append([]lookupEntry(nil), t.entries[len(t.entries)-t.retention:]...)
 	}
-	full := false
+	t.mu.Unlock()
 	if t.dir != "" {
-		t.pending = append(t.pending, e.raw)
-		full = len(t.pending) >= t.batch
-	}
-	t.mu.Unlock()
-	if full {
-		t.flushBackground()
+		t.delivery.add(e.raw)
 	}
 }
 
-// flushBackground delivers and keeps the error for Close, for deliveries no
-// caller waits on.
-func (t *trail) flushBackground() {
-	if err := t.flush(); err != nil {
-		t.mu.Lock()
-		t.bgErr = errors.Join(t.bgErr, err)
-		t.mu.Unlock()
-	}
-}
-
-func (t *trail) deliveryErr() error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.bgErr
-}
-
-// flush writes the pending records as one gzip JSON file, foldered and named
-// by delivery time, atomically: a temporary file renamed into place. On
-// failure the records stay pending for the next delivery.
-func (t *trail) flush() error {
-	t.fileMu.Lock()
-	defer t.fileMu.Unlock()
-	t.mu.Lock()
-	records := t.pending
-	t.pending = nil
-	t.mu.Unlock()
-	if len(records) == 0 || t.dir == "" {
-		return nil
-	}
-	if err := t.write(records); err != nil {
-		t.mu.Lock()
-		t.pending = append(records, t.pending...)
-		t.mu.Unlock()
-		return err
-	}
-	return nil
-}
-
-func (t *trail) write(records []json.RawMessage) error {
+// write delivers records as one trail file, foldered and named by delivery
+// time.
+func (t *trail) write(records [][]byte) error {
 	at := t.now().UTC()
 	dir := filepath.Join(t.dir, "AWSLogs", t.account, "CloudTrail", t.region, at.Format("2006"), at.Format("01"), at.Format("02"))
 	name := fmt.Sprintf("%s_CloudTrail_%s_%s_%s.json.gz", t.account, t.region, at.Format("20060102T1504Z"), randomAlnum(16))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return fmt.Errorf("delivering trail file: %w", err)
+	raw := make([]json.RawMessage, len(records))
+	for i, r := range records {
+		raw[i] = r
 	}
-	tmp, err := os.CreateTemp(dir, "."+name+".*.tmp")
-	if err != nil {
-		return fmt.Errorf("delivering trail file: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	zw := gzip.NewWriter(tmp)
 	body, err := json.Marshal(struct {
 		Records []json.RawMessage `json:"Records"`
-	}{records})
+	}{raw})
 	if err == nil {
-		_, err = zw.Write(body)
-	}
-	if err == nil {
-		err = zw.Close()
-	}
-	if err == nil {
-		err = tmp.Sync()
-	}
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), filepath.Join(dir, name))
+		err = writeGzipFile(dir, name, body)
 	}
 	if err != nil {
 		return fmt.Errorf("delivering trail file %s: %w", name, err)
