@@ -186,17 +186,7 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 	}
 	inDay := func(t time.Time) bool { return !t.IsZero() && !t.Before(dayStart) && t.Before(dayEnd) }
 
-	metered := map[string]*schemas.Event{}
-	for i := range usage {
-		e := &usage[i]
-		if prev, ok := metered[e.RequestID]; ok {
-			rep.Skipped[SkipUsageDuplicate]++
-			if !earlierEvent(e, prev) {
-				continue
-			}
-		}
-		metered[e.RequestID] = e
-	}
+	metered := earliestByRequest(usage, rep.Skipped)
 
 	recorded := map[string]*TrailRecord{}
 	var orphans []*TrailRecord
@@ -226,13 +216,7 @@ func Reconcile(usage []schemas.Event, trail []TrailRecord, opts ReconcileOptions
 		recorded[t.RequestID] = t
 	}
 
-	ids := make(map[string]bool, len(metered)+len(recorded))
-	for id := range metered {
-		ids[id] = true
-	}
-	for id := range recorded {
-		ids[id] = true
-	}
+	ids := requestIDs(metered, recorded)
 	cutoff := opts.Now.Add(-opts.DeliveryAllowance)
 	for id := range ids {
 		e, t := metered[id], recorded[id]
@@ -430,4 +414,34 @@ func (r *Report) Human() string {
 		shown++
 	}
 	return b.String()
+}
+
+// earliestByRequest keeps each request id's earliest usage event (the one a
+// join matches), counting every later copy in skipped as a duplicate.
+func earliestByRequest(usage []schemas.Event, skipped map[string]int) map[string]*schemas.Event {
+	metered := map[string]*schemas.Event{}
+	for i := range usage {
+		e := &usage[i]
+		if prev, ok := metered[e.RequestID]; ok {
+			skipped[SkipUsageDuplicate]++
+			if !earlierEvent(e, prev) {
+				continue
+			}
+		}
+		metered[e.RequestID] = e
+	}
+	return metered
+}
+
+// requestIDs is the union of the request ids of meter's events and of a
+// witness's records: every id a join reports on.
+func requestIDs[W any](metered map[string]*schemas.Event, witnessed map[string]W) map[string]bool {
+	ids := make(map[string]bool, len(metered)+len(witnessed))
+	for id := range metered {
+		ids[id] = true
+	}
+	for id := range witnessed {
+		ids[id] = true
+	}
+	return ids
 }

@@ -116,17 +116,7 @@ func ReconcileTokens(usage []schemas.Event, logs []LogRecord, issues []LogIssue,
 	}
 	inDay := func(t time.Time) bool { return !t.IsZero() && !t.Before(dayStart) && t.Before(dayEnd) }
 
-	metered := map[string]*schemas.Event{}
-	for i := range usage {
-		e := &usage[i]
-		if prev, ok := metered[e.RequestID]; ok {
-			rep.Skipped[SkipUsageDuplicate]++
-			if !earlierEvent(e, prev) {
-				continue
-			}
-		}
-		metered[e.RequestID] = e
-	}
+	metered := earliestByRequest(usage, rep.Skipped)
 	logged := map[string]*LogRecord{}
 	for i := range logs {
 		l := &logs[i]
@@ -138,13 +128,7 @@ func ReconcileTokens(usage []schemas.Event, logs []LogRecord, issues []LogIssue,
 		}
 		logged[l.RequestID] = l
 	}
-	ids := make(map[string]bool, len(metered)+len(logged))
-	for id := range metered {
-		ids[id] = true
-	}
-	for id := range logged {
-		ids[id] = true
-	}
+	ids := requestIDs(metered, logged)
 	cutoff := opts.Now.Add(-opts.DeliveryAllowance)
 	for id := range ids {
 		e, l := metered[id], logged[id]
