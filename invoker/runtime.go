@@ -139,17 +139,15 @@ func (s *Server) handleRuntimeInvoke(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	contentType, accept := invokeHeaders(r)
 	start := time.Now()
-	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
+	out, hdr, requestID, err := s.invokeModel(ctx, &bedrockruntime.InvokeModelInput{
 		ModelId: aws.String(c.modelID), Body: body, ContentType: contentType, Accept: accept, RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
+	c.requestID = requestID
 	if err != nil {
-		c.requestID = errorRequestID(err)
 		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
-	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
-	hdr := rawHeaders(out.ResultMetadata)
 	res := result{InputTokens: -1, OutputTokens: -1}
 	if fam := familyOf(c.modelID); fam != nil {
 		if parsed, err := fam.parse(out.Body); err == nil {

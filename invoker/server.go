@@ -122,6 +122,7 @@ type Server struct {
 	usage      usageCache
 	usageSlots chan struct{}
 	watching   chan struct{} // closed when the tenants watch has stopped
+	direct     *directInvoker // InvokeModel without the SDK's middleware; nil: through the SDK
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -175,6 +176,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: log, mux: http.NewServeMux(), stop: make(chan struct{}), usageSlots: make(chan struct{}, 2)}
 	s.known = s.knownModels()
+	if c, ok := cfg.Bedrock.(*bedrockruntime.Client); ok {
+		var why string
+		if s.direct, why = newDirectInvoker(context.Background(), c); s.direct == nil {
+			log.Info("InvokeModel goes through the SDK's middleware", "reason", why)
+		}
+	}
 	s.opsRoutes()
 	s.mux.HandleFunc("/invoke_model", s.method(http.MethodPost, s.handleInvoke))
 	s.mux.HandleFunc("/list_foundation_models", s.method(http.MethodGet, s.handleList))
@@ -554,18 +561,16 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), s.cfg.CallTimeout)
 	defer cancel()
 	start := time.Now()
-	out, err := s.cfg.Bedrock.InvokeModel(ctx, &bedrockruntime.InvokeModelInput{
+	out, hdr, requestID, err := s.invokeModel(ctx, &bedrockruntime.InvokeModelInput{
 		ModelId: aws.String(c.modelID), Body: raw, ContentType: aws.String("application/json"), Accept: aws.String("application/json"),
 		RequestMetadata: c.metadataHeader(),
 	})
 	c.latency = time.Since(start)
+	c.requestID = requestID
 	if err != nil {
-		c.requestID = errorRequestID(err)
 		s.fail(w, r, c, s.bedrockError(c, err))
 		return
 	}
-	c.requestID, _ = awsmiddleware.GetRequestIDMetadata(out.ResultMetadata)
-	hdr := rawHeaders(out.ResultMetadata)
 	res, perr := fam.parse(out.Body)
 	ev := s.event(c, schemas.StatusSuccess)
 	ev.InputTokens = tokenCount(hdr, "X-Amzn-Bedrock-Input-Token-Count", res.InputTokens)

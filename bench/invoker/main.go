@@ -1,11 +1,17 @@
 // Command invoker benchmarks the invoke API end to end: requests per second
-// and p50/p99 latency through the invoker (usage to kinesalite through the
-// Kinesis producer) against calling the local model server directly and
-// against a trivial proxy, in the same run, at several client counts; CPU per
-// call of each server process; and the memory of requests in flight.
+// and p50/p99 latency through the invoker against calling the local model
+// server directly and against a trivial proxy, in the same run, at several
+// client counts; CPU and allocations per call of each server process; the
+// time each call waits for its usage event to be durable; and the memory of
+// requests in flight.
+//
+// The invoker runs once per usage stream (-streams): the embedded file stream
+// on tmpfs (fsync costs nothing, so the figure is the invoker's own work), the
+// embedded file stream on disk (fsync per group commit), and kinesalite
+// through the Kinesis producer (a network round trip per group commit).
 //
 // It runs four processes: this load generator, the model servers
-// (bedrocklocal at 0 ms, 20 ms and 10 s latency), the HTTP servers (invoker
+// (bedrocklocal at 0 ms, 20 ms and 10 s latency), the HTTP servers (invokers
 // and trivial proxy per latency) and kinesalite. With -pin (default) the load
 // generator runs on CPU 0 and every server on CPU 1 (taskset).
 //
@@ -47,6 +53,7 @@ import (
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
 	"github.com/meter-dev/meter/invoker/tenants"
+	"github.com/meter-dev/meter/schemas"
 )
 
 const (
@@ -62,14 +69,15 @@ func main() {
 	inflight := flag.Int("inflight", 8000, "requests held in flight for the memory figure (file descriptors: the invoker needs two per request)")
 	pin := flag.Bool("pin", true, "pin the load generator to CPU 0 and the servers to CPU 1 with taskset")
 	dir := flag.String("dir", "", "working directory (default: a temporary one)")
+	streams := flag.String("streams", "tmpfs,disk,kinesalite", "usage streams to run the invoker with: tmpfs (embedded file stream in /dev/shm), disk (embedded file stream in -dir), kinesalite")
 	flag.Parse()
 	switch *role {
 	case "models":
 		runModels()
 	case "servers":
-		runServers(*dir)
+		runServers(*dir, *streams)
 	default:
-		runLoadgen(*dur, *clients, *inflight, *pin, *dir)
+		runLoadgen(*dur, *clients, *inflight, *pin, *dir, *streams)
 	}
 }
 
@@ -89,15 +97,8 @@ func runModels() {
 
 // ---- invoker and trivial proxy process
 
-func runServers(dir string) {
+func runServers(dir, streams string) {
 	models := readEnvJSON("BENCH_MODELS")
-	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(os.Getenv("BENCH_KINESIS")),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
-	prod := stream.NewKinesisProducer(kc, streamName, stream.KinesisProducerOptions{})
-	em, err := emitter.New(emitter.Config{Producer: prod, SpillDir: filepath.Join(dir, "spill")})
-	if err != nil {
-		log.Fatal(err)
-	}
 	reg, err := tenants.OpenRegistry(filepath.Join(dir, "tenants.yaml"))
 	if err != nil {
 		log.Fatal(err)
@@ -106,16 +107,52 @@ func runServers(dir string) {
 	if err != nil {
 		log.Fatal(err)
 	}
+	sinks := map[string]*timedSink{}
+	slowStream := strings.Split(streams, ",")[0] // the stream of the in-flight memory figure
+	for _, name := range strings.Split(streams, ",") {
+		var prod stream.Producer
+		switch name {
+		case "kinesalite":
+			kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(os.Getenv("BENCH_KINESIS")),
+				Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+			prod = stream.NewKinesisProducer(kc, streamName, stream.KinesisProducerOptions{})
+		case "tmpfs", "disk":
+			sdir := filepath.Join(dir, "stream-disk")
+			if name == "tmpfs" {
+				sdir = os.Getenv("BENCH_TMPFS")
+			}
+			fs, err := stream.OpenFile(sdir, stream.FileOptions{Shards: 2})
+			if err != nil {
+				log.Fatal(err)
+			}
+			prod = fs
+		default:
+			log.Fatalf("-streams: unknown stream %q (tmpfs, disk or kinesalite)", name)
+		}
+		em, err := emitter.New(emitter.Config{Producer: prod, SpillDir: filepath.Join(dir, "spill-"+name)})
+		if err != nil {
+			log.Fatal(err)
+		}
+		sinks[name] = &timedSink{em: em}
+	}
 	ports := map[string]string{}
 	for _, lat := range []string{"0", "20", "slow"} {
 		br := bedrockruntime.New(bedrockruntime.Options{Region: "us-east-1", BaseEndpoint: aws.String(models["model"+lat]),
 			Credentials: credentials.NewStaticCredentialsProvider("AKIAIOSFODNN7EXAMPLE", "local", ""), RetryMaxAttempts: 1,
 			HTTPClient: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20000}}})
-		srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: em, Prices: pricing.Default(), ReloadInterval: -1, CallTimeout: time.Minute})
-		if err != nil {
-			log.Fatal(err)
+		for name, sink := range sinks {
+			if lat == "slow" && name != slowStream {
+				continue
+			}
+			srv, err := invoker.New(invoker.Config{Tenants: reg, Bedrock: br, Usage: sink, Prices: pricing.Default(), ReloadInterval: -1, CallTimeout: time.Minute})
+			if err != nil {
+				log.Fatal(err)
+			}
+			ports["invoker-"+name+lat] = serve(srv)
+			if lat == "slow" {
+				ports["invokerslow"] = ports["invoker-"+name+lat]
+			}
 		}
-		ports["invoker"+lat] = serve(srv)
 		ports["proxy"+lat] = serve(&trivialProxy{model: models["model"+lat], usage: usage,
 			client: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 20000}}})
 	}
@@ -125,10 +162,38 @@ func runServers(dir string) {
 		runtime.ReadMemStats(&m)
 		json.NewEncoder(w).Encode(map[string]uint64{"heap_inuse": m.HeapInuse, "stack_inuse": m.StackInuse, "sys": m.Sys, "goroutines": uint64(runtime.NumGoroutine())})
 	})
+	// /stats: allocations so far and, per stream, the summed durable wait.
+	http.HandleFunc("/stats", func(w http.ResponseWriter, r *http.Request) {
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		st := map[string]uint64{"mallocs": m.Mallocs}
+		for name, sink := range sinks {
+			st["wait_ns_"+name], st["emits_"+name] = uint64(sink.waitNS.Load()), uint64(sink.emits.Load())
+		}
+		json.NewEncoder(w).Encode(st)
+	})
 	ports["debug"] = serve(http.DefaultServeMux)
 	announce(ports)
 	select {}
 }
+
+// timedSink times how long each call waits for its usage event to be
+// durable: the durability cost, reported apart from the invoker's own.
+type timedSink struct {
+	em            *emitter.Emitter
+	waitNS, emits atomic.Int64
+}
+
+func (t *timedSink) Emit(ctx context.Context, ev *schemas.Event) error {
+	start := time.Now()
+	err := t.em.Emit(ctx, ev)
+	t.waitNS.Add(int64(time.Since(start)))
+	t.emits.Add(1)
+	return err
+}
+
+// Ready keeps the invoker's readiness check on the emitter.
+func (t *timedSink) Ready() bool { return t.em.Ready() }
 
 // trivialProxy is the floor the invoker is compared with: JSON in and out,
 // a key hash, one usage event per call appended to a file.
@@ -267,7 +332,7 @@ const k = require(path.join(process.argv[2], 'kinesalite'))({createStreamMs: 0, 
 const server = k.listen(0, '127.0.0.1', () => { console.log('LISTENING ' + server.address().port); });
 `
 
-func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, dir string) {
+func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, dir, streams string) {
 	if pin {
 		if _, err := exec.LookPath("taskset"); err != nil {
 			log.Printf("taskset not found: running unpinned")
@@ -292,16 +357,35 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 	if modules == "" {
 		modules, _ = filepath.Abs(".tools/node/node_modules")
 	}
-	script := filepath.Join(dir, "kinesalite.js")
-	os.WriteFile(script, []byte(kinesaliteScript), 0o644)
-	kin := start(pin, "1", nil, "node", script, modules)
-	defer kin.cmd.Process.Kill()
-	kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kin.ports["kinesis"]),
-		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
-	if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(streamName), ShardCount: aws.Int32(2)}); err != nil {
-		log.Fatalf("creating the stream: %v", err)
+	streamList := strings.Split(streams, ",")
+	var kin *proc
+	env := []string{}
+	for _, name := range streamList {
+		switch name {
+		case "kinesalite":
+			script := filepath.Join(dir, "kinesalite.js")
+			os.WriteFile(script, []byte(kinesaliteScript), 0o644)
+			kin = start(pin, "1", nil, "node", script, modules)
+			defer kin.cmd.Process.Kill()
+			kc := kinesis.New(kinesis.Options{Region: "us-east-1", BaseEndpoint: aws.String(kin.ports["kinesis"]),
+				Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")})
+			if _, err := kc.CreateStream(context.Background(), &kinesis.CreateStreamInput{StreamName: aws.String(streamName), ShardCount: aws.Int32(2)}); err != nil {
+				log.Fatalf("creating the stream: %v", err)
+			}
+			time.Sleep(200 * time.Millisecond)
+			env = append(env, "BENCH_KINESIS="+kin.ports["kinesis"])
+		case "tmpfs":
+			shm, err := os.MkdirTemp("/dev/shm", "meter-bench-stream-")
+			if err != nil {
+				log.Fatalf("tmpfs stream: %v", err)
+			}
+			defer os.RemoveAll(shm)
+			env = append(env, "BENCH_TMPFS="+shm)
+		case "disk":
+		default:
+			log.Fatalf("-streams: unknown stream %q (tmpfs, disk or kinesalite)", name)
+		}
 	}
-	time.Sleep(200 * time.Millisecond)
 
 	key, err := tenants.AddTeam(filepath.Join(dir, "tenants.yaml"), tenants.TeamSpec{ID: "bench", CostCenter: "CC-1", AllowedModels: []string{"anthropic.*"}})
 	if err != nil {
@@ -310,11 +394,12 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 	models := start(pin, "1", nil, self, "-role", "models")
 	defer models.cmd.Process.Kill()
 	mj, _ := json.Marshal(models.ports)
-	servers := start(pin, "1", []string{"BENCH_MODELS=" + string(mj), "BENCH_KINESIS=" + kin.ports["kinesis"]}, self, "-role", "servers", "-dir", dir)
+	servers := start(pin, "1", append(env, "BENCH_MODELS="+string(mj)), self, "-role", "servers", "-dir", dir, "-streams", streams)
 	defer servers.cmd.Process.Kill()
 
 	host, _ := os.Hostname()
-	fmt.Printf("# meter invoker benchmark: %s, %d CPUs (%s/%s), pinned=%v, %s per cell, Go %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, pin, dur, runtime.Version())
+	fmt.Printf("# meter invoker benchmark: %s, %d CPUs (%s/%s), pinned=%v, %s per cell, Go %s, load average %s\n\n", host, runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, pin, dur, runtime.Version(), loadAverage())
+	fmt.Printf("Invoker rows name their usage stream: tmpfs (embedded file stream in /dev/shm: the invoker's own work), disk (embedded file stream, fsync per group commit), kinesalite (Kinesis API round trip per group commit). Durable wait: the mean time a call waits for its usage event to be durable, part of its added latency.\n\n")
 
 	nativeBody, _ := json.Marshal(map[string]any{"anthropic_version": "bedrock-2023-05-31", "max_tokens": 50,
 		"messages": []any{map[string]any{"role": "user", "content": prompt}}})
@@ -336,22 +421,27 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 	}
 	for _, lat := range []string{"0", "20"} {
 		fmt.Printf("## model server latency %s ms\n\n", lat)
-		fmt.Printf("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | throughput vs direct | server CPU us/call | kinesalite CPU us/call | model CPU us/call |\n")
-		fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		fmt.Printf("| clients | target | req/s | p50 ms | p99 ms | added p50 ms | added p99 ms | throughput vs direct | server CPU us/call | allocs/call | durable wait ms/call | kinesalite CPU us/call | model CPU us/call |\n")
+		fmt.Printf("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, cs := range strings.Split(clientList, ",") {
 			c, _ := strconv.Atoi(cs)
-			targets := []struct {
-				name string
-				req  func() *http.Request
-			}{
-				{"direct", direct(models.ports["model"+lat])},
-				{"invoker", seed(servers.ports["invoker"+lat])},
-				{"trivial proxy", seed(servers.ports["proxy"+lat])},
+			type target struct {
+				name, stream string
+				req          func() *http.Request
 			}
+			targets := []target{{"direct", "", direct(models.ports["model"+lat])}}
+			for _, st := range streamList {
+				targets = append(targets, target{"invoker " + st, st, seed(servers.ports["invoker-"+st+lat])})
+			}
+			targets = append(targets, target{"trivial proxy", "", seed(servers.ports["proxy"+lat])})
 			var base result
 			for _, tg := range targets {
-				run(tg.req, c, dur/4, nil, nil, nil) // warm up connections and caches
-				res := run(tg.req, c, dur, servers, kin, models)
+				run(tg.req, c, dur/4, nil, nil, nil, "") // warm up connections and caches
+				var k *proc
+				if tg.stream == "kinesalite" {
+					k = kin
+				}
+				res := run(tg.req, c, dur, servers, k, models, tg.stream)
 				if tg.name == "direct" {
 					base = res
 				}
@@ -361,15 +451,18 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 					}
 					return fmt.Sprintf("%.3f", ms(a-b))
 				}
-				srvCPU, kinCPU := "-", "-"
+				srvCPU, allocs, wait, kinCPU := "-", "-", "-", "-"
 				if tg.name != "direct" {
-					srvCPU = fmt.Sprintf("%.0f", res.serverCPU)
+					srvCPU, allocs = fmt.Sprintf("%.0f", res.serverCPU), fmt.Sprintf("%.0f", res.allocs)
 				}
-				if tg.name == "invoker" {
+				if tg.stream != "" {
+					wait = fmt.Sprintf("%.3f", res.durableWait)
+				}
+				if k != nil {
 					kinCPU = fmt.Sprintf("%.0f", res.kinesisCPU)
 				}
-				fmt.Printf("| %d | %s | %.0f | %.3f | %.3f | %s | %s | %.0f%% | %s | %s | %.0f |\n", c, tg.name, res.rps, ms(res.p50), ms(res.p99),
-					added(res.p50, base.p50), added(res.p99, base.p99), 100*res.rps/base.rps, srvCPU, kinCPU, res.modelCPU)
+				fmt.Printf("| %d | %s | %.0f | %.3f | %.3f | %s | %s | %.0f%% | %s | %s | %s | %s | %.0f |\n", c, tg.name, res.rps, ms(res.p50), ms(res.p99),
+					added(res.p50, base.p50), added(res.p99, base.p99), 100*res.rps/base.rps, srvCPU, allocs, wait, kinCPU, res.modelCPU)
 				if res.errors > 0 {
 					fmt.Printf("|  | %s: %d failed calls, e.g. %s |\n", tg.name, res.errors, res.firstErr)
 				}
@@ -384,13 +477,38 @@ type result struct {
 	rps                             float64
 	p50, p99                        time.Duration
 	serverCPU, kinesisCPU, modelCPU float64 // microseconds per call
+	allocs                          float64 // heap allocations per call in the server process
+	durableWait                     float64 // milliseconds per call waiting for the usage event
 	errors                          int64
 	firstErr                        string
 }
 
+// serverStats reads the server process's allocation count and, for stream,
+// its summed durable wait and number of events.
+func serverStats(servers *proc, stream string) (mallocs, waitNS, emits uint64) {
+	resp, err := http.Get(servers.ports["debug"] + "/stats")
+	if err != nil {
+		return 0, 0, 0
+	}
+	defer resp.Body.Close()
+	m := map[string]uint64{}
+	json.NewDecoder(resp.Body).Decode(&m)
+	return m["mallocs"], m["wait_ns_"+stream], m["emits_"+stream]
+}
+
+// loadAverage is /proc/loadavg's first three fields.
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
+}
+
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func run(newReq func() *http.Request, clients int, dur time.Duration, servers, kin, models *proc) result {
+func run(newReq func() *http.Request, clients int, dur time.Duration, servers, kin, models *proc, stream string) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients, MaxConnsPerHost: clients}}
 	var (
 		mu      sync.Mutex
@@ -404,6 +522,10 @@ func run(newReq func() *http.Request, clients int, dur time.Duration, servers, k
 			return 0
 		}
 		return p.cpuTime()
+	}
+	var a0, w0, e0 uint64
+	if servers != nil {
+		a0, w0, e0 = serverStats(servers, stream)
 	}
 	s0, k0, m0 := cpu(servers), cpu(kin), cpu(models)
 	deadline := time.Now().Add(dur)
@@ -446,6 +568,13 @@ func run(newReq func() *http.Request, clients int, dur time.Duration, servers, k
 		r.p50, r.p99 = lats[n/2], lats[min(n-1, n*99/100)]
 		per := func(d time.Duration) float64 { return float64(d.Microseconds()) / float64(n) }
 		r.serverCPU, r.kinesisCPU, r.modelCPU = per(cpu(servers)-s0), per(cpu(kin)-k0), per(cpu(models)-m0)
+		if servers != nil {
+			a1, w1, e1 := serverStats(servers, stream)
+			r.allocs = float64(a1-a0) / float64(n)
+			if e1 > e0 {
+				r.durableWait = float64(w1-w0) / float64(e1-e0) / 1e6
+			}
+		}
 	}
 	return r
 }
