@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
@@ -95,14 +95,16 @@ func TestDirectInvokeIsUsedOnlyWhereTheSDKWouldAddNothing(t *testing.T) {
 		t.Fatalf("a plain client takes the SDK path: %s", why)
 	}
 	for name, fn := range map[string]func(*bedrockruntime.Options){
-		"retries":       func(o *bedrockruntime.Options) { o.RetryMaxAttempts = 3 },
-		"anonymous":     func(o *bedrockruntime.Options) { o.Credentials = aws.AnonymousCredentials{} },
-		"middleware":    func(o *bedrockruntime.Options) { o.APIOptions = append(o.APIOptions, func(*middleware.Stack) error { return nil }) },
-		"bearer":        func(o *bedrockruntime.Options) { o.AuthSchemePreference = []string{"httpBearerAuth"} },
-		"logging":       func(o *bedrockruntime.Options) { o.ClientLogMode = aws.LogRequest },
-		"resolver":      func(o *bedrockruntime.Options) { o.EndpointResolverV2 = fixedResolver{} },
-		"no region":     func(o *bedrockruntime.Options) { o.Region = "" },
-		"bad region":    func(o *bedrockruntime.Options) { o.Region = "us east" },
+		"retries":   func(o *bedrockruntime.Options) { o.RetryMaxAttempts = 3 },
+		"anonymous": func(o *bedrockruntime.Options) { o.Credentials = aws.AnonymousCredentials{} },
+		"middleware": func(o *bedrockruntime.Options) {
+			o.APIOptions = append(o.APIOptions, func(*middleware.Stack) error { return nil })
+		},
+		"bearer":     func(o *bedrockruntime.Options) { o.AuthSchemePreference = []string{"httpBearerAuth"} },
+		"logging":    func(o *bedrockruntime.Options) { o.ClientLogMode = aws.LogRequest },
+		"resolver":   func(o *bedrockruntime.Options) { o.EndpointResolverV2 = fixedResolver{} },
+		"no region":  func(o *bedrockruntime.Options) { o.Region = "" },
+		"bad region": func(o *bedrockruntime.Options) { o.Region = "us east" },
 	} {
 		if d, _ := newDirectInvoker(ctx, testClient("http://127.0.0.1:1", fn)); d != nil {
 			t.Errorf("%s: the direct path was taken", name)

@@ -121,7 +121,7 @@ type Server struct {
 	// reads it does at once.
 	usage      usageCache
 	usageSlots chan struct{}
-	watching   chan struct{} // closed when the tenants watch has stopped
+	watching   chan struct{}  // closed when the tenants watch has stopped
 	direct     *directInvoker // InvokeModel without the SDK's middleware; nil: through the SDK
 }
 
