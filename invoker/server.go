@@ -595,30 +595,39 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	if !s.finish(w, r, c, ev) {
 		return
 	}
-	var payload []map[string]any
+	// The answer is a list of one-key objects, as structs (no map per item).
+	var payload any
 	switch fam.modality {
 	case ModalityEmbedding:
-		payload = []map[string]any{{"embedding": res.Embedding}}
+		payload = [1]struct {
+			Embedding []float64 `json:"embedding"`
+		}{{res.Embedding}}
 	case ModalityImage:
-		for _, img := range res.Images {
-			payload = append(payload, map[string]any{"image": img})
+		items := make([]struct {
+			Image string `json:"image"`
+		}, len(res.Images))
+		for i, img := range res.Images {
+			items[i].Image = img
 		}
+		payload = items
 	default:
-		for _, t := range res.Texts {
-			payload = append(payload, map[string]any{"generated_text": t})
+		items := make([]struct {
+			GeneratedText string `json:"generated_text"`
+		}, len(res.Texts))
+		for i, t := range res.Texts {
+			items[i].GeneratedText = t
 		}
-	}
-	if payload == nil {
-		payload = []map[string]any{}
+		payload = items
 	}
 	setUsageHeaders(w, ev)
 	writeJSON(w, http.StatusOK, payload)
 }
 
 func setUsageHeaders(w http.ResponseWriter, ev *schemas.Event) {
-	w.Header().Set("x-request-id", ev.RequestID)
-	w.Header().Set("x-input-tokens", strconv.FormatInt(ev.InputTokens, 10))
-	w.Header().Set("x-output-tokens", strconv.FormatInt(ev.OutputTokens, 10))
+	h := w.Header() // canonical names set directly: x-request-id and so on
+	h["X-Request-Id"] = []string{ev.RequestID}
+	h["X-Input-Tokens"] = []string{strconv.FormatInt(ev.InputTokens, 10)}
+	h["X-Output-Tokens"] = []string{strconv.FormatInt(ev.OutputTokens, 10)}
 }
 
 func (s *Server) handleConverse(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -82,13 +83,64 @@ func (e *Event) Tier() string {
 const DayLayout = "2006-01-02"
 
 // MarshalJSON writes the event with its timestamp in RFC 3339 UTC, millisecond precision.
-func (e Event) MarshalJSON() ([]byte, error) {
-	type plain Event
-	w := struct {
-		plain
-		Timestamp string `json:"timestamp"`
-	}{plain(e), FormatTime(e.Timestamp)}
-	return json.Marshal(w)
+func (e Event) MarshalJSON() ([]byte, error) { return e.AppendJSON(make([]byte, 0, 384)), nil }
+
+// AppendJSON appends the event's JSON (what MarshalJSON returns) to b: the
+// fields in declaration order, the optional ones only when set, the timestamp
+// last, strings escaped as encoding/json escapes them.
+func (e *Event) AppendJSON(b []byte) []byte {
+	b = append(b, `{"schema_version":`...)
+	b = strconv.AppendInt(b, int64(e.SchemaVersion), 10)
+	b = appendField(b, "event_id", e.EventID)
+	b = appendField(b, "request_id", e.RequestID)
+	b = appendField(b, "team_id", e.TeamID)
+	b = appendField(b, "cost_center", e.CostCenter)
+	b = appendField(b, "model_id", e.ModelID)
+	b = appendField(b, "operation", e.Operation)
+	b = appendField(b, "status", e.Status)
+	b = appendInt(b, "input_tokens", e.InputTokens, false)
+	b = appendInt(b, "output_tokens", e.OutputTokens, false)
+	b = appendInt(b, "latency_ms", e.LatencyMS, false)
+	b = appendInt(b, "cache_read_input_tokens", e.CacheReadInputTokens, true)
+	b = appendInt(b, "cache_write_input_tokens", e.CacheWriteInputTokens, true)
+	b = appendInt(b, "image_count", e.ImageCount, true)
+	b = appendInt(b, "image_height", e.ImageHeight, true)
+	b = appendInt(b, "image_width", e.ImageWidth, true)
+	b = appendInt(b, "image_steps", e.ImageSteps, true)
+	for _, f := range [...]struct{ name, v string }{{"image_quality", e.ImageQuality}, {"api_key_id", e.APIKeyID},
+		{"region", e.Region}, {"pricing_tier", e.PricingTier}, {"model_alias", e.ModelAlias}} {
+		if f.v != "" {
+			b = appendField(b, f.name, f.v)
+		}
+	}
+	b = append(b, `,"timestamp":"`...)
+	b = e.Timestamp.UTC().AppendFormat(b, "2006-01-02T15:04:05.000Z07:00")
+	return append(b, `"}`...)
+}
+
+func appendInt(b []byte, name string, v int64, omitZero bool) []byte {
+	if omitZero && v == 0 {
+		return b
+	}
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	return strconv.AppendInt(b, v, 10)
+}
+
+func appendField(b []byte, name, v string) []byte {
+	b = append(b, ',', '"')
+	b = append(b, name...)
+	b = append(b, '"', ':')
+	for i := 0; i < len(v); i++ {
+		if c := v[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(v) // what needs escaping is escaped as encoding/json does
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, v...)
+	return append(b, '"')
 }
 
 // FormatTime renders t the way events carry it: RFC 3339, UTC, milliseconds.

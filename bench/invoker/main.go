@@ -31,6 +31,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // the servers process's /debug/pprof, for -cpuprofile
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,6 +70,7 @@ func main() {
 	inflight := flag.Int("inflight", 8000, "requests held in flight for the memory figure (file descriptors: the invoker needs two per request)")
 	pin := flag.Bool("pin", true, "pin the load generator to CPU 0 and the servers to CPU 1 with taskset")
 	dir := flag.String("dir", "", "working directory (default: a temporary one)")
+	profDir := flag.String("cpuprofile", "", "directory to write a CPU profile of the server process for every invoker cell (go tool pprof)")
 	streams := flag.String("streams", "tmpfs,disk,kinesalite", "usage streams to run the invoker with: tmpfs (embedded file stream in /dev/shm), disk (embedded file stream in -dir), kinesalite")
 	flag.Parse()
 	switch *role {
@@ -77,7 +79,7 @@ func main() {
 	case "servers":
 		runServers(*dir, *streams)
 	default:
-		runLoadgen(*dur, *clients, *inflight, *pin, *dir, *streams)
+		runLoadgen(*dur, *clients, *inflight, *pin, *dir, *streams, *profDir)
 	}
 }
 
@@ -332,7 +334,7 @@ const k = require(path.join(process.argv[2], 'kinesalite'))({createStreamMs: 0, 
 const server = k.listen(0, '127.0.0.1', () => { console.log('LISTENING ' + server.address().port); });
 `
 
-func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, dir, streams string) {
+func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, dir, streams, profDir string) {
 	if pin {
 		if _, err := exec.LookPath("taskset"); err != nil {
 			log.Printf("taskset not found: running unpinned")
@@ -441,7 +443,16 @@ func runLoadgen(dur time.Duration, clientList string, inflight int, pin bool, di
 				if tg.stream == "kinesalite" {
 					k = kin
 				}
+				var prof sync.WaitGroup
+				if profDir != "" && tg.stream != "" {
+					prof.Add(1)
+					go func() {
+						defer prof.Done()
+						profile(servers, dur, filepath.Join(profDir, fmt.Sprintf("%sms-%dc-%s.prof", lat, c, tg.stream)))
+					}()
+				}
 				res := run(tg.req, c, dur, servers, k, models, tg.stream)
+				prof.Wait()
 				if tg.name == "direct" {
 					base = res
 				}
@@ -494,6 +505,24 @@ func serverStats(servers *proc, stream string) (mallocs, waitNS, emits uint64) {
 	m := map[string]uint64{}
 	json.NewDecoder(resp.Body).Decode(&m)
 	return m["mallocs"], m["wait_ns_"+stream], m["emits_"+stream]
+}
+
+// profile writes a CPU profile of the server process over most of a cell.
+func profile(servers *proc, dur time.Duration, path string) {
+	secs := max(1, int((dur-500*time.Millisecond)/time.Second))
+	resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", servers.ports["debug"], secs))
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(path)
+	if err != nil {
+		log.Printf("profile: %v", err)
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 // loadAverage is /proc/loadavg's first three fields.

@@ -186,10 +186,7 @@ func New(cfg Config) (*Emitter, error) {
 // Emit records ev and returns once it is durable in the stream or the spill.
 // Cancelling ctx does not abandon the event: a served call must be metered.
 func (e *Emitter) Emit(_ context.Context, ev *schemas.Event) error {
-	data, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encoding usage event: %w", err)
-	}
+	data := ev.AppendJSON(make([]byte, 0, 384))
 	p := &pending{entry: stream.Entry{PartitionKey: ev.RequestID, Data: data}, done: make(chan error, 1)}
 	e.closeMu.RLock()
 	if e.closed {
