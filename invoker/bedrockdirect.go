@@ -58,6 +58,11 @@ type directInvoker struct {
 	service string      // SigV4 signing name
 	region  string      // SigV4 signing region
 	agent   string
+	// skew is the server's clock minus ours, learned from every answer's
+	// Date header and added to the signing time, as the SDK's clock skew
+	// correction does; unused when the client disables that correction.
+	skew      atomic.Int64
+	fixedSkew bool
 }
 
 // newDirectInvoker returns the direct path for c, or nil and the reason the
@@ -102,7 +107,7 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 	}
 	d := &directInvoker{sdk: c, client: o.HTTPClient, creds: o.Credentials, signer: o.HTTPSignerV4,
 		base: &ep.URI, headers: ep.Headers.Clone(), service: "bedrock", region: o.Region,
-		agent: "aws-sdk-go-v2 os/" + runtime.GOOS + " lang/go#" + runtime.Version() + " api/bedrockruntime meter/direct"}
+		agent: "aws-sdk-go-v2 os/" + runtime.GOOS + " lang/go#" + runtime.Version() + " api/bedrockruntime meter/direct", fixedSkew: o.DisableClockSkewCorrection}
 	if o.EndpointOptions.DisableHTTPS {
 		u := *d.base
 		u.Scheme = "http"
@@ -150,7 +155,9 @@ func (d *directInvoker) InvokeModel(ctx context.Context, in *bedrockruntime.Invo
 	if err != nil {
 		return nil, nil, "", err
 	}
+	sent := time.Now()
 	resp, err := d.client.Do(req)
+	d.learnSkew(resp, sent)
 	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return nil, nil, "", d.sdkError(ctx, in, resp, err)
 	}
@@ -232,10 +239,33 @@ func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeMo
 		return nil, err
 	}
 	sum := sha256.Sum256(body)
-	if err := d.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), d.service, d.region, time.Now().UTC()); err != nil {
+	at := time.Now()
+	if !d.fixedSkew {
+		at = at.Add(time.Duration(d.skew.Load()))
+	}
+	if err := d.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), d.service, d.region, at.UTC()); err != nil {
 		return nil, fmt.Errorf("signing the Bedrock request: %w", err)
 	}
 	return req, nil
+}
+
+// learnSkew records the clock skew an answer shows, by the SDK's rule
+// (RecordResponseTiming): from the Date header, unless the answer came from
+// a cache (Age) or took longer than 15 minutes.
+func (d *directInvoker) learnSkew(resp *http.Response, sent time.Time) {
+	if d.fixedSkew || resp == nil || resp.Header.Get("Age") != "" {
+		return
+	}
+	date := resp.Header.Get("Date")
+	if date == "" {
+		return
+	}
+	now := time.Now()
+	server, err := smithyhttp.ParseTime(date)
+	if err != nil || now.Sub(sent) > 15*time.Minute {
+		return
+	}
+	d.skew.Store(int64(server.Sub(now)))
 }
 
 // sdkError has the SDK make the same call with the answer (or the transport

@@ -353,3 +353,52 @@ func describe(err error) string {
 	}
 	return strings.Join(parts, " ") + " | " + text
 }
+
+// A server whose clock is an hour ahead: after one answer both paths sign
+// with its time, as the SDK's clock skew correction does, and neither does
+// when the client turns that correction off.
+func TestDirectInvokeCorrectsClockSkewAsTheSDKDoes(t *testing.T) {
+	var mu sync.Mutex
+	var dates []time.Time
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		at, _ := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
+		mu.Lock()
+		dates = append(dates, at)
+		mu.Unlock()
+		w.Header().Set("Date", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
+		w.Header().Set("X-Amzn-RequestId", "skew-1")
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	in := &bedrockruntime.InvokeModelInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Body: []byte(`{}`)}
+	for _, disable := range []bool{false, true} {
+		sdk := testClient(srv.URL, func(o *bedrockruntime.Options) { o.DisableClockSkewCorrection = disable })
+		d, why := newDirectInvoker(context.Background(), sdk)
+		if d == nil {
+			t.Fatal(why)
+		}
+		ahead := map[string]bool{}
+		for name, call := range map[string]func() error{
+			"SDK":    func() error { _, err := sdk.InvokeModel(context.Background(), in); return err },
+			"direct": func() error { _, _, _, err := d.InvokeModel(context.Background(), in); return err },
+		} {
+			mu.Lock()
+			dates = nil
+			mu.Unlock()
+			for i := 0; i < 2; i++ {
+				if err := call(); err != nil {
+					t.Fatalf("%s: %v", name, err)
+				}
+			}
+			mu.Lock()
+			ahead[name] = dates[1].Sub(time.Now()) > 50*time.Minute
+			if dates[0].Sub(time.Now()) > time.Minute {
+				t.Errorf("%s: the first call was signed ahead before any answer", name)
+			}
+			mu.Unlock()
+		}
+		if ahead["SDK"] != !disable || ahead["direct"] != ahead["SDK"] {
+			t.Errorf("correction disabled=%v: second call signed an hour ahead: SDK %v, direct %v", disable, ahead["SDK"], ahead["direct"])
+		}
+	}
+}
