@@ -284,17 +284,29 @@ func (s *FileStream) Put(ctx context.Context, entries []Entry) error {
 		k := shardIndex(e.PartitionKey, len(s.shards))
 		byShard[k] = append(byShard[k], e)
 	}
+	// Shards are separate files: their writes and fsyncs go on at once, so a
+	// batch spread over n shards waits for about one fsync, not n.
+	errs := make([]error, len(byShard))
+	var wg sync.WaitGroup
 	for k, batch := range byShard {
 		if len(batch) == 0 {
 			continue
 		}
 		sh := s.shards[k]
-		err := sh.withLock(ctx, func() error { return sh.append(batch, s.opts) })
-		if err != nil {
-			return fmt.Errorf("file stream %s: appending to %s: %w", s.dir, sh.id, err)
+		put := func() {
+			if err := sh.withLock(ctx, func() error { return sh.append(batch, s.opts) }); err != nil {
+				errs[k] = fmt.Errorf("file stream %s: appending to %s: %w", s.dir, sh.id, err)
+			}
 		}
+		if len(batch) == len(entries) {
+			put() // one shard: no goroutine
+			break
+		}
+		wg.Add(1)
+		go func() { defer wg.Done(); put() }()
 	}
-	return nil
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // withLock runs fn holding the shard's process mutex and its exclusive flock,
