@@ -161,7 +161,11 @@ func (d *directInvoker) InvokeModel(ctx context.Context, in *bedrockruntime.Invo
 	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return nil, nil, "", d.sdkError(ctx, in, resp, err)
 	}
-	body, err := io.ReadAll(resp.Body)
+	size := resp.ContentLength
+	if size > 256<<20 {
+		size = -1 // grown as it arrives
+	}
+	body, err := readSized(resp.Body, size)
 	resp.Body.Close()
 	if err != nil {
 		return nil, nil, "", d.sdkError(ctx, in, nil, err)

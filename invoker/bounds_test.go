@@ -57,3 +57,16 @@ func TestBoundOf(t *testing.T) {
 		t.Errorf("document bound %+v", b)
 	}
 }
+
+func TestReadSizedReadsWhatArrivesWhateverWasDeclared(t *testing.T) {
+	for _, c := range []struct {
+		body     string
+		declared int64
+		err      bool
+	}{{"hello", 5, false}, {"hello", -1, false}, {"hello", 0, false}, {"hello", 3, false}, {"hel", 5, true}, {"", 0, false}} {
+		got, err := readSized(strings.NewReader(c.body), c.declared)
+		if (err != nil) != c.err || !c.err && string(got) != c.body {
+			t.Errorf("%q declared %d: %q, %v", c.body, c.declared, got, err)
+		}
+	}
+}

@@ -10,6 +10,7 @@
 package invoker
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -417,7 +418,11 @@ func apiKey(r *http.Request) string {
 
 // readBody reads the request body within the size limit.
 func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]byte, bool) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	size := r.ContentLength
+	if size > s.cfg.MaxBodyBytes {
+		size = -1 // MaxBytesReader refuses it, reading no more than the limit
+	}
+	body, err := readSized(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes), size)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -430,6 +435,33 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request, c *call) ([]by
 	}
 	c.body = body
 	return body, true
+}
+
+// readSized reads r to its end into a buffer of the size the sender
+// declared (size < 0: unknown), growing it only if more arrives.
+func readSized(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	buf := make([]byte, size)
+	n, err := io.ReadFull(r, buf)
+	if err != nil {
+		return buf[:n], err
+	}
+	var extra [1]byte
+	for {
+		n, err := r.Read(extra[:])
+		if n > 0 { // more than declared
+			rest, err := io.ReadAll(r)
+			return append(append(buf, extra[0]), rest...), err
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
 }
 
 // reserve checks the team's limits just before the Bedrock call. A team with
@@ -523,7 +555,7 @@ func (s *Server) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var in invokeBody
-	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.UseNumber()
 	if err := dec.Decode(&in); err != nil || in.Inputs == nil {
 		msg := `body must be {"inputs": "<prompt>", "parameters": {...}}`
