@@ -402,3 +402,34 @@ func TestDirectInvokeCorrectsClockSkewAsTheSDKDoes(t *testing.T) {
 		}
 	}
 }
+
+// meter serve's client, built from the environment the standard SDK way,
+// takes the direct path; with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)
+// it keeps the SDK's.
+func TestServeClientTakesTheDirectPath(t *testing.T) {
+	t.Setenv("AWS_REGION", "us-west-2")
+	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+	t.Setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:1")
+	c, err := NewBedrockClient(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, why := newDirectInvoker(context.Background(), c)
+	if d == nil {
+		t.Fatalf("meter serve's client takes the SDK path: %s", why)
+	}
+	if d.base.String() != "http://127.0.0.1:1" || d.region != "us-west-2" {
+		t.Fatalf("endpoint %s region %s", d.base, d.region)
+	}
+	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-abc")
+	if c, err = NewBedrockClient(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if d, _ := newDirectInvoker(context.Background(), c); d != nil {
+		t.Fatal("a client with a Bedrock API key took the direct path")
+	}
+}
