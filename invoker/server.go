@@ -285,10 +285,16 @@ func writeError(w http.ResponseWriter, e *apiError) {
 	writeJSON(w, e.status, map[string]any{"error": map[string]string{"code": e.code, "message": e.msg}})
 }
 
+// writeJSON answers v as JSON (what json.Encoder writes: HTML-safe, one
+// trailing newline) with its Content-Length, in one write.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	var buf bytes.Buffer
+	json.NewEncoder(&buf).Encode(v)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	h["Content-Length"] = []string{strconv.Itoa(buf.Len())}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(v)
+	w.Write(buf.Bytes())
 }
 
 // call is the state of one request on its way to a usage event.
