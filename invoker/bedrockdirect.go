@@ -33,6 +33,7 @@ import (
 	"reflect"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,9 @@ type directInvoker struct {
 	// correction does; unused when the client disables that correction.
 	skew      atomic.Int64
 	fixedSkew bool
+
+	urls   sync.Map // model id -> *url.URL
+	cached atomic.Int64
 }
 
 // newDirectInvoker returns the direct path for c, or nil and the reason the
@@ -183,10 +187,18 @@ func (d *directInvoker) InvokeModel(ctx context.Context, in *bedrockruntime.Invo
 	return out, resp.Header, id, nil
 }
 
-// request builds and signs the HTTP request the SDK would send for in.
-func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeModelInput) (*http.Request, error) {
-	path := "/model/" + *in.ModelId + "/invoke"
-	raw := "/model/" + httpbinding.EscapePath(*in.ModelId, true) + "/invoke"
+// maxCachedURLs bounds the per-model URL cache: model ids are checked before
+// a call is made, but a caller can still name many.
+const maxCachedURLs = 1024
+
+// modelURL is the InvokeModel URL of a model: its path label escaped the
+// SDK's way (httpbinding.EscapePath, "/" included) under the endpoint's path.
+func (d *directInvoker) modelURL(modelID string) *url.URL {
+	if u, ok := d.urls.Load(modelID); ok {
+		return u.(*url.URL)
+	}
+	path := "/model/" + modelID + "/invoke"
+	raw := "/model/" + httpbinding.EscapePath(modelID, true) + "/invoke"
 	u := *d.base
 	u.Path = smithyhttp.JoinPath(d.base.Path, path)
 	if d.base.RawPath != "" || raw != path {
@@ -196,9 +208,17 @@ func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeMo
 		}
 		u.RawPath = smithyhttp.JoinPath(rawBase, raw)
 	}
-	req := &http.Request{Method: http.MethodPost, URL: &u, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
-		Header: make(http.Header, 10), ContentLength: int64(len(in.Body))}
-	req = req.WithContext(ctx)
+	if d.cached.Add(1) <= maxCachedURLs {
+		d.urls.Store(modelID, &u)
+	}
+	return &u
+}
+
+// request builds and signs the HTTP request the SDK would send for in.
+func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeModelInput) (*http.Request, error) {
+	u := *d.modelURL(*in.ModelId)
+	req := (&http.Request{Method: http.MethodPost, URL: &u, Host: u.Host, Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: make(http.Header, 10), ContentLength: int64(len(in.Body))}).WithContext(ctx)
 	body := in.Body
 	req.Body = io.NopCloser(bytes.NewReader(body))
 	req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
