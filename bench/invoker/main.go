@@ -50,6 +50,7 @@ import (
 
 	"github.com/meter-dev/meter/aggregator/pricing"
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/internal/gcpolicy"
 	"github.com/meter-dev/meter/internal/stream"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
@@ -100,6 +101,7 @@ func runModels() {
 // ---- invoker and trivial proxy process
 
 func runServers(dir, streams string) {
+	gcpolicy.Apply() // as meter serve and the invoker Lambda do
 	models := readEnvJSON("BENCH_MODELS")
 	reg, err := tenants.OpenRegistry(filepath.Join(dir, "tenants.yaml"))
 	if err != nil {

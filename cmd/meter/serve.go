@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 
+	"github.com/meter-dev/meter/internal/gcpolicy"
 	"github.com/meter-dev/meter/internal/tlsfiles"
 	"github.com/meter-dev/meter/invoker"
 	"github.com/meter-dev/meter/invoker/emitter"
@@ -40,6 +41,7 @@ func runServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := need("tenants", *tenantsPath, "stream", *streamURI); err != nil {
 		return err
 	}
+	gcpolicy.Apply() // GOGC and GOMEMLIMIT, when set, win
 	var tc *tls.Config
 	switch {
 	case (*certFile == "") != (*keyFile == ""):

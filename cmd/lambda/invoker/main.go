@@ -52,6 +52,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 
 	"github.com/meter-dev/meter/internal/config"
+	"github.com/meter-dev/meter/internal/gcpolicy"
 	"github.com/meter-dev/meter/internal/metrics"
 	"github.com/meter-dev/meter/internal/store"
 	"github.com/meter-dev/meter/internal/stream"
@@ -66,6 +67,7 @@ import (
 func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx := context.Background()
+	gcpolicy.Apply()
 	fn, err := setup(ctx, os.Getenv, log, metrics.NewEMF(os.Stdout))
 	if err != nil {
 		log.Error("invoker cold start failed", "err", err)
