@@ -286,6 +286,11 @@ func (s *FileStream) Put(ctx context.Context, entries []Entry) error {
 	}
 	// Shards are separate files: their writes and fsyncs go on at once, so a
 	// batch spread over n shards waits for about one fsync, not n.
+	// The last shard is written on this goroutine.
+	last := len(byShard) - 1
+	for last > 0 && len(byShard[last]) == 0 {
+		last--
+	}
 	errs := make([]error, len(byShard))
 	var wg sync.WaitGroup
 	for k, batch := range byShard {
@@ -298,8 +303,8 @@ func (s *FileStream) Put(ctx context.Context, entries []Entry) error {
 				errs[k] = fmt.Errorf("file stream %s: appending to %s: %w", s.dir, sh.id, err)
 			}
 		}
-		if len(batch) == len(entries) {
-			put() // one shard: no goroutine
+		if k == last {
+			put()
 			break
 		}
 		wg.Add(1)
