@@ -45,7 +45,9 @@ import (
 	"github.com/aws/smithy-go/encoding/httpbinding"
 	"github.com/aws/smithy-go/metrics"
 	"github.com/aws/smithy-go/tracing"
+
 	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/meter-dev/meter/internal/awshttp"
 )
 
 // directInvoker makes InvokeModel calls for one SDK client.
@@ -59,11 +61,7 @@ type directInvoker struct {
 	service string      // SigV4 signing name
 	region  string      // SigV4 signing region
 	agent   string
-	// skew is the server's clock minus ours, learned from every answer's
-	// Date header and added to the signing time, as the SDK's clock skew
-	// correction does; unused when the client disables that correction.
-	skew      atomic.Int64
-	fixedSkew bool
+	skew    awshttp.Skew // the SDK's clock skew correction
 
 	urls   sync.Map // model id -> *url.URL
 	cached atomic.Int64
@@ -85,11 +83,11 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 	case o.EndpointResolver != nil || o.EndpointResolverV2 == nil ||
 		reflect.TypeOf(o.EndpointResolverV2) != reflect.TypeOf(bedrockruntime.NewDefaultEndpointResolverV2()):
 		return nil, "the client has its own endpoint resolver"
-	case hasInterceptors(o.Interceptors):
+	case awshttp.HasInterceptors(o.Interceptors):
 		return nil, "the client has interceptors"
 	case o.ClientLogMode != 0:
 		return nil, "the client logs requests"
-	case !isNop(o.TracerProvider, &tracing.NopTracerProvider{}) || !isNop(o.MeterProvider, metrics.NopMeterProvider{}):
+	case !awshttp.IsType(o.TracerProvider, &tracing.NopTracerProvider{}) || !awshttp.IsType(o.MeterProvider, metrics.NopMeterProvider{}):
 		return nil, "the client traces or meters calls"
 	case o.HTTPClient == nil || o.HTTPSignerV4 == nil:
 		return nil, "the client has no HTTP client or signer"
@@ -111,7 +109,8 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 	}
 	d := &directInvoker{sdk: c, client: o.HTTPClient, creds: o.Credentials, signer: o.HTTPSignerV4,
 		base: &ep.URI, headers: ep.Headers.Clone(), service: "bedrock", region: o.Region,
-		agent: "aws-sdk-go-v2 os/" + runtime.GOOS + " lang/go#" + runtime.Version() + " api/bedrockruntime meter/direct", fixedSkew: o.DisableClockSkewCorrection}
+		agent: "aws-sdk-go-v2 os/" + runtime.GOOS + " lang/go#" + runtime.Version() + " api/bedrockruntime meter/direct"}
+	d.skew.Disabled = o.DisableClockSkewCorrection
 	if o.EndpointOptions.DisableHTTPS {
 		u := *d.base
 		u.Scheme = "http"
@@ -132,20 +131,6 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 	return d, ""
 }
 
-func hasInterceptors(r smithyhttp.InterceptorRegistry) bool {
-	v := reflect.ValueOf(r)
-	for i := 0; i < v.NumField(); i++ {
-		if v.Field(i).Len() > 0 {
-			return true
-		}
-	}
-	return false
-}
-
-func isNop(v, nop any) bool {
-	return v == nil || reflect.TypeOf(v) == reflect.TypeOf(nop)
-}
-
 // InvokeModel makes the call. On success it returns the output, the answer's
 // headers and Bedrock's request id; otherwise the SDK's own error for the
 // same answer.
@@ -161,7 +146,7 @@ func (d *directInvoker) InvokeModel(ctx context.Context, in *bedrockruntime.Invo
 	}
 	sent := time.Now()
 	resp, err := d.client.Do(req)
-	d.learnSkew(resp, sent)
+	d.skew.Learn(resp, sent)
 	if err != nil || resp.StatusCode < 200 || resp.StatusCode >= 300 {
 		return nil, nil, "", d.sdkError(ctx, in, resp, err)
 	}
@@ -263,44 +248,17 @@ func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeMo
 		return nil, err
 	}
 	sum := sha256.Sum256(body)
-	at := time.Now()
-	if !d.fixedSkew {
-		at = at.Add(time.Duration(d.skew.Load()))
-	}
-	if err := d.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), d.service, d.region, at.UTC()); err != nil {
+	if err := d.signer.SignHTTP(ctx, creds, req, hex.EncodeToString(sum[:]), d.service, d.region, d.skew.SigningTime()); err != nil {
 		return nil, fmt.Errorf("signing the Bedrock request: %w", err)
 	}
 	return req, nil
 }
 
-// learnSkew records the clock skew an answer shows, by the SDK's rule
-// (RecordResponseTiming): from the Date header, unless the answer came from
-// a cache (Age) or took longer than 15 minutes.
-func (d *directInvoker) learnSkew(resp *http.Response, sent time.Time) {
-	if d.fixedSkew || resp == nil || resp.Header.Get("Age") != "" {
-		return
-	}
-	date := resp.Header.Get("Date")
-	if date == "" {
-		return
-	}
-	now := time.Now()
-	server, err := smithyhttp.ParseTime(date)
-	if err != nil || now.Sub(sent) > 15*time.Minute {
-		return
-	}
-	d.skew.Store(int64(server.Sub(now)))
-}
-
 // sdkError has the SDK make the same call with the answer (or the transport
 // error) already in hand, so the error the invoker classifies is the SDK's.
 func (d *directInvoker) sdkError(ctx context.Context, in *bedrockruntime.InvokeModelInput, resp *http.Response, sendErr error) error {
-	// The replayed call runs to its send; if the call's own context was done
-	// when the answer came, it is done there too, as the SDK would have seen it.
-	rc := &replayContext{Context: context.WithoutCancel(ctx), done: make(chan struct{}), cause: ctx.Err()}
-	_, err := d.sdk.InvokeModel(rc, in, func(o *bedrockruntime.Options) {
-		o.HTTPClient = &replayClient{resp: resp, err: sendErr, ctx: rc}
-	})
+	replay := awshttp.NewReplay(ctx, resp, sendErr)
+	_, err := d.sdk.InvokeModel(replay.Context, in, func(o *bedrockruntime.Options) { o.HTTPClient = replay.Client })
 	if err == nil {
 		// Unreachable for an error answer; a read that failed after a 2xx
 		// answer still failed.
@@ -310,45 +268,6 @@ func (d *directInvoker) sdkError(ctx context.Context, in *bedrockruntime.InvokeM
 		}
 	}
 	return err
-}
-
-// replayClient answers the SDK's request with what the direct path received.
-type replayClient struct {
-	resp *http.Response
-	err  error
-	ctx  *replayContext
-}
-
-func (c *replayClient) Do(r *http.Request) (*http.Response, error) {
-	if c.resp != nil {
-		c.resp.Request = r
-	}
-	c.ctx.end()
-	return c.resp, c.err
-}
-
-// replayContext is a context that ends, with the original call's cause, once
-// the replayed request has been "sent".
-type replayContext struct {
-	context.Context
-	done  chan struct{}
-	cause error // nil: it never ends
-	ended atomic.Bool
-}
-
-func (c *replayContext) end() {
-	if c.cause != nil && c.ended.CompareAndSwap(false, true) {
-		close(c.done)
-	}
-}
-
-func (c *replayContext) Done() <-chan struct{} { return c.done }
-
-func (c *replayContext) Err() error {
-	if c.ended.Load() {
-		return c.cause
-	}
-	return nil
 }
 
 // invokeModel makes an InvokeModel call by the direct path when the client
