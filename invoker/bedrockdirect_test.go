@@ -8,10 +8,6 @@ package invoker
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -23,16 +19,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
-	"github.com/aws/smithy-go"
 	smithyendpoints "github.com/aws/smithy-go/endpoints"
 	"github.com/aws/smithy-go/middleware"
 
 	"github.com/meter-dev/meter/internal/bedrocklocal"
+	"github.com/meter-dev/meter/internal/testenv"
 )
 
 const (
@@ -204,42 +198,9 @@ func headerSet(h http.Header) string {
 	return strings.Join(s, " ")
 }
 
-// verifySignature signs the received request again, over the headers its
-// Authorization names, at its X-Amz-Date, and compares.
 func verifySignature(r seenRequest, host string) error {
-	auth := r.header.Get("Authorization")
-	_, signed, ok := strings.Cut(auth, "SignedHeaders=")
-	if !ok {
-		return fmt.Errorf("no SigV4 Authorization: %q", auth)
-	}
-	signed, _, _ = strings.Cut(signed, ",")
-	at, err := time.Parse("20060102T150405Z", r.header.Get("X-Amz-Date"))
-	if err != nil {
-		return err
-	}
-	req, _ := http.NewRequest(r.method, "http://"+host+r.path, bytes.NewReader(r.body))
-	req.Header = http.Header{}
-	for _, name := range strings.Split(signed, ";") {
-		if name == "host" {
-			continue
-		}
-		if v := r.header.Values(name); len(v) > 0 {
-			req.Header[http.CanonicalHeaderKey(name)] = v
-		}
-	}
-	req.Header.Del("Authorization")
-	if cl := r.header.Get("Content-Length"); cl != "" {
-		req.ContentLength = int64(len(r.body))
-	}
-	sum := sha256.Sum256(r.body)
-	creds := aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, SessionToken: "session-token"}
-	if err := v4.NewSigner().SignHTTP(context.Background(), creds, req, hex.EncodeToString(sum[:]), "bedrock", "us-east-1", at); err != nil {
-		return err
-	}
-	if got := req.Header.Get("Authorization"); got != auth {
-		return fmt.Errorf("signature does not verify:\nsent:     %s\nexpected: %s", auth, got)
-	}
-	return nil
+	return testenv.VerifySigV4(r.method, host, r.path, r.header, r.body,
+		aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, SessionToken: "session-token"}, "bedrock", "us-east-1")
 }
 
 // stripIDs blanks the ids the local server mints per call.
@@ -316,120 +277,11 @@ func TestDirectInvokeFailsExactlyAsTheSDKDoes(t *testing.T) {
 		if werr == nil || gerr == nil {
 			t.Fatalf("%s: SDK error %v, direct error %v", c.name, werr, gerr)
 		}
-		if a, b := describe(werr), describe(gerr); a != b {
+		if a, b := testenv.DescribeAWSError(werr), testenv.DescribeAWSError(gerr); a != b {
 			t.Errorf("%s: errors differ\nSDK:    %s\ndirect: %s", c.name, a, b)
 		}
 		if gid != "" {
 			t.Errorf("%s: a failed call returned request id %q beside its error", c.name, gid)
 		}
-	}
-}
-
-// describe is an error as the invoker sees it: its chain of types, API code
-// and message, HTTP status, whether it is a timeout, and its text without the
-// per-call request id.
-func describe(err error) string {
-	var parts []string
-	for e := err; e != nil; e = errors.Unwrap(e) {
-		parts = append(parts, fmt.Sprintf("%T", e))
-	}
-	var api smithy.APIError
-	if errors.As(err, &api) {
-		parts = append(parts, "code="+api.ErrorCode(), "message="+api.ErrorMessage())
-	}
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		parts = append(parts, fmt.Sprintf("status=%d", re.HTTPStatusCode()))
-		if id := re.ServiceRequestID(); id != "" {
-			err = errors.New(strings.ReplaceAll(err.Error(), id, "<id>"))
-		}
-	}
-	var ne net.Error
-	parts = append(parts, fmt.Sprintf("deadline=%v timeout=%v", errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout()))
-	text := err.Error()
-	// A refused connection names the client's ephemeral port.
-	if i := strings.Index(text, "dial tcp "); i >= 0 {
-		text = text[:i]
-	}
-	return strings.Join(parts, " ") + " | " + text
-}
-
-// A server whose clock is an hour ahead: after one answer both paths sign
-// with its time, as the SDK's clock skew correction does, and neither does
-// when the client turns that correction off.
-func TestDirectInvokeCorrectsClockSkewAsTheSDKDoes(t *testing.T) {
-	var mu sync.Mutex
-	var dates []time.Time
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		at, _ := time.Parse("20060102T150405Z", r.Header.Get("X-Amz-Date"))
-		mu.Lock()
-		dates = append(dates, at)
-		mu.Unlock()
-		w.Header().Set("Date", time.Now().Add(time.Hour).UTC().Format(http.TimeFormat))
-		w.Header().Set("X-Amzn-RequestId", "skew-1")
-		w.Write([]byte(`{}`))
-	}))
-	defer srv.Close()
-	in := &bedrockruntime.InvokeModelInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"), Body: []byte(`{}`)}
-	for _, disable := range []bool{false, true} {
-		sdk := testClient(srv.URL, func(o *bedrockruntime.Options) { o.DisableClockSkewCorrection = disable })
-		d, why := newDirectInvoker(context.Background(), sdk)
-		if d == nil {
-			t.Fatal(why)
-		}
-		ahead := map[string]bool{}
-		for name, call := range map[string]func() error{
-			"SDK":    func() error { _, err := sdk.InvokeModel(context.Background(), in); return err },
-			"direct": func() error { _, _, _, err := d.InvokeModel(context.Background(), in); return err },
-		} {
-			mu.Lock()
-			dates = nil
-			mu.Unlock()
-			for i := 0; i < 2; i++ {
-				if err := call(); err != nil {
-					t.Fatalf("%s: %v", name, err)
-				}
-			}
-			mu.Lock()
-			ahead[name] = dates[1].Sub(time.Now()) > 50*time.Minute
-			if dates[0].Sub(time.Now()) > time.Minute {
-				t.Errorf("%s: the first call was signed ahead before any answer", name)
-			}
-			mu.Unlock()
-		}
-		if ahead["SDK"] != !disable || ahead["direct"] != ahead["SDK"] {
-			t.Errorf("correction disabled=%v: second call signed an hour ahead: SDK %v, direct %v", disable, ahead["SDK"], ahead["direct"])
-		}
-	}
-}
-
-// meter serve's client, built from the environment the standard SDK way,
-// takes the direct path; with a Bedrock API key (AWS_BEARER_TOKEN_BEDROCK)
-// it keeps the SDK's.
-func TestServeClientTakesTheDirectPath(t *testing.T) {
-	t.Setenv("AWS_REGION", "us-west-2")
-	t.Setenv("AWS_ACCESS_KEY_ID", testAccessKey)
-	t.Setenv("AWS_SECRET_ACCESS_KEY", testSecretKey)
-	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
-	t.Setenv("AWS_CONFIG_FILE", "/nonexistent")
-	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
-	t.Setenv("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", "http://127.0.0.1:1")
-	c, err := NewBedrockClient(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	d, why := newDirectInvoker(context.Background(), c)
-	if d == nil {
-		t.Fatalf("meter serve's client takes the SDK path: %s", why)
-	}
-	if d.base.String() != "http://127.0.0.1:1" || d.region != "us-west-2" {
-		t.Fatalf("endpoint %s region %s", d.base, d.region)
-	}
-	t.Setenv("AWS_BEARER_TOKEN_BEDROCK", "bedrock-api-key-abc")
-	if c, err = NewBedrockClient(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	if d, _ := newDirectInvoker(context.Background(), c); d != nil {
-		t.Fatal("a client with a Bedrock API key took the direct path")
 	}
 }

@@ -59,7 +59,14 @@ type KinesisProducer struct {
 var _ Producer = (*KinesisProducer)(nil)
 
 // NewKinesisProducer returns a producer for streamName.
+// A *kinesis.Client whose options allow it puts by the direct path
+// (kinesis_direct.go).
 func NewKinesisProducer(client KinesisPutAPI, streamName string, opts KinesisProducerOptions) *KinesisProducer {
+	if c, ok := client.(*kinesis.Client); ok {
+		if d, _ := newDirectPut(c, noSDKRetries); d != nil {
+			client = d
+		}
+	}
 	return &KinesisProducer{client: client, stream: streamName, opts: opts.withDefaults()}
 }
 
