@@ -5,12 +5,9 @@
 package aggregator
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meter-dev/meter/schemas"
@@ -107,7 +104,7 @@ type WindowKey struct {
 // count twice in windows; Reset clears the batch but keeps that memory.
 type Aggregator struct {
 	cfg     Config
-	decoder schemas.Decoder
+	decoder RecordDecoder
 	// seen maps a 64-bit hash of each request_id to its event time (ms). A hash
 	// collision (odds about 1 in 10^7 per million ids in the horizon) could only
 	// keep one request out of a window partial; the daily compaction compares
@@ -130,41 +127,8 @@ func New(cfg Config) *Aggregator {
 // Add decodes one record and adds it to the batch; a record that cannot be
 // decoded or validated is quarantined with the reason instead.
 func (a *Aggregator) Add(in Input, received time.Time) {
-	e, err := a.decoder.Parse(in.Data)
-	if err != nil {
-		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Kind: QuarantineInvalid, Record: string(in.Data), Received: received.UTC()}
-		if !json.Valid(in.Data) {
-			q.Kind = QuarantineMalformed
-		}
-		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {
-			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-				q.Origin = rest[:i]
-				q.Line, _ = strconv.Atoi(rest[i+1:])
-			}
-		}
-		if fe, ok := err.(*schemas.FieldError); ok {
-			q.Field = fe.Field
-		}
-		a.quarantined = append(a.quarantined, q)
-		return
-	}
-	arrived := in.Arrival
-	if arrived.IsZero() {
-		arrived = received
-	}
-	var why string
-	switch {
-	case e.Timestamp.After(arrived.Add(MaxAhead)):
-		why = fmt.Sprintf("event time %s is after the record reached the stream (%s) by more than %s", schemas.FormatTime(e.Timestamp), schemas.FormatTime(arrived), MaxAhead)
-	case e.Timestamp.Before(EarliestEventTime):
-		why = fmt.Sprintf("event time %s is before %s", schemas.FormatTime(e.Timestamp), EarliestEventTime.Format(time.DateOnly))
-	}
-	if why != "" {
-		a.quarantined = append(a.quarantined, Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
-			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()})
-		return
-	}
-	a.AddEvent(e)
+	d := a.decoder.Decode(in, received)
+	a.AddDecoded(&d)
 }
 
 // AddEvent adds one decoded event to the batch.

@@ -87,6 +87,10 @@ type Consumer struct {
 	// failed is the first of them that failed.
 	inflight []*commitJob
 	failed   error
+	// decoders decode a batch's records in shares, one per goroutine;
+	// decoded is the batch's records decoded, in order (see decode).
+	decoders []*aggregator.RecordDecoder
+	decoded  []aggregator.Decoded
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -304,9 +308,11 @@ func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator,
 // its checkpoint. At most maxInFlight batches are being encoded or written.
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
 	now := c.cfg.Now()
-	for _, r := range recs {
-		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
+	decoded := c.decode(shardID, recs, now)
+	for i := range decoded {
+		c.agg.AddDecoded(&decoded[i])
 	}
+	clear(decoded)
 	b := c.agg.Flush()
 	for len(c.inflight) >= maxInFlight {
 		if err := c.waitOldest(); err != nil {

@@ -575,6 +575,27 @@ type frameReader struct {
 	f      *os.File
 	buf    []byte
 	bufOff int64
+	// arena holds the data of the records returned, copied out of buf: one
+	// allocation per arenaBytes of records instead of one per record. A full
+	// arena is left to the records that use it, never written again.
+	arena []byte
+}
+
+// arenaBytes is the size of a frameReader's arenas.
+const arenaBytes = 1 << 20
+
+// keep copies b out of the read buffer into the arena and returns the copy,
+// capped so that appending to it cannot reach the next record's bytes.
+func (r *frameReader) keep(b []byte) []byte {
+	if len(b) > arenaBytes/8 {
+		return bytes.Clone(b)
+	}
+	if cap(r.arena)-len(r.arena) < len(b) {
+		r.arena = make([]byte, 0, arenaBytes)
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return r.arena[n:len(r.arena):len(r.arena)]
 }
 
 func newFrameReader(f *os.File) *frameReader { return &frameReader{f: f} }
@@ -608,7 +629,7 @@ func (r *frameReader) bytesAt(off int64, n int) ([]byte, error) {
 func (r *frameReader) invalidate() { r.buf = r.buf[:0] }
 
 // frame parses the frame at off. The returned record shares no memory with
-// the buffer.
+// the read buffer (its data is in an arena no later record overwrites).
 func (r *frameReader) frame(off int64) (rec Record, next int64, st frameStatus, err error) {
 	h, err := r.bytesAt(off, frameHeaderLen)
 	if err != nil {
@@ -640,7 +661,7 @@ func (r *frameReader) frame(off int64) (rec Record, next int64, st frameStatus, 
 		SequenceNumber: FormatFileSeq(off),
 		PartitionKey:   string(b[bodyFixedLen : bodyFixedLen+keyLen]),
 		Arrival:        time.Unix(0, int64(binary.LittleEndian.Uint64(b))).UTC(),
-		Data:           bytes.Clone(b[bodyFixedLen+keyLen:]),
+		Data:           r.keep(b[bodyFixedLen+keyLen:]),
 	}
 	if rec.Data == nil {
 		rec.Data = []byte{}
@@ -851,6 +872,9 @@ func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
 		}
 		it.notBefore = 0
 		rec.ShardID = it.shardID
+		if out == nil {
+			out = make([]Record, 0, min(max, 1<<15))
+		}
 		out = append(out, rec)
 	}
 	return out, nil
@@ -867,7 +891,18 @@ func (it *fileIterator) Close() error {
 
 // FormatFileSeq returns the sequence number of the record at a log offset:
 // the offset zero-padded to 20 digits, so that sequence numbers sort as strings.
-func FormatFileSeq(offset int64) string { return fmt.Sprintf("%0*d", seqDigits, offset) }
+func FormatFileSeq(offset int64) string {
+	if offset < 0 {
+		return fmt.Sprintf("%0*d", seqDigits, offset)
+	}
+	// 20 digits hold every non-negative int64.
+	var b [seqDigits]byte
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i] = byte('0' + offset%10)
+		offset /= 10
+	}
+	return string(b[:])
+}
 
 // ParseFileSeq returns the log offset a file stream sequence number names.
 func ParseFileSeq(seq string) (int64, error) {

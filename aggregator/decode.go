@@ -1,0 +1,76 @@
+package aggregator
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meter-dev/meter/schemas"
+)
+
+// Decoded is one record decoded on its own, for AddDecoded: the event, or
+// the record quarantined with the reason.
+type Decoded struct {
+	Event       schemas.Event
+	Quarantined *Quarantined // nil when Event is valid
+}
+
+// RecordDecoder decodes records apart from an Aggregator, so that the records
+// of one batch can be decoded on several goroutines (one RecordDecoder each)
+// and then added in their order with AddDecoded: Add is Decode followed by
+// AddDecoded. It keeps the repeated strings it has seen (schemas.Decoder)
+// and is not safe for concurrent use.
+type RecordDecoder struct {
+	dec schemas.Decoder
+}
+
+// Decode decodes and checks one record: a record that cannot be decoded or
+// validated, or whose event time is out of bounds, comes back quarantined
+// with the reason.
+func (d *RecordDecoder) Decode(in Input, received time.Time) Decoded {
+	e, err := d.dec.Parse(in.Data)
+	if err != nil {
+		q := &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Kind: QuarantineInvalid, Record: string(in.Data), Received: received.UTC()}
+		if !json.Valid(in.Data) {
+			q.Kind = QuarantineMalformed
+		}
+		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {
+			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+				q.Origin = rest[:i]
+				q.Line, _ = strconv.Atoi(rest[i+1:])
+			}
+		}
+		if fe, ok := err.(*schemas.FieldError); ok {
+			q.Field = fe.Field
+		}
+		return Decoded{Quarantined: q}
+	}
+	arrived := in.Arrival
+	if arrived.IsZero() {
+		arrived = received
+	}
+	var why string
+	switch {
+	case e.Timestamp.After(arrived.Add(MaxAhead)):
+		why = fmt.Sprintf("event time %s is after the record reached the stream (%s) by more than %s", schemas.FormatTime(e.Timestamp), schemas.FormatTime(arrived), MaxAhead)
+	case e.Timestamp.Before(EarliestEventTime):
+		why = fmt.Sprintf("event time %s is before %s", schemas.FormatTime(e.Timestamp), EarliestEventTime.Format(time.DateOnly))
+	}
+	if why != "" {
+		return Decoded{Quarantined: &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
+			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()}}
+	}
+	return Decoded{Event: e}
+}
+
+// AddDecoded adds one decoded record to the batch: its event, or its
+// quarantine entry.
+func (a *Aggregator) AddDecoded(d *Decoded) {
+	if d.Quarantined != nil {
+		a.quarantined = append(a.quarantined, *d.Quarantined)
+		return
+	}
+	a.AddEvent(d.Event)
+}
