@@ -14,14 +14,16 @@ const minDecodeShare = 2048
 
 // decode decodes a batch's records on up to GOMAXPROCS goroutines, each a
 // contiguous share with its own decoder, and returns them in stream order
-// (in a buffer reused by the next batch). Adding them to the aggregator
-// stays on the caller's goroutine, in that order, so dedup, windows and
+// (in a buffer from the pool; putDecoded returns it). They are added to the
+// aggregator in that order, one batch after another, so dedup, windows and
 // quarantine are exactly those of adding the records one by one.
 func (c *Consumer) decode(shardID string, recs []stream.Record, now time.Time) []aggregator.Decoded {
-	if cap(c.decoded) < len(recs) {
-		c.decoded = make([]aggregator.Decoded, len(recs))
+	var out []aggregator.Decoded
+	if p, _ := c.decodedPool.Get().(*[]aggregator.Decoded); p != nil && cap(*p) >= len(recs) {
+		out = (*p)[:len(recs)]
+	} else {
+		out = make([]aggregator.Decoded, len(recs))
 	}
-	out := c.decoded[:len(recs)]
 	workers := max(1, min(runtime.GOMAXPROCS(0), len(recs)/minDecodeShare))
 	for len(c.decoders) < workers {
 		c.decoders = append(c.decoders, &aggregator.RecordDecoder{})
@@ -51,4 +53,11 @@ func (c *Consumer) decode(shardID string, recs []stream.Record, now time.Time) [
 	}
 	wg.Wait()
 	return out
+}
+
+// putDecoded gives a batch's decoded records back to the pool once the
+// aggregator has taken them.
+func (c *Consumer) putDecoded(d []aggregator.Decoded) {
+	clear(d)
+	c.decodedPool.Put(&d)
 }
