@@ -113,7 +113,7 @@ type Aggregator struct {
 	seed        maphash.Seed
 	maxEventMS  int64
 	lastEvict   int64
-	events      []schemas.Event // every valid event of the batch, duplicates included
+	events      []schemas.EventRow // every valid event of the batch, duplicates included
 	windows     map[WindowKey]*schemas.WindowRow
 	quarantined []Quarantined
 	duplicates  int
@@ -133,8 +133,14 @@ func (a *Aggregator) Add(in Input, received time.Time) {
 
 // AddEvent adds one decoded event to the batch.
 func (a *Aggregator) AddEvent(e schemas.Event) {
-	a.events = append(a.events, e)
-	ms := e.Timestamp.UnixMilli()
+	r := schemas.NewEventRow(&e)
+	a.addRow(&r)
+}
+
+// addRow adds one valid event, as its row, to the batch.
+func (a *Aggregator) addRow(e *schemas.EventRow) {
+	a.events = append(a.events, *e)
+	ms := e.Timestamp
 	if ms > a.maxEventMS {
 		a.maxEventMS = ms
 		a.evict()
@@ -150,11 +156,15 @@ func (a *Aggregator) AddEvent(e schemas.Event) {
 	if ms < 0 && ms%win != 0 {
 		start -= win
 	}
-	k := WindowKey{start, e.TeamID, e.CostCenter, e.ModelID, e.Status, e.Tier()}
+	tier := e.PricingTier
+	if tier == "" {
+		tier = "on_demand" // as Event.Tier
+	}
+	k := WindowKey{start, e.TeamID, e.CostCenter, e.ModelID, e.Status, tier}
 	w := a.windows[k]
 	if w == nil {
 		w = &schemas.WindowRow{WindowStart: start, WindowEnd: start + win, TeamID: e.TeamID, CostCenter: e.CostCenter,
-			ModelID: e.ModelID, Status: e.Status, PricingTier: e.Tier()}
+			ModelID: e.ModelID, Status: e.Status, PricingTier: tier}
 		a.windows[k] = w
 	}
 	w.Requests++
@@ -223,17 +233,27 @@ func (a *Aggregator) Flush() Batch {
 	}
 	perDay := map[int64]int{}
 	for i := range a.events {
-		perDay[dayOf(a.events[i].Timestamp.UnixMilli())]++
+		perDay[dayOf(a.events[i].Timestamp)]++
 	}
-	byNum := make(map[int64]*DayBatch, len(perDay))
-	for d, n := range perDay {
-		db := day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout))
-		db.Events = make([]schemas.EventRow, 0, n)
-		byNum[d] = db
-	}
-	for i := range a.events {
-		db := byNum[dayOf(a.events[i].Timestamp.UnixMilli())]
-		db.Events = append(db.Events, schemas.NewEventRow(&a.events[i]))
+	if len(perDay) == 1 {
+		// One day, the usual case: the batch takes the rows as they are.
+		for d := range perDay {
+			day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout)).Events = a.events
+		}
+		a.events = make([]schemas.EventRow, 0, len(a.events))
+	} else {
+		byNum := make(map[int64]*DayBatch, len(perDay))
+		for d, n := range perDay {
+			db := day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout))
+			db.Events = make([]schemas.EventRow, 0, n)
+			byNum[d] = db
+		}
+		for i := range a.events {
+			db := byNum[dayOf(a.events[i].Timestamp)]
+			db.Events = append(db.Events, a.events[i])
+		}
+		clear(a.events) // the batch holds copies of the rows
+		a.events = a.events[:0]
 	}
 	for _, w := range a.windows {
 		d := time.UnixMilli(w.WindowStart).UTC().Format(schemas.DayLayout)
@@ -242,8 +262,7 @@ func (a *Aggregator) Flush() Batch {
 	for _, db := range b.Days {
 		sort.Slice(db.Windows, func(i, j int) bool { return windowLess(&db.Windows[i], &db.Windows[j]) })
 	}
-	clear(a.events) // the batch holds rows converted from them, not the events
-	a.events, a.quarantined, a.duplicates = a.events[:0], nil, 0
+	a.quarantined, a.duplicates = nil, 0
 	a.windows = map[WindowKey]*schemas.WindowRow{}
 	return b
 }

@@ -13,8 +13,8 @@ import (
 // Decoded is one record decoded on its own, for AddDecoded: the event, or
 // the record quarantined with the reason.
 type Decoded struct {
-	Event       schemas.Event
-	Quarantined *Quarantined // nil when Event is valid
+	Row         schemas.EventRow // the valid event, as its events table row
+	Quarantined *Quarantined     // nil when Row holds a valid event
 }
 
 // RecordDecoder decodes records apart from an Aggregator, so that the records
@@ -62,7 +62,7 @@ func (d *RecordDecoder) Decode(in Input, received time.Time) Decoded {
 		return Decoded{Quarantined: &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
 			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()}}
 	}
-	return Decoded{Event: e}
+	return Decoded{Row: schemas.NewEventRow(&e)}
 }
 
 // AddDecoded adds one decoded record to the batch: its event, or its
@@ -72,5 +72,5 @@ func (a *Aggregator) AddDecoded(d *Decoded) {
 		a.quarantined = append(a.quarantined, *d.Quarantined)
 		return
 	}
-	a.AddEvent(d.Event)
+	a.addRow(&d.Row)
 }
