@@ -104,6 +104,9 @@ type fileShard struct {
 	end         int64 // valid end of the log as this writer last saw it
 	lastArrival int64
 	lastIndexed int64 // offset of the last index entry, 0 if none
+	// frames is the buffer a batch's frames are built in, kept for the
+	// next batch (appends hold mu).
+	frames []byte
 }
 
 type streamMeta struct {
@@ -459,7 +462,10 @@ func (sh *fileShard) append(batch []Entry, opts FileOptions) error {
 	for _, e := range batch {
 		size += frameHeaderLen + bodyFixedLen + len(e.PartitionKey) + len(e.Data)
 	}
-	buf := make([]byte, 0, size)
+	if cap(sh.frames) < size || cap(sh.frames) > max(4*size, 64<<20) { // not kept oversized after one huge batch
+		sh.frames = make([]byte, 0, size)
+	}
+	buf := sh.frames[:0]
 	for _, e := range batch {
 		buf = appendFrame(buf, arrival, e.PartitionKey, e.Data)
 	}
