@@ -13,6 +13,11 @@ import (
 // the general path, which also produces the error messages; the fast path never
 // decides that a record is bad.
 func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
+	return parseFastIDs(data, intern, plainString)
+}
+
+// parseFastIDs is parseFast with the ids' strings made by ids.
+func parseFastIDs(data []byte, intern, ids func([]byte) string) (e Event, ok bool) {
 	const (
 		hSchema = 1 << iota
 		hEventID
@@ -69,9 +74,9 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 			i = j
 			switch string(key) {
 			case "event_id":
-				e.EventID, have = string(val), have|hEventID
+				e.EventID, have = ids(val), have|hEventID
 			case "request_id":
-				e.RequestID, have = string(val), have|hRequestID
+				e.RequestID, have = ids(val), have|hRequestID
 			case "timestamp":
 				ts, ok := parseTimestamp(val)
 				if !ok {
@@ -156,20 +161,41 @@ func plainString(b []byte) string { return string(b) }
 
 // Decoder decodes events and shares the strings that repeat across them
 // (team, cost center, model, operation, status, key id, region, tier), so a
-// long run of events allocates only their ids. It is not safe for concurrent use.
+// long run of events allocates only their ids, and those a block of ids at a
+// time (an event's ids share memory with its neighbours'). It is not safe for
+// concurrent use.
 type Decoder struct {
 	strs map[string]string
+	ids  strings.Builder // the current block of ids
 }
+
+// idBlock is the size of a Decoder's blocks of ids.
+const idBlock = 32 << 10
 
 // maxInterned bounds the shared strings; past it, new values are allocated as usual.
 const maxInterned = 1 << 16
 
 // Parse is ParseEvent with shared strings.
 func (d *Decoder) Parse(data []byte) (Event, error) {
-	if e, ok := parseFast(data, d.intern); ok && e.Validate() == nil {
+	if e, ok := parseFastIDs(data, d.intern, d.id); ok && e.Validate() == nil {
 		return e, nil
 	}
 	return parseGeneral(data)
+}
+
+// id returns b as a string in the current block of ids: a strings.Builder
+// never changes bytes it has written, so the block's string can be sliced.
+func (d *Decoder) id(b []byte) string {
+	if len(b) > idBlock/8 {
+		return string(b)
+	}
+	if d.ids.Cap()-d.ids.Len() < len(b) {
+		d.ids = strings.Builder{}
+		d.ids.Grow(idBlock)
+	}
+	off := d.ids.Len()
+	d.ids.Write(b)
+	return d.ids.String()[off:]
 }
 
 func (d *Decoder) intern(b []byte) string {

@@ -37,6 +37,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -585,6 +586,23 @@ type frameReader struct {
 	// allocation per arenaBytes of records instead of one per record. A full
 	// arena is left to the records that use it, never written again.
 	arena []byte
+	// strs holds the records' partition keys and sequence numbers the
+	// same way (a strings.Builder never changes bytes it has written).
+	strs strings.Builder
+}
+
+// str returns b as a string cut from r.strs.
+func (r *frameReader) str(b []byte) string {
+	if len(b) > arenaBytes/64 {
+		return string(b)
+	}
+	if r.strs.Cap()-r.strs.Len() < len(b) {
+		r.strs = strings.Builder{}
+		r.strs.Grow(arenaBytes / 8)
+	}
+	off := r.strs.Len()
+	r.strs.Write(b)
+	return r.strs.String()[off:]
 }
 
 // arenaBytes is the size of a frameReader's arenas.
@@ -663,9 +681,10 @@ func (r *frameReader) frame(off int64) (rec Record, next int64, st frameStatus, 
 	if bodyFixedLen+keyLen > bodyLen {
 		return rec, 0, frameCorrupt, nil
 	}
+	var seq [seqDigits]byte
 	rec = Record{
-		SequenceNumber: FormatFileSeq(off),
-		PartitionKey:   string(b[bodyFixedLen : bodyFixedLen+keyLen]),
+		SequenceNumber: r.str(appendFileSeq(seq[:0], off)),
+		PartitionKey:   r.str(b[bodyFixedLen : bodyFixedLen+keyLen]),
 		Arrival:        time.Unix(0, int64(binary.LittleEndian.Uint64(b))).UTC(),
 		Data:           r.keep(b[bodyFixedLen+keyLen:]),
 	}
@@ -901,13 +920,22 @@ func FormatFileSeq(offset int64) string {
 	if offset < 0 {
 		return fmt.Sprintf("%0*d", seqDigits, offset)
 	}
-	// 20 digits hold every non-negative int64.
 	var b [seqDigits]byte
-	for i := len(b) - 1; i >= 0; i-- {
+	return string(appendFileSeq(b[:0], offset))
+}
+
+// appendFileSeq appends FormatFileSeq(offset) of an offset >= 0 to b.
+func appendFileSeq(b []byte, offset int64) []byte {
+	// 20 digits hold every non-negative int64.
+	n := len(b)
+	for range seqDigits {
+		b = append(b, '0')
+	}
+	for i := len(b) - 1; i >= n; i-- {
 		b[i] = byte('0' + offset%10)
 		offset /= 10
 	}
-	return string(b[:])
+	return b
 }
 
 // ParseFileSeq returns the log offset a file stream sequence number names.

@@ -27,7 +27,7 @@ func TestFileRecordsDataIsTheirOwn(t *testing.T) {
 	}
 	defer fs.Close()
 	var entries []Entry
-	for i := range 3000 {
+	for i := range 8000 { // keys and sequence numbers span several string blocks
 		entries = append(entries, Entry{PartitionKey: fmt.Sprint("k", i), Data: bytes.Repeat([]byte{byte('a' + i%26)}, 1+i%700)})
 	}
 	// One large record, past the arena's share, is copied on its own.
@@ -51,6 +51,9 @@ func TestFileRecordsDataIsTheirOwn(t *testing.T) {
 		recs[i].Data = append(recs[i].Data, '!')
 	}
 	for i, r := range recs {
+		if off, err := ParseFileSeq(r.SequenceNumber); err != nil || len(r.SequenceNumber) != 20 || (i > 0 && CompareSeq(r.SequenceNumber, recs[i-1].SequenceNumber) <= 0) || off <= 0 {
+			t.Fatalf("record %d: sequence number %q after %q", i, r.SequenceNumber, recs[max(0, i-1)].SequenceNumber)
+		}
 		want := append(bytes.Clone(entries[i].Data), '!')
 		if !bytes.Equal(r.Data, want) || r.PartitionKey != entries[i].PartitionKey {
 			t.Fatalf("record %d: key %q, %d bytes, want %q, %d bytes", i, r.PartitionKey, len(r.Data), entries[i].PartitionKey, len(want))
