@@ -114,6 +114,7 @@ type Aggregator struct {
 	maxEventMS  int64
 	lastEvict   int64
 	events      []schemas.EventRow // every valid event of the batch, duplicates included
+	eventsHint  int                // how many the last batch had
 	windows     map[WindowKey]*schemas.WindowRow
 	quarantined []Quarantined
 	duplicates  int
@@ -139,7 +140,16 @@ func (a *Aggregator) AddEvent(e schemas.Event) {
 
 // addRow adds one valid event, as its row, to the batch.
 func (a *Aggregator) addRow(e *schemas.EventRow) {
+	if a.events == nil {
+		a.events = make([]schemas.EventRow, 0, a.eventsHint)
+	}
 	a.events = append(a.events, *e)
+	a.count(e)
+}
+
+// count adds one valid event to the dedup memory and, unless already seen
+// within the horizon, to its window.
+func (a *Aggregator) count(e *schemas.EventRow) {
 	ms := e.Timestamp
 	if ms > a.maxEventMS {
 		a.maxEventMS = ms
@@ -240,7 +250,7 @@ func (a *Aggregator) Flush() Batch {
 		for d := range perDay {
 			day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout)).Events = a.events
 		}
-		a.events = make([]schemas.EventRow, 0, len(a.events))
+		a.events, a.eventsHint = nil, len(a.events)
 	} else {
 		byNum := make(map[int64]*DayBatch, len(perDay))
 		for d, n := range perDay {

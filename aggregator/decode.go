@@ -30,6 +30,15 @@ type RecordDecoder struct {
 // validated, or whose event time is out of bounds, comes back quarantined
 // with the reason.
 func (d *RecordDecoder) Decode(in Input, received time.Time) Decoded {
+	var out Decoded
+	out.Quarantined = d.DecodeTo(in, received, &out.Row)
+	return out
+}
+
+// DecodeTo is Decode into row: it returns nil when row now holds the valid
+// event, or the record quarantined with the reason (row is then left as it
+// was).
+func (d *RecordDecoder) DecodeTo(in Input, received time.Time, row *schemas.EventRow) *Quarantined {
 	e, err := d.dec.Parse(in.Data)
 	if err != nil {
 		q := &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Kind: QuarantineInvalid, Record: string(in.Data), Received: received.UTC()}
@@ -45,7 +54,7 @@ func (d *RecordDecoder) Decode(in Input, received time.Time) Decoded {
 		if fe, ok := err.(*schemas.FieldError); ok {
 			q.Field = fe.Field
 		}
-		return Decoded{Quarantined: q}
+		return q
 	}
 	arrived := in.Arrival
 	if arrived.IsZero() {
@@ -59,10 +68,11 @@ func (d *RecordDecoder) Decode(in Input, received time.Time) Decoded {
 		why = fmt.Sprintf("event time %s is before %s", schemas.FormatTime(e.Timestamp), EarliestEventTime.Format(time.DateOnly))
 	}
 	if why != "" {
-		return Decoded{Quarantined: &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
-			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()}}
+		return &Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
+			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()}
 	}
-	return Decoded{Row: schemas.NewEventRow(&e)}
+	*row = schemas.NewEventRow(&e)
+	return nil
 }
 
 // AddDecoded adds one decoded record to the batch: its event, or its
@@ -73,4 +83,18 @@ func (a *Aggregator) AddDecoded(d *Decoded) {
 		return
 	}
 	a.addRow(&d.Row)
+}
+
+// AddRows adds valid events, as their rows, in order: what AddDecoded of
+// each would add. The aggregator takes rows over (the batch Flush returns
+// may hold it): the caller must not use it afterwards.
+func (a *Aggregator) AddRows(rows []schemas.EventRow) {
+	if len(a.events) == 0 {
+		a.events = rows
+	} else {
+		a.events = append(a.events, rows...)
+	}
+	for i := range rows {
+		a.count(&rows[i])
+	}
 }

@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/meter-dev/meter/aggregator"
@@ -89,10 +88,8 @@ type Consumer struct {
 	inflight []*commitJob
 	failed   error
 	// decoders decode a batch's records in shares, one per goroutine
-	// (see decode); decodedPool holds the buffers of decoded records
-	// the batches in flight are done with.
-	decoders    []*aggregator.RecordDecoder
-	decodedPool sync.Pool // *[]aggregator.Decoded
+	// (see decode).
+	decoders []*aggregator.RecordDecoder
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -315,12 +312,10 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	decoded := c.decode(shardID, recs, now)
 	for len(c.inflight) >= maxInFlight {
 		if err := c.waitOldest(); err != nil {
-			c.putDecoded(decoded)
 			return err
 		}
 	}
 	if c.failed != nil {
-		c.putDecoded(decoded)
 		return c.failed
 	}
 	cp := c.cps[shardID]
@@ -355,12 +350,12 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 		if prev != nil {
 			<-prev.added
 		}
-		for i := range decoded {
-			c.agg.AddDecoded(&decoded[i])
+		c.agg.AddRows(decoded.rows)
+		for _, q := range decoded.quarantined {
+			c.agg.AddDecoded(&aggregator.Decoded{Quarantined: q})
 		}
 		b := c.agg.Flush()
 		close(job.added)
-		c.putDecoded(decoded)
 		job.events, job.duplicates, job.quarantined = b.Events, b.Duplicates, len(b.Quarantined)
 		job.quarantinedBy = map[string]int{}
 		for _, q := range b.Quarantined {
