@@ -355,12 +355,12 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 			c.agg.AddDecoded(&aggregator.Decoded{Quarantined: q})
 		}
 		b := c.agg.Flush()
-		close(job.added)
 		job.events, job.duplicates, job.quarantined = b.Events, b.Duplicates, len(b.Quarantined)
 		job.quarantinedBy = map[string]int{}
 		for _, q := range b.Quarantined {
 			job.quarantinedBy[q.Kind]++
 		}
+		close(job.added)
 		objs, err := EncodeBatch(b, name, c.cfg.Parquet, arrived)
 		if prev != nil {
 			<-prev.done
