@@ -5,12 +5,9 @@
 package aggregator
 
 import (
-	"encoding/json"
 	"fmt"
 	"hash/maphash"
 	"sort"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/meter-dev/meter/schemas"
@@ -107,7 +104,7 @@ type WindowKey struct {
 // count twice in windows; Reset clears the batch but keeps that memory.
 type Aggregator struct {
 	cfg     Config
-	decoder schemas.Decoder
+	decoder RecordDecoder
 	// seen maps a 64-bit hash of each request_id to its event time (ms). A hash
 	// collision (odds about 1 in 10^7 per million ids in the horizon) could only
 	// keep one request out of a window partial; the daily compaction compares
@@ -116,7 +113,8 @@ type Aggregator struct {
 	seed        maphash.Seed
 	maxEventMS  int64
 	lastEvict   int64
-	events      []schemas.Event // every valid event of the batch, duplicates included
+	events      []schemas.EventRow // every valid event of the batch, duplicates included
+	eventsHint  int                // how many the last batch had
 	windows     map[WindowKey]*schemas.WindowRow
 	quarantined []Quarantined
 	duplicates  int
@@ -130,47 +128,29 @@ func New(cfg Config) *Aggregator {
 // Add decodes one record and adds it to the batch; a record that cannot be
 // decoded or validated is quarantined with the reason instead.
 func (a *Aggregator) Add(in Input, received time.Time) {
-	e, err := a.decoder.Parse(in.Data)
-	if err != nil {
-		q := Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: err.Error(), Kind: QuarantineInvalid, Record: string(in.Data), Received: received.UTC()}
-		if !json.Valid(in.Data) {
-			q.Kind = QuarantineMalformed
-		}
-		if rest, ok := strings.CutPrefix(in.PartitionKey, "malformed/"); ok {
-			if i := strings.LastIndexByte(rest, ':'); i >= 0 {
-				q.Origin = rest[:i]
-				q.Line, _ = strconv.Atoi(rest[i+1:])
-			}
-		}
-		if fe, ok := err.(*schemas.FieldError); ok {
-			q.Field = fe.Field
-		}
-		a.quarantined = append(a.quarantined, q)
-		return
-	}
-	arrived := in.Arrival
-	if arrived.IsZero() {
-		arrived = received
-	}
-	var why string
-	switch {
-	case e.Timestamp.After(arrived.Add(MaxAhead)):
-		why = fmt.Sprintf("event time %s is after the record reached the stream (%s) by more than %s", schemas.FormatTime(e.Timestamp), schemas.FormatTime(arrived), MaxAhead)
-	case e.Timestamp.Before(EarliestEventTime):
-		why = fmt.Sprintf("event time %s is before %s", schemas.FormatTime(e.Timestamp), EarliestEventTime.Format(time.DateOnly))
-	}
-	if why != "" {
-		a.quarantined = append(a.quarantined, Quarantined{Source: in.Source, PartitionKey: in.PartitionKey, Reason: why,
-			Kind: QuarantineInvalid, Field: "timestamp", Record: string(in.Data), Received: received.UTC()})
-		return
-	}
-	a.AddEvent(e)
+	d := a.decoder.Decode(in, received)
+	a.AddDecoded(&d)
 }
 
 // AddEvent adds one decoded event to the batch.
 func (a *Aggregator) AddEvent(e schemas.Event) {
-	a.events = append(a.events, e)
-	ms := e.Timestamp.UnixMilli()
+	r := schemas.NewEventRow(&e)
+	a.addRow(&r)
+}
+
+// addRow adds one valid event, as its row, to the batch.
+func (a *Aggregator) addRow(e *schemas.EventRow) {
+	if a.events == nil {
+		a.events = make([]schemas.EventRow, 0, a.eventsHint)
+	}
+	a.events = append(a.events, *e)
+	a.count(e)
+}
+
+// count adds one valid event to the dedup memory and, unless already seen
+// within the horizon, to its window.
+func (a *Aggregator) count(e *schemas.EventRow) {
+	ms := e.Timestamp
 	if ms > a.maxEventMS {
 		a.maxEventMS = ms
 		a.evict()
@@ -186,11 +166,15 @@ func (a *Aggregator) AddEvent(e schemas.Event) {
 	if ms < 0 && ms%win != 0 {
 		start -= win
 	}
-	k := WindowKey{start, e.TeamID, e.CostCenter, e.ModelID, e.Status, e.Tier()}
+	tier := e.PricingTier
+	if tier == "" {
+		tier = "on_demand" // as Event.Tier
+	}
+	k := WindowKey{start, e.TeamID, e.CostCenter, e.ModelID, e.Status, tier}
 	w := a.windows[k]
 	if w == nil {
 		w = &schemas.WindowRow{WindowStart: start, WindowEnd: start + win, TeamID: e.TeamID, CostCenter: e.CostCenter,
-			ModelID: e.ModelID, Status: e.Status, PricingTier: e.Tier()}
+			ModelID: e.ModelID, Status: e.Status, PricingTier: tier}
 		a.windows[k] = w
 	}
 	w.Requests++
@@ -259,17 +243,27 @@ func (a *Aggregator) Flush() Batch {
 	}
 	perDay := map[int64]int{}
 	for i := range a.events {
-		perDay[dayOf(a.events[i].Timestamp.UnixMilli())]++
+		perDay[dayOf(a.events[i].Timestamp)]++
 	}
-	byNum := make(map[int64]*DayBatch, len(perDay))
-	for d, n := range perDay {
-		db := day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout))
-		db.Events = make([]schemas.EventRow, 0, n)
-		byNum[d] = db
-	}
-	for i := range a.events {
-		db := byNum[dayOf(a.events[i].Timestamp.UnixMilli())]
-		db.Events = append(db.Events, schemas.NewEventRow(&a.events[i]))
+	if len(perDay) == 1 {
+		// One day, the usual case: the batch takes the rows as they are.
+		for d := range perDay {
+			day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout)).Events = a.events
+		}
+		a.events, a.eventsHint = nil, len(a.events)
+	} else {
+		byNum := make(map[int64]*DayBatch, len(perDay))
+		for d, n := range perDay {
+			db := day(time.UnixMilli(d * msPerDay).UTC().Format(schemas.DayLayout))
+			db.Events = make([]schemas.EventRow, 0, n)
+			byNum[d] = db
+		}
+		for i := range a.events {
+			db := byNum[dayOf(a.events[i].Timestamp)]
+			db.Events = append(db.Events, a.events[i])
+		}
+		clear(a.events) // the batch holds copies of the rows
+		a.events = a.events[:0]
 	}
 	for _, w := range a.windows {
 		d := time.UnixMilli(w.WindowStart).UTC().Format(schemas.DayLayout)
@@ -278,8 +272,7 @@ func (a *Aggregator) Flush() Batch {
 	for _, db := range b.Days {
 		sort.Slice(db.Windows, func(i, j int) bool { return windowLess(&db.Windows[i], &db.Windows[j]) })
 	}
-	clear(a.events) // the batch holds rows converted from them, not the events
-	a.events, a.quarantined, a.duplicates = a.events[:0], nil, 0
+	a.quarantined, a.duplicates = nil, 0
 	a.windows = map[WindowKey]*schemas.WindowRow{}
 	return b
 }

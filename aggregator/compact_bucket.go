@@ -104,44 +104,94 @@ func (c *Compactor) Bucket(events []schemas.Event) ([]schemas.DailyRow, error) {
 	c.Requests += len(keep)
 
 	rows := make([]schemas.DailyRow, len(keep))
-	priced := rows[:0:0]
-	skipped := 0
+	n := 0
 	var fc fixedCosts
-	for n, i := range keep {
+	for _, i := range keep {
 		e := &events[i]
-		k := groupKey{e.TeamID, e.CostCenter, e.ModelID}
-		g := c.groups[k]
-		if g == nil {
-			g = &group{row: ChargebackRow{Day: c.day, TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID}}
-			c.groups[k] = g
+		if c.price(e, &rows[n], &fc) {
+			n++
 		}
-		r := &rows[n]
-		r.SetEvent(e)
-		if c.pricer.fast(e, &fc) && g.addFixed(e, &fc, r) {
-			continue
-		}
-		cost, err := c.pricer.p.Cost(e)
-		if err != nil {
-			c.addUnpriced(e, err)
-			r.RequestID = "" // left out below
-			skipped++
-			continue
-		}
-		g.row.Count(e)
-		g.slow = g.slow.Add(cost)
-		*r = schemas.NewDailyRow(e, cost)
 	}
-	if skipped > 0 {
-		priced = make([]schemas.DailyRow, 0, len(rows)-skipped)
-		for i := range rows {
-			if rows[i].RequestID != "" {
-				priced = append(priced, rows[i])
-			}
-		}
-		rows = priced
-	}
+	rows = rows[:n:n]
 	SortDaily(rows)
 	return rows, nil
+}
+
+// BucketRows is Bucket over daily rows whose costs are zero (rows made by
+// DailyRow.SetEvent, as a spilled bucket holds them): the same deduplication,
+// prices, sums and counts, and the same rows returned, in the order Bucket
+// returns them. It works in place: the result shares rows' memory, and the
+// rows past its end are left zero.
+func (c *Compactor) BucketRows(rows []schemas.DailyRow) ([]schemas.DailyRow, error) {
+	c.RowsRead += len(rows)
+	startMS, endMS := c.start.UnixMilli(), c.end.UnixMilli()
+	// first is the row kept so far for each request id; dropped marks every
+	// other row (other days, and the duplicates that lost), so that the
+	// rows kept are found without looking their ids up again.
+	first := make(map[string]int32, len(rows))
+	dropped := make([]bool, len(rows))
+	for i := range rows {
+		r := &rows[i]
+		if r.Timestamp < startMS || r.Timestamp >= endMS {
+			c.OtherDay++
+			dropped[i] = true
+			continue
+		}
+		j, seen := first[r.RequestID]
+		if !seen {
+			first[r.RequestID] = int32(i)
+			continue
+		}
+		c.Duplicates++
+		if k := &rows[j]; r.Timestamp < k.Timestamp || (r.Timestamp == k.Timestamp && r.EventID < k.EventID) {
+			first[r.RequestID] = int32(i)
+			dropped[j] = true
+		} else {
+			dropped[i] = true
+		}
+	}
+	first = nil
+	n := 0
+	var fc fixedCosts
+	for i := range rows {
+		if dropped[i] {
+			continue
+		}
+		c.Requests++
+		e := rows[i].Event()
+		if c.price(&e, &rows[n], &fc) {
+			n++
+		}
+	}
+	clear(rows[n:])
+	rows = rows[:n:n]
+	SortDaily(rows)
+	return rows, nil
+}
+
+// price prices one kept event into r (every column set) and adds it to its
+// group's sums; false when it could not be priced (it is then counted as
+// unpriced and r must be left out).
+func (c *Compactor) price(e *schemas.Event, r *schemas.DailyRow, fc *fixedCosts) bool {
+	k := groupKey{e.TeamID, e.CostCenter, e.ModelID}
+	g := c.groups[k]
+	if g == nil {
+		g = &group{row: ChargebackRow{Day: c.day, TeamID: e.TeamID, CostCenter: e.CostCenter, ModelID: e.ModelID}}
+		c.groups[k] = g
+	}
+	r.SetEvent(e)
+	if c.pricer.fast(e, fc) && g.addFixed(e, fc, r) {
+		return true
+	}
+	cost, err := c.pricer.p.Cost(e)
+	if err != nil {
+		c.addUnpriced(e, err)
+		return false
+	}
+	g.row.Count(e)
+	g.slow = g.slow.Add(cost)
+	*r = schemas.NewDailyRow(e, cost)
+	return true
 }
 
 func (c *Compactor) addUnpriced(e *schemas.Event, err error) {
@@ -234,30 +284,41 @@ func CompareDaily(a, b *schemas.DailyRow) int {
 // tie), and the rows permuted once.
 func SortDaily(rows []schemas.DailyRow) {
 	type pair struct{ team, model string }
-	rank := map[pair]int32{}
-	for i := range rows {
-		rank[pair{rows[i].TeamID, rows[i].ModelID}] = 0
-	}
-	pairs := make([]pair, 0, len(rank))
-	for p := range rank {
-		pairs = append(pairs, p)
-	}
-	slices.SortFunc(pairs, func(a, b pair) int {
-		if c := cmp.Compare(a.team, b.team); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.model, b.model)
-	})
-	for i, p := range pairs {
-		rank[p] = int32(i)
-	}
 	type key struct {
 		ts         int64
 		group, row int32
 	}
+	// Each row's (team, model) is looked up once, numbered in the order
+	// first met, then the numbers are replaced by the pairs' ranks.
+	seen := map[pair]int32{}
+	var pairs []pair
 	keys := make([]key, len(rows))
 	for i := range rows {
-		keys[i] = key{ts: rows[i].Timestamp, group: rank[pair{rows[i].TeamID, rows[i].ModelID}], row: int32(i)}
+		p := pair{rows[i].TeamID, rows[i].ModelID}
+		g, ok := seen[p]
+		if !ok {
+			g = int32(len(pairs))
+			seen[p] = g
+			pairs = append(pairs, p)
+		}
+		keys[i] = key{ts: rows[i].Timestamp, group: g, row: int32(i)}
+	}
+	order := make([]int32, len(pairs))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := cmp.Compare(pairs[a].team, pairs[b].team); c != 0 {
+			return c
+		}
+		return cmp.Compare(pairs[a].model, pairs[b].model)
+	})
+	rank := make([]int32, len(pairs))
+	for r, g := range order {
+		rank[g] = int32(r)
+	}
+	for i := range keys {
+		keys[i].group = rank[keys[i].group]
 	}
 	slices.SortFunc(keys, func(a, b key) int {
 		if a.group != b.group {

@@ -87,6 +87,9 @@ type Consumer struct {
 	// failed is the first of them that failed.
 	inflight []*commitJob
 	failed   error
+	// decoders decode a batch's records in shares, one per goroutine
+	// (see decode).
+	decoders []*aggregator.RecordDecoder
 }
 
 // Validate reports the first thing wrong with cfg; zero values take defaults.
@@ -296,18 +299,17 @@ func (c *Consumer) next(ctx context.Context, shardID string, it stream.Iterator,
 // The checkpoint names the batch's end as pending before any output is
 // written, so that a restart rebuilds this batch exactly (see Checkpoint.Pending).
 //
-// The outputs are encoded on their own goroutine while the next batch is read
-// and aggregated here (and while the batch before is encoded or written), so
-// decoding and Parquet encoding run on every core. The store still sees one
-// batch after another, in order: a batch's pending checkpoint is saved only
-// once the batch before is durable and checkpointed, then its outputs, then
-// its checkpoint. At most maxInFlight batches are being encoded or written.
+// The records are decoded here, on every core (see decode); the rest runs on
+// the batch's own goroutine while the next batch is read and decoded here:
+// adding the decoded records to the aggregator (dedup and windows), in stream
+// order, one batch after another; encoding the outputs, beside the batches
+// before; then writing them. The store still sees one batch after another,
+// in order: a batch's pending checkpoint is saved only once the batch before
+// is durable and checkpointed, then its outputs, then its checkpoint. At most
+// maxInFlight batches are being aggregated, encoded or written.
 func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Record) error {
 	now := c.cfg.Now()
-	for _, r := range recs {
-		c.agg.Add(aggregator.Input{Data: r.Data, Source: shardID + "/" + r.SequenceNumber, PartitionKey: r.PartitionKey, Arrival: r.Arrival}, now)
-	}
-	b := c.agg.Flush()
+	decoded := c.decode(shardID, recs, now)
 	for len(c.inflight) >= maxInFlight {
 		if err := c.waitOldest(); err != nil {
 			return err
@@ -318,7 +320,7 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	}
 	cp := c.cps[shardID]
 	last := recs[len(recs)-1].SequenceNumber
-	job := &commitJob{shardID: shardID, records: len(recs), quarantined: len(b.Quarantined), through: last, done: make(chan struct{})}
+	job := &commitJob{shardID: shardID, records: len(recs), through: last, added: make(chan struct{}), done: make(chan struct{})}
 	if cp.Pending != last {
 		pending := *cp
 		pending.Pending = last
@@ -329,15 +331,6 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	cp.Sequence, cp.Pending = last, ""
 	job.checkpoint = *cp
 	c.stats.Records += len(recs)
-	c.stats.Events += b.Events
-	c.stats.Duplicates += b.Duplicates
-	c.stats.Quarantined += len(b.Quarantined)
-	if c.stats.QuarantinedBy == nil {
-		c.stats.QuarantinedBy = map[string]int{}
-	}
-	for _, q := range b.Quarantined {
-		c.stats.QuarantinedBy[q.Kind]++
-	}
 	c.stats.BehindMS = 0
 	for _, it := range c.iters {
 		if b, ok := it.(interface{ Behind() time.Duration }); ok {
@@ -353,6 +346,21 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	arrived := arrivalOf(recs, now)
 	go func() {
 		defer close(job.done)
+		// The aggregator takes the batches one after another, in order.
+		if prev != nil {
+			<-prev.added
+		}
+		c.agg.AddRows(decoded.rows)
+		for _, q := range decoded.quarantined {
+			c.agg.AddDecoded(&aggregator.Decoded{Quarantined: q})
+		}
+		b := c.agg.Flush()
+		job.events, job.duplicates, job.quarantined = b.Events, b.Duplicates, len(b.Quarantined)
+		job.quarantinedBy = map[string]int{}
+		for _, q := range b.Quarantined {
+			job.quarantinedBy[q.Kind]++
+		}
+		close(job.added)
 		objs, err := EncodeBatch(b, name, c.cfg.Parquet, arrived)
 		if prev != nil {
 			<-prev.done
@@ -379,20 +387,26 @@ func (c *Consumer) process(ctx context.Context, shardID string, recs []stream.Re
 	return nil
 }
 
-// maxInFlight bounds the batches being encoded or written at once: enough to
-// keep both cores busy while one batch waits for the store.
+// maxInFlight bounds the batches being aggregated, encoded or written at
+// once: enough to keep both cores busy while one batch waits for the store.
 const maxInFlight = 2
 
-// commitJob is a batch whose outputs and checkpoint are being encoded and written.
+// commitJob is a batch being aggregated, and its outputs and checkpoint
+// encoded and written.
 type commitJob struct {
-	shardID              string
-	records, quarantined int
-	through              string
-	pending              *Checkpoint // saved before the outputs; nil when already pending
-	checkpoint           Checkpoint  // saved after them
-	objects              int
-	err                  error
-	done                 chan struct{}
+	shardID string
+	records int
+	through string
+	// added is closed once the batch is in the aggregator; the counts below
+	// are set by then.
+	added                           chan struct{}
+	events, duplicates, quarantined int
+	quarantinedBy                   map[string]int
+	pending                         *Checkpoint // saved before the outputs; nil when already pending
+	checkpoint                      Checkpoint  // saved after them
+	objects                         int
+	err                             error
+	done                            chan struct{}
 }
 
 // wait returns once every batch in flight is durable and checkpointed, or
@@ -410,6 +424,7 @@ func (c *Consumer) waitOldest() error {
 	job := c.inflight[0]
 	<-job.done
 	c.inflight = c.inflight[1:]
+	c.count(job)
 	if job.err != nil {
 		if c.failed == nil {
 			c.failed = job.err
@@ -417,6 +432,7 @@ func (c *Consumer) waitOldest() error {
 		// The later jobs fail with it; let them end before returning.
 		for _, j := range c.inflight {
 			<-j.done
+			c.count(j)
 		}
 		c.inflight = nil
 		return c.failed
@@ -428,6 +444,20 @@ func (c *Consumer) waitOldest() error {
 	}
 	c.cfg.Logger.Info("batch durable", "shard", job.shardID, "records", job.records, "quarantined", job.quarantined, "through", job.through)
 	return nil
+}
+
+// count adds an ended job's aggregate counts to the run's: every batch read
+// is counted, written or not, as Records is.
+func (c *Consumer) count(job *commitJob) {
+	c.stats.Events += job.events
+	c.stats.Duplicates += job.duplicates
+	c.stats.Quarantined += job.quarantined
+	if c.stats.QuarantinedBy == nil {
+		c.stats.QuarantinedBy = map[string]int{}
+	}
+	for k, n := range job.quarantinedBy {
+		c.stats.QuarantinedBy[k] += n
+	}
 }
 
 // arrivalOf is when a batch's first record reached the stream: the quarantine

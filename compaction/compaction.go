@@ -27,6 +27,7 @@ import (
 	"hash/maphash"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -336,8 +337,8 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		return nil, err
 	}
 	var (
-		events []schemas.Event // in memory: the whole day
-		spills []*spillWriter  // spilling: one per bucket
+		day    []schemas.DailyRow // in memory: the whole day
+		spills []*spillWriter     // spilling: one per bucket
 		tab    = newStrtab()
 		seed   = maphash.MakeSeed()
 		row    schemas.DailyRow
@@ -382,13 +383,12 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 		m.Inputs = append(m.Inputs, in.obj)
 		if spills == nil {
 			for i := range rows {
-				events = append(events, rows[i].Event())
+				day = append(day, dailyOf(&rows[i]))
 			}
 			continue
 		}
 		for i := range rows {
-			e := rows[i].Event()
-			row.SetEvent(&e)
+			row = dailyOf(&rows[i])
 			if err := spills[aggregator.BucketOf(seed, rows[i].RequestID, c.buckets)].write(&row); err != nil {
 				return nil, fmt.Errorf("writing spill file: %w", err)
 			}
@@ -408,10 +408,10 @@ func (c *compaction) compact(ctx context.Context, inputs []store.Object, m *sche
 	}
 	var mem []schemas.DailyRow
 	if spills == nil {
-		if mem, err = comp.Bucket(events); err != nil {
+		if mem, err = comp.BucketRows(day); err != nil {
 			return nil, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
 		}
-		events = nil
+		day = nil
 		for i := 0; i < len(mem); i += dailyChunk {
 			if err := pw.WriteRows(mem[i:min(i+dailyChunk, len(mem))]); err != nil {
 				return nil, err
@@ -516,7 +516,7 @@ func (c *compaction) compactBuckets(ctx context.Context, comp *aggregator.Compac
 		comps[w] = wc
 		go func(w int) {
 			defer func() { done <- struct{}{} }()
-			var events []schemas.Event
+			var rows []schemas.DailyRow
 			for i := range next {
 				if errs[w] != nil {
 					continue
@@ -525,7 +525,7 @@ func (c *compaction) compactBuckets(ctx context.Context, comp *aggregator.Compac
 					errs[w] = err
 					continue
 				}
-				runs[i], events, errs[w] = c.compactBucket(comps[w], spills[i], i, events[:0])
+				runs[i], rows, errs[w] = c.compactBucket(comps[w], spills[i], i, rows[:0])
 				spills[i] = nil
 			}
 		}(w)
@@ -550,40 +550,61 @@ func (c *compaction) compactBuckets(ctx context.Context, comp *aggregator.Compac
 	return live, nil
 }
 
-func (c *compaction) compactBucket(comp *aggregator.Compactor, s *spillWriter, i int, events []schemas.Event) (*spillReader, []schemas.Event, error) {
+// compactBucket reads a spilled bucket whole, compacts it (its rows kept as
+// daily rows throughout) and writes its sorted rows as a run. rows is a
+// buffer to reuse; the one to reuse next is returned.
+func (c *compaction) compactBucket(comp *aggregator.Compactor, s *spillWriter, i int, rows []schemas.DailyRow) (*spillReader, []schemas.DailyRow, error) {
 	r, err := s.finish()
 	if err != nil {
 		s.remove()
-		return nil, events, err
+		return nil, rows, err
 	}
-	var row schemas.DailyRow
-	for r.read(&row) {
-		events = append(events, row.Event())
+	r.readAll()
+	rows = slices.Grow(rows[:0], r.left)[:r.left]
+	n := 0
+	for n < len(rows) && r.read(&rows[n]) {
+		n++
 	}
 	r.remove()
 	if r.err != nil {
-		return nil, events, r.err
+		return nil, rows, r.err
 	}
-	rows, err := comp.Bucket(events)
+	kept, err := comp.BucketRows(rows[:n])
 	if err != nil {
-		return nil, events, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
+		return nil, rows, fmt.Errorf("compacting %s: %w", c.cfg.Day, err)
 	}
 	w, err := newSpillWriter(c.tmp, fmt.Sprintf("run-%04d-", i), s.tab)
 	if err != nil {
-		return nil, events, err
+		return nil, rows, err
 	}
-	for j := range rows {
-		if err := w.write(&rows[j]); err != nil {
+	for j := range kept {
+		if err := w.write(&kept[j]); err != nil {
 			w.remove()
-			return nil, events, fmt.Errorf("writing spill file: %w", err)
+			return nil, rows, fmt.Errorf("writing spill file: %w", err)
 		}
 	}
+	// The rows hold substrings of the bucket's file: let it go.
+	clear(rows)
 	rr, err := w.finish()
 	if err != nil {
 		w.remove()
-		return nil, events, err
+		return nil, rows, err
 	}
-	return rr, events, nil
+	return rr, rows, nil
+}
+
+// dailyOf is the daily row of an event row, its costs zero (as
+// DailyRow.SetEvent makes it from the event).
+func dailyOf(r *schemas.EventRow) schemas.DailyRow {
+	return schemas.DailyRow{
+		SchemaVersion: r.SchemaVersion, EventID: r.EventID, RequestID: r.RequestID, Timestamp: r.Timestamp,
+		TeamID: r.TeamID, CostCenter: r.CostCenter, ModelID: r.ModelID, Operation: r.Operation, Status: r.Status,
+		InputTokens: r.InputTokens, OutputTokens: r.OutputTokens, LatencyMS: r.LatencyMS,
+		CacheReadInputTokens: r.CacheReadInputTokens, CacheWriteInputTokens: r.CacheWriteInputTokens,
+		ImageCount: r.ImageCount, ImageHeight: r.ImageHeight, ImageWidth: r.ImageWidth, ImageSteps: r.ImageSteps,
+		ImageQuality: r.ImageQuality, APIKeyID: r.APIKeyID, Region: r.Region, PricingTier: r.PricingTier,
+		ModelAlias: r.ModelAlias,
+	}
 }
 
 type countWriter struct {

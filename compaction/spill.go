@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/meter-dev/meter/aggregator"
 	"github.com/meter-dev/meter/schemas"
@@ -44,6 +45,13 @@ type spillWriter struct {
 	buf []byte
 	tab *strtab
 	n   int
+	// last is each id column's last string and its id: most rows repeat
+	// their neighbour's operation, status, region, tier...
+	last [10]struct {
+		s   string
+		id  uint64
+		set bool
+	}
 }
 
 func newSpillWriter(dir, pattern string, tab *strtab) (*spillWriter, error) {
@@ -60,17 +68,23 @@ func (s *spillWriter) write(r *schemas.DailyRow) error {
 		b = binary.AppendUvarint(b, uint64(len(v)))
 		b = append(b, v...)
 	}
-	id := func(v string) { b = binary.AppendUvarint(b, s.tab.id(v)) }
+	id := func(col int, v string) {
+		l := &s.last[col]
+		if !l.set || v != l.s {
+			l.s, l.id, l.set = v, s.tab.id(v), true
+		}
+		b = binary.AppendUvarint(b, l.id)
+	}
 	num := func(v int64) { b = binary.AppendVarint(b, v) }
 	num(int64(r.SchemaVersion))
 	str(r.EventID)
 	str(r.RequestID)
 	num(r.Timestamp)
-	id(r.TeamID)
-	id(r.CostCenter)
-	id(r.ModelID)
-	id(r.Operation)
-	id(r.Status)
+	id(0, r.TeamID)
+	id(1, r.CostCenter)
+	id(2, r.ModelID)
+	id(3, r.Operation)
+	id(4, r.Status)
 	num(r.InputTokens)
 	num(r.OutputTokens)
 	num(r.LatencyMS)
@@ -80,11 +94,11 @@ func (s *spillWriter) write(r *schemas.DailyRow) error {
 	num(r.ImageHeight)
 	num(r.ImageWidth)
 	num(r.ImageSteps)
-	id(r.ImageQuality)
-	id(r.APIKeyID)
-	id(r.Region)
-	id(r.PricingTier)
-	id(r.ModelAlias)
+	id(5, r.ImageQuality)
+	id(6, r.APIKeyID)
+	id(7, r.Region)
+	id(8, r.PricingTier)
+	id(9, r.ModelAlias)
 	num(r.InputCost)
 	num(r.OutputCost)
 	num(r.CacheReadCost)
@@ -105,7 +119,7 @@ func (s *spillWriter) finish() (*spillReader, error) {
 	if _, err := s.f.Seek(0, io.SeekStart); err != nil {
 		return nil, err
 	}
-	return &spillReader{f: s.f, r: bufio.NewReaderSize(s.f, 256<<10), tab: s.tab, left: s.n}, nil
+	return &spillReader{f: s.f, tab: s.tab, left: s.n, chunk: spillChunk}, nil
 }
 
 func (s *spillWriter) remove() {
@@ -113,12 +127,22 @@ func (s *spillWriter) remove() {
 	os.Remove(s.f.Name())
 }
 
+// spillChunk is how much of a spill file a reader holds at once when it
+// streams (a run being merged).
+const spillChunk = 256 << 10
+
+// spillReader decodes the rows of a spill file from chunks of it held as
+// strings: the ids of a row are substrings of its chunk, not allocations of
+// their own, and a chunk lives as long as a row read from it is kept.
 type spillReader struct {
-	f    *os.File
-	r    *bufio.Reader
-	tab  *strtab
-	left int
-	err  error
+	f     *os.File
+	tab   *strtab
+	left  int
+	err   error
+	data  string // the chunk being read
+	off   int    // where the next row starts in data
+	chunk int    // bytes read per refill
+	eof   bool
 }
 
 func (s *spillReader) remove() {
@@ -128,42 +152,127 @@ func (s *spillReader) remove() {
 
 var errSpillCorrupt = errors.New("spill file corrupt")
 
+// readAll makes the next refill read the rest of the file at once: a bucket
+// is read whole.
+func (s *spillReader) readAll() {
+	if st, err := s.f.Stat(); err == nil {
+		s.chunk = max(s.chunk, int(st.Size())+1)
+	}
+}
+
+// refill keeps the unread end of the chunk and appends the next bytes of the
+// file to it, at least doubling what is held when a row did not fit.
+func (s *spillReader) refill(grow bool) bool {
+	if s.eof {
+		return false
+	}
+	rest := s.data[s.off:]
+	n := s.chunk
+	if grow {
+		n = max(n, 2*len(rest))
+	}
+	// A strings.Builder hands over its bytes as the string without a copy.
+	var sb strings.Builder
+	sb.Grow(len(rest) + n)
+	sb.WriteString(rest)
+	m, err := io.CopyN(&sb, s.f, int64(n))
+	switch {
+	case err == io.EOF:
+		s.eof = true
+	case err != nil:
+		s.err = fmt.Errorf("reading spill file: %w", err)
+		return false
+	}
+	s.data, s.off = sb.String(), 0
+	return m > 0
+}
+
 // read decodes the next row; false at the end or on an error (see s.err).
 func (s *spillReader) read(r *schemas.DailyRow) bool {
 	if s.left == 0 || s.err != nil {
 		return false
 	}
-	s.left--
-	num := func() int64 {
-		v, err := binary.ReadVarint(s.r)
-		if err != nil && s.err == nil {
-			s.err = fmt.Errorf("%w: %v", errSpillCorrupt, err)
+	for {
+		next, st := decodeSpillRow(s.data, s.off, s.tab, r)
+		switch st {
+		case rowOK:
+			s.off = next
+			s.left--
+			return true
+		case rowShort:
+			if s.refill(true) {
+				continue
+			}
+			if s.err == nil {
+				s.err = fmt.Errorf("%w: it ends inside a row", errSpillCorrupt)
+			}
+		default:
+			s.err = errSpillCorrupt
 		}
-		return v
+		return false
+	}
+}
+
+type rowStatus int
+
+const (
+	rowOK    rowStatus = iota
+	rowShort           // the row runs past the end of data
+	rowBad             // not a row
+)
+
+// decodeSpillRow decodes the row at data[off:] (the layout spillWriter.write
+// writes) and returns where the next one starts.
+func decodeSpillRow(data string, off int, tab *strtab, r *schemas.DailyRow) (int, rowStatus) {
+	st := rowOK
+	uvarint := func() uint64 {
+		var x uint64
+		for shift := uint(0); shift < 64; shift += 7 {
+			if off >= len(data) {
+				st = max(st, rowShort)
+				return 0
+			}
+			b := data[off]
+			off++
+			if b < 0x80 {
+				return x | uint64(b)<<shift
+			}
+			x |= uint64(b&0x7f) << shift
+		}
+		st = rowBad
+		return 0
+	}
+	num := func() int64 {
+		u := uvarint()
+		return int64(u>>1) ^ -int64(u&1)
 	}
 	id := func() string {
-		v, err := binary.ReadUvarint(s.r)
-		if err != nil || v >= uint64(len(s.tab.strs)) {
-			if s.err == nil {
-				s.err = errSpillCorrupt
-			}
+		v := uvarint()
+		if st != rowOK {
 			return ""
 		}
-		return s.tab.strs[v]
+		if v >= uint64(len(tab.strs)) {
+			st = rowBad
+			return ""
+		}
+		return tab.strs[v]
 	}
 	str := func() string {
-		n, err := binary.ReadUvarint(s.r)
-		if err != nil || n > 1<<20 {
-			if s.err == nil {
-				s.err = errSpillCorrupt
-			}
+		n := uvarint()
+		if st != rowOK {
 			return ""
 		}
-		b := make([]byte, n)
-		if _, err := io.ReadFull(s.r, b); err != nil && s.err == nil {
-			s.err = fmt.Errorf("%w: %v", errSpillCorrupt, err)
+		if n > 1<<20 {
+			st = rowBad
+			return ""
 		}
-		return string(b)
+		if uint64(len(data)-off) < n {
+			st = rowShort
+			return ""
+		}
+		v := data[off : off+int(n)]
+		off += int(n)
+		return v
 	}
 	r.SchemaVersion = int32(num())
 	r.EventID = str()
@@ -194,7 +303,7 @@ func (s *spillReader) read(r *schemas.DailyRow) bool {
 	r.CacheWriteCost = num()
 	r.ImageCost = num()
 	r.TotalCost = num()
-	return s.err == nil
+	return off, st
 }
 
 // mergeRuns streams the rows of sorted runs, in aggregator.CompareDaily order, to emit.

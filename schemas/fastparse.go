@@ -13,6 +13,11 @@ import (
 // the general path, which also produces the error messages; the fast path never
 // decides that a record is bad.
 func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
+	return parseFastIDs(data, intern, plainString)
+}
+
+// parseFastIDs is parseFast with the ids' strings made by ids.
+func parseFastIDs(data []byte, intern, ids func([]byte) string) (e Event, ok bool) {
 	const (
 		hSchema = 1 << iota
 		hEventID
@@ -27,6 +32,20 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 		hOutput
 		hLatency
 		hAll = 1<<iota - 1
+	)
+	// The other fields' bits (fieldBit's numbering, which the above follow).
+	const (
+		hCacheRead = 1 << (12 + iota)
+		hCacheWrite
+		hImageCount
+		hImageHeight
+		hImageWidth
+		hImageSteps
+		hImageQuality
+		hAPIKeyID
+		hRegion
+		hPricingTier
+		hModelAlias
 	)
 	var have int
 	var seen uint32 // fields met, to leave a repeated field to the general path
@@ -45,7 +64,8 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 		}
 		// A field named twice, or in other letter case, is for the general
 		// path to refuse: encoding/json would match it case-insensitively.
-		if bit := fieldBit(key); bit != 0 {
+		bit := fieldBit(key)
+		if bit != 0 {
 			if seen&bit != 0 {
 				return e, false
 			}
@@ -67,39 +87,39 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 				return e, false
 			}
 			i = j
-			switch string(key) {
-			case "event_id":
-				e.EventID, have = string(val), have|hEventID
-			case "request_id":
-				e.RequestID, have = string(val), have|hRequestID
-			case "timestamp":
+			// The field is told by its bit: the name was matched once, above.
+			switch bit {
+			case hEventID:
+				e.EventID, have = ids(val), have|hEventID
+			case hRequestID:
+				e.RequestID, have = ids(val), have|hRequestID
+			case hTimestamp:
 				ts, ok := parseTimestamp(val)
 				if !ok {
 					return e, false
 				}
 				e.Timestamp, have = ts, have|hTimestamp
-			case "team_id":
+			case hTeamID:
 				e.TeamID, have = intern(val), have|hTeamID
-			case "cost_center":
+			case hCostCenter:
 				e.CostCenter, have = intern(val), have|hCostCenter
-			case "model_id":
+			case hModelID:
 				e.ModelID, have = intern(val), have|hModelID
-			case "operation":
+			case hOperation:
 				e.Operation, have = intern(val), have|hOperation
-			case "status":
+			case hStatus:
 				e.Status, have = intern(val), have|hStatus
-			case "image_quality":
+			case hImageQuality:
 				e.ImageQuality = intern(val)
-			case "api_key_id":
+			case hAPIKeyID:
 				e.APIKeyID = intern(val)
-			case "region":
+			case hRegion:
 				e.Region = intern(val)
-			case "pricing_tier":
+			case hPricingTier:
 				e.PricingTier = intern(val)
-			case "model_alias":
+			case hModelAlias:
 				e.ModelAlias = intern(val)
-			case "schema_version", "input_tokens", "output_tokens", "latency_ms", "cache_read_input_tokens",
-				"cache_write_input_tokens", "image_count", "image_height", "image_width", "image_steps":
+			case hSchema, hInput, hOutput, hLatency, hCacheRead, hCacheWrite, hImageCount, hImageHeight, hImageWidth, hImageSteps:
 				return e, false // a string where a number belongs: let the general path explain
 			}
 		} else {
@@ -108,29 +128,29 @@ func parseFast(data []byte, intern func([]byte) string) (e Event, ok bool) {
 				return e, false // floats, null, true/false, objects, arrays
 			}
 			i = j
-			switch string(key) {
-			case "schema_version":
+			switch bit {
+			case hSchema:
 				e.SchemaVersion, have = int(n), have|hSchema
-			case "input_tokens":
+			case hInput:
 				e.InputTokens, have = n, have|hInput
-			case "output_tokens":
+			case hOutput:
 				e.OutputTokens, have = n, have|hOutput
-			case "latency_ms":
+			case hLatency:
 				e.LatencyMS, have = n, have|hLatency
-			case "cache_read_input_tokens":
+			case hCacheRead:
 				e.CacheReadInputTokens = n
-			case "cache_write_input_tokens":
+			case hCacheWrite:
 				e.CacheWriteInputTokens = n
-			case "image_count":
+			case hImageCount:
 				e.ImageCount = n
-			case "image_height":
+			case hImageHeight:
 				e.ImageHeight = n
-			case "image_width":
+			case hImageWidth:
 				e.ImageWidth = n
-			case "image_steps":
+			case hImageSteps:
 				e.ImageSteps = n
-			case "event_id", "request_id", "timestamp", "team_id", "cost_center", "model_id", "operation", "status",
-				"image_quality", "api_key_id", "region", "pricing_tier":
+			case hEventID, hRequestID, hTimestamp, hTeamID, hCostCenter, hModelID, hOperation, hStatus,
+				hImageQuality, hAPIKeyID, hRegion, hPricingTier:
 				return e, false
 			}
 		}
@@ -156,20 +176,41 @@ func plainString(b []byte) string { return string(b) }
 
 // Decoder decodes events and shares the strings that repeat across them
 // (team, cost center, model, operation, status, key id, region, tier), so a
-// long run of events allocates only their ids. It is not safe for concurrent use.
+// long run of events allocates only their ids, and those a block of ids at a
+// time (an event's ids share memory with its neighbours'). It is not safe for
+// concurrent use.
 type Decoder struct {
 	strs map[string]string
+	ids  strings.Builder // the current block of ids
 }
+
+// idBlock is the size of a Decoder's blocks of ids.
+const idBlock = 32 << 10
 
 // maxInterned bounds the shared strings; past it, new values are allocated as usual.
 const maxInterned = 1 << 16
 
 // Parse is ParseEvent with shared strings.
 func (d *Decoder) Parse(data []byte) (Event, error) {
-	if e, ok := parseFast(data, d.intern); ok && e.Validate() == nil {
+	if e, ok := parseFastIDs(data, d.intern, d.id); ok && e.Validate() == nil {
 		return e, nil
 	}
 	return parseGeneral(data)
+}
+
+// id returns b as a string in the current block of ids: a strings.Builder
+// never changes bytes it has written, so the block's string can be sliced.
+func (d *Decoder) id(b []byte) string {
+	if len(b) > idBlock/8 {
+		return string(b)
+	}
+	if d.ids.Cap()-d.ids.Len() < len(b) {
+		d.ids = strings.Builder{}
+		d.ids.Grow(idBlock)
+	}
+	off := d.ids.Len()
+	d.ids.Write(b)
+	return d.ids.String()[off:]
 }
 
 func (d *Decoder) intern(b []byte) string {

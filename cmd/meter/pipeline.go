@@ -123,7 +123,7 @@ type putResult struct {
 // putPipeline (put.go).
 func putLines(ctx context.Context, p stream.Producer, in io.Reader, origin string) (putResult, error) {
 	sc := bufio.NewScanner(in)
-	sc.Buffer(make([]byte, 64*1024), stream.MaxRecordBytes)
+	sc.Buffer(make([]byte, stream.MaxRecordBytes), stream.MaxRecordBytes) // one read per MiB of input
 	pl := newPutPipeline(ctx, p, origin)
 	line, blank := 0, 0
 	for sc.Scan() {

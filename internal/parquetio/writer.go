@@ -14,7 +14,8 @@
 //
 // Reading goes through Apache Arrow's pqarrow, column by column.
 //
-// This package does no network I/O and keeps no package-level state.
+// This package does no network I/O; its only package-level state is the pool
+// of ZSTD encoders its writers share.
 package parquetio
 
 import (
@@ -28,7 +29,6 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"github.com/parquet-go/parquet-go/compress"
 	"github.com/parquet-go/parquet-go/compress/snappy"
-	"github.com/parquet-go/parquet-go/compress/zstd"
 )
 
 // Compression names a page compression codec.
@@ -67,12 +67,16 @@ type Options struct {
 func (o Options) codec() (compress.Codec, error) {
 	switch o.Compression {
 	case "", Zstd:
-		return &zstd.Codec{Level: zstd.SpeedDefault}, nil
+		return sharedZstd, nil
 	case Snappy:
 		return &snappy.Codec{}, nil
 	}
 	return nil, fmt.Errorf("parquetio: unknown compression %q (want %q or %q)", o.Compression, Zstd, Snappy)
 }
+
+// sharedZstd is the one ZSTD codec every writer uses, so that its pooled
+// encoders (each holds its tables) are reused across files.
+var sharedZstd = &zstdCodec{}
 
 // batchRows is how many rows Writer.Write gathers before handing them to the
 // column writers in one call.

@@ -37,6 +37,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -104,6 +105,9 @@ type fileShard struct {
 	end         int64 // valid end of the log as this writer last saw it
 	lastArrival int64
 	lastIndexed int64 // offset of the last index entry, 0 if none
+	// frames is the buffer a batch's frames are built in, kept for the
+	// next batch (appends hold mu).
+	frames []byte
 }
 
 type streamMeta struct {
@@ -476,7 +480,10 @@ func (sh *fileShard) append(batch []Entry, opts FileOptions) error {
 	for _, e := range batch {
 		size += frameHeaderLen + bodyFixedLen + len(e.PartitionKey) + len(e.Data)
 	}
-	buf := make([]byte, 0, size)
+	if cap(sh.frames) < size || cap(sh.frames) > max(4*size, 64<<20) { // not kept oversized after one huge batch
+		sh.frames = make([]byte, 0, size)
+	}
+	buf := sh.frames[:0]
 	for _, e := range batch {
 		buf = appendFrame(buf, arrival, e.PartitionKey, e.Data)
 	}
@@ -592,6 +599,44 @@ type frameReader struct {
 	f      *os.File
 	buf    []byte
 	bufOff int64
+	// arena holds the data of the records returned, copied out of buf: one
+	// allocation per arenaBytes of records instead of one per record. A full
+	// arena is left to the records that use it, never written again.
+	arena []byte
+	// strs holds the records' partition keys and sequence numbers the
+	// same way (a strings.Builder never changes bytes it has written).
+	strs strings.Builder
+}
+
+// str returns b as a string cut from r.strs.
+func (r *frameReader) str(b []byte) string {
+	if len(b) > arenaBytes/64 {
+		return string(b)
+	}
+	if r.strs.Cap()-r.strs.Len() < len(b) {
+		r.strs = strings.Builder{}
+		r.strs.Grow(arenaBytes / 8)
+	}
+	off := r.strs.Len()
+	r.strs.Write(b)
+	return r.strs.String()[off:]
+}
+
+// arenaBytes is the size of a frameReader's arenas.
+const arenaBytes = 1 << 20
+
+// keep copies b out of the read buffer into the arena and returns the copy,
+// capped so that appending to it cannot reach the next record's bytes.
+func (r *frameReader) keep(b []byte) []byte {
+	if len(b) > arenaBytes/8 {
+		return bytes.Clone(b)
+	}
+	if cap(r.arena)-len(r.arena) < len(b) {
+		r.arena = make([]byte, 0, arenaBytes)
+	}
+	n := len(r.arena)
+	r.arena = append(r.arena, b...)
+	return r.arena[n:len(r.arena):len(r.arena)]
 }
 
 func newFrameReader(f *os.File) *frameReader { return &frameReader{f: f} }
@@ -625,7 +670,7 @@ func (r *frameReader) bytesAt(off int64, n int) ([]byte, error) {
 func (r *frameReader) invalidate() { r.buf = r.buf[:0] }
 
 // frame parses the frame at off. The returned record shares no memory with
-// the buffer.
+// the read buffer (its data is in an arena no later record overwrites).
 func (r *frameReader) frame(off int64) (rec Record, next int64, st frameStatus, err error) {
 	h, err := r.bytesAt(off, frameHeaderLen)
 	if err != nil {
@@ -653,11 +698,12 @@ func (r *frameReader) frame(off int64) (rec Record, next int64, st frameStatus, 
 	if bodyFixedLen+keyLen > bodyLen {
 		return rec, 0, frameCorrupt, nil
 	}
+	var seq [seqDigits]byte
 	rec = Record{
-		SequenceNumber: FormatFileSeq(off),
-		PartitionKey:   string(b[bodyFixedLen : bodyFixedLen+keyLen]),
+		SequenceNumber: r.str(appendFileSeq(seq[:0], off)),
+		PartitionKey:   r.str(b[bodyFixedLen : bodyFixedLen+keyLen]),
 		Arrival:        time.Unix(0, int64(binary.LittleEndian.Uint64(b))).UTC(),
-		Data:           bytes.Clone(b[bodyFixedLen+keyLen:]),
+		Data:           r.keep(b[bodyFixedLen+keyLen:]),
 	}
 	if rec.Data == nil {
 		rec.Data = []byte{}
@@ -868,6 +914,9 @@ func (it *fileIterator) Next(ctx context.Context, max int) ([]Record, error) {
 		}
 		it.notBefore = 0
 		rec.ShardID = it.shardID
+		if out == nil {
+			out = make([]Record, 0, min(max, 1<<15))
+		}
 		out = append(out, rec)
 	}
 	return out, nil
@@ -884,7 +933,27 @@ func (it *fileIterator) Close() error {
 
 // FormatFileSeq returns the sequence number of the record at a log offset:
 // the offset zero-padded to 20 digits, so that sequence numbers sort as strings.
-func FormatFileSeq(offset int64) string { return fmt.Sprintf("%0*d", seqDigits, offset) }
+func FormatFileSeq(offset int64) string {
+	if offset < 0 {
+		return fmt.Sprintf("%0*d", seqDigits, offset)
+	}
+	var b [seqDigits]byte
+	return string(appendFileSeq(b[:0], offset))
+}
+
+// appendFileSeq appends FormatFileSeq(offset) of an offset >= 0 to b.
+func appendFileSeq(b []byte, offset int64) []byte {
+	// 20 digits hold every non-negative int64.
+	n := len(b)
+	for range seqDigits {
+		b = append(b, '0')
+	}
+	for i := len(b) - 1; i >= n; i-- {
+		b[i] = byte('0' + offset%10)
+		offset /= 10
+	}
+	return b
+}
 
 // ParseFileSeq returns the log offset a file stream sequence number names.
 func ParseFileSeq(seq string) (int64, error) {
