@@ -136,3 +136,14 @@ func (r *RIE) Invoke(ctx context.Context, payload []byte) ([]byte, error) {
 // Logs is what the emulator and the function wrote to stdout and stderr
 // (the function's EMF lines and JSON logs among them).
 func (r *RIE) Logs() string { return r.logs.String() }
+
+// LogsOnce returns Logs as soon as has holds for them, or after 10 s. The
+// emulator relays the function's output on its own, so a line printed during
+// an invocation may arrive after Invoke has returned.
+func (r *RIE) LogsOnce(has func(logs string) bool) string {
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if l := r.logs.String(); has(l) || time.Now().After(deadline) {
+			return l
+		}
+	}
+}

@@ -76,13 +76,17 @@ func TestMainThroughRuntimeEmulatorWritesWhatTheCLIWrites(t *testing.T) {
 		t.Errorf("staged records left after the window's end: %v", m)
 	}
 	// Its EMF lines count the window's records.
-	var read float64
-	for _, line := range strings.Split(rie.Logs(), "\n") {
-		if vals, err := metrics.ParseEMF([]byte(line)); err == nil {
-			read += vals[metrics.CollectorRecords]
+	want := float64(bytes.Count(lines.Bytes(), []byte("\n")))
+	recordsRead := func(logs string) float64 {
+		var read float64
+		for _, line := range strings.Split(logs, "\n") {
+			if vals, err := metrics.ParseEMF([]byte(line)); err == nil {
+				read += vals[metrics.CollectorRecords]
+			}
 		}
+		return read
 	}
-	if want := float64(bytes.Count(lines.Bytes(), []byte("\n"))); read != want {
+	if read := recordsRead(rie.LogsOnce(func(l string) bool { return recordsRead(l) >= want })); read != want {
 		t.Errorf("EMF %s = %v, want %v\n%s", metrics.CollectorRecords, read, want, rie.Logs())
 	}
 
