@@ -141,7 +141,6 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 			it.Close()
 		}
 	}()
-	idleRounds := 0
 	for {
 		progress, behind, err := c.round(ctx)
 		if err != nil {
@@ -151,15 +150,15 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 		if progress || behind {
 			// A shard that read nothing while still behind its tip is not
 			// idle; its iterator paces the reads, so read on at once.
-			idleRounds = 0
 			continue
 		}
 		// Idle: the last batch is made durable before pausing or returning.
 		if err := c.wait(); err != nil {
 			return c.stats, err
 		}
-		idleRounds++
-		if untilIdle && idleRounds >= 2 {
+		// Every shard read nothing at its tip (CaughtUp): the stream is
+		// drained, with no pause to confirm it.
+		if untilIdle {
 			return c.stats, nil
 		}
 		select {
@@ -168,16 +167,9 @@ func (c *Consumer) Run(ctx context.Context, untilIdle bool) (Stats, error) {
 				return c.stats, nil
 			}
 			return c.stats, ctx.Err()
-		case <-time.After(c.pause(untilIdle)):
+		case <-time.After(c.cfg.Poll):
 		}
 	}
-}
-
-func (c *Consumer) pause(untilIdle bool) time.Duration {
-	if untilIdle {
-		return 50 * time.Millisecond
-	}
-	return c.cfg.Poll
 }
 
 // round reads one batch from every shard that is ready and reports whether
