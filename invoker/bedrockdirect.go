@@ -30,7 +30,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -41,10 +40,7 @@ import (
 	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime"
 	"github.com/aws/aws-sdk-go-v2/service/bedrockruntime/types"
-	"github.com/aws/smithy-go/auth"
 	"github.com/aws/smithy-go/encoding/httpbinding"
-	"github.com/aws/smithy-go/metrics"
-	"github.com/aws/smithy-go/tracing"
 
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/meter-dev/meter/internal/awshttp"
@@ -71,32 +67,18 @@ type directInvoker struct {
 // SDK path is kept.
 func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInvoker, string) {
 	o := c.Options()
-	switch {
-	case o.Retryer == nil || o.Retryer.MaxAttempts() != 1:
-		return nil, "the client retries"
-	case o.Credentials == nil || aws.IsCredentialsProvider(o.Credentials, (*aws.AnonymousCredentials)(nil)):
-		return nil, "the client does not sign with SigV4"
-	case o.BearerAuthTokenProvider != nil || len(o.AuthSchemePreference) > 0 && o.AuthSchemePreference[0] != "sigv4":
+	if o.BearerAuthTokenProvider != nil {
 		return nil, "the client authenticates with a bearer token"
-	case len(o.APIOptions) > 0:
-		return nil, "the client has extra middleware"
-	case o.EndpointResolver != nil || o.EndpointResolverV2 == nil ||
-		reflect.TypeOf(o.EndpointResolverV2) != reflect.TypeOf(bedrockruntime.NewDefaultEndpointResolverV2()):
-		return nil, "the client has its own endpoint resolver"
-	case awshttp.HasInterceptors(o.Interceptors):
-		return nil, "the client has interceptors"
-	case o.ClientLogMode != 0:
-		return nil, "the client logs requests"
-	case !awshttp.IsType(o.TracerProvider, &tracing.NopTracerProvider{}) || !awshttp.IsType(o.MeterProvider, metrics.NopMeterProvider{}):
-		return nil, "the client traces or meters calls"
-	case o.HTTPClient == nil || o.HTTPSignerV4 == nil:
-		return nil, "the client has no HTTP client or signer"
+	}
+	if why := (awshttp.Client{Retryer: o.Retryer, Credentials: o.Credentials, AuthSchemePreference: o.AuthSchemePreference,
+		APIOptions: len(o.APIOptions), Interceptors: o.Interceptors, ClientLogMode: o.ClientLogMode,
+		OwnResolver:    o.EndpointResolver != nil || !awshttp.IsDefaultResolver(o.EndpointResolverV2, bedrockruntime.NewDefaultEndpointResolverV2()),
+		TracerProvider: o.TracerProvider, MeterProvider: o.MeterProvider, HTTPClient: o.HTTPClient, Signer: o.HTTPSignerV4,
+		Region: o.Region}).Refusal(); why != "" {
+		return nil, why
 	}
 	// The parameters the SDK binds (bindEndpointParams), resolved once: the
 	// default rules depend on nothing else.
-	if _, err := url.Parse("https://" + o.Region); o.Region == "" || err != nil {
-		return nil, "the client's region is not a host name"
-	}
 	params := bedrockruntime.EndpointParameters{
 		Region:       aws.String(o.Region),
 		UseDualStack: aws.Bool(o.EndpointOptions.UseDualStackEndpoint == aws.DualStackEndpointStateEnabled),
@@ -116,18 +98,7 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 		u.Scheme = "http"
 		d.base = &u
 	}
-	opts, _ := auth.GetAuthOptions(&ep.Properties)
-	for _, ao := range opts {
-		if ao.SchemeID != auth.SchemeIDSigV4 {
-			continue
-		}
-		if n, ok := smithyhttp.GetSigV4SigningName(&ao.SignerProperties); ok && n != "" {
-			d.service = n
-		}
-		if r, ok := smithyhttp.GetSigV4SigningRegion(&ao.SignerProperties); ok && r != "" {
-			d.region = r
-		}
-	}
+	d.service, d.region = awshttp.SigV4Scope(&ep.Properties, d.service, d.region)
 	return d, ""
 }
 

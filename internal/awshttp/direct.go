@@ -8,16 +8,92 @@ package awshttp
 import (
 	"context"
 	"net/http"
+	"net/url"
 	"reflect"
 	"sync/atomic"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/smithy-go"
+	"github.com/aws/smithy-go/auth"
+	"github.com/aws/smithy-go/metrics"
+	"github.com/aws/smithy-go/tracing"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 )
 
-// HasInterceptors reports whether an SDK client's interceptor registry holds
+// Client is what decides whether a direct path may stand in for an SDK
+// client's middleware stack: the options every SDK client has, read by each
+// direct path from its client's Options.
+type Client struct {
+	Retryer              aws.Retryer
+	Credentials          aws.CredentialsProvider
+	AuthSchemePreference []string
+	APIOptions           int  // len(Options.APIOptions)
+	OwnResolver          bool // a v1 resolver, or a v2 one not of the SDK's default type
+	Interceptors         smithyhttp.InterceptorRegistry
+	ClientLogMode        aws.ClientLogMode
+	TracerProvider       any
+	MeterProvider        any
+	HTTPClient, Signer   any
+	Region               string
+}
+
+// Refusal is why the client's middleware would do work a direct path does
+// not (so the SDK's path is kept), or "" when a direct path may serve it.
+func (c Client) Refusal() string {
+	switch {
+	case c.Retryer == nil || c.Retryer.MaxAttempts() != 1:
+		return "the client retries"
+	case c.Credentials == nil || aws.IsCredentialsProvider(c.Credentials, (*aws.AnonymousCredentials)(nil)):
+		return "the client does not sign with SigV4"
+	case len(c.AuthSchemePreference) > 0 && c.AuthSchemePreference[0] != "sigv4":
+		return "the client prefers another auth scheme"
+	case c.APIOptions > 0:
+		return "the client has extra middleware"
+	case c.OwnResolver:
+		return "the client has its own endpoint resolver"
+	case hasInterceptors(c.Interceptors):
+		return "the client has interceptors"
+	case c.ClientLogMode != 0:
+		return "the client logs requests"
+	case !isType(c.TracerProvider, &tracing.NopTracerProvider{}) || !isType(c.MeterProvider, metrics.NopMeterProvider{}):
+		return "the client traces or meters calls"
+	case c.HTTPClient == nil || c.Signer == nil:
+		return "the client has no HTTP client or signer"
+	}
+	if _, err := url.Parse("https://" + c.Region); c.Region == "" || err != nil {
+		return "the client's region is not a host name"
+	}
+	return ""
+}
+
+// IsDefaultResolver reports whether an SDK client's v2 endpoint resolver is
+// of the type of the SDK's own (def).
+func IsDefaultResolver(r, def any) bool {
+	return r != nil && reflect.TypeOf(r) == reflect.TypeOf(def)
+}
+
+// SigV4Scope is the signing name and region an endpoint's SigV4 auth option
+// names, else service and region.
+func SigV4Scope(props *smithy.Properties, service, region string) (string, string) {
+	opts, _ := auth.GetAuthOptions(props)
+	for _, ao := range opts {
+		if ao.SchemeID != auth.SchemeIDSigV4 {
+			continue
+		}
+		if n, ok := smithyhttp.GetSigV4SigningName(&ao.SignerProperties); ok && n != "" {
+			service = n
+		}
+		if r, ok := smithyhttp.GetSigV4SigningRegion(&ao.SignerProperties); ok && r != "" {
+			region = r
+		}
+	}
+	return service, region
+}
+
+// hasInterceptors reports whether an SDK client's interceptor registry holds
 // any interceptor (the SDK copies it with empty, non-nil slices).
-func HasInterceptors(r smithyhttp.InterceptorRegistry) bool {
+func hasInterceptors(r smithyhttp.InterceptorRegistry) bool {
 	v := reflect.ValueOf(r)
 	for i := 0; i < v.NumField(); i++ {
 		if v.Field(i).Len() > 0 {
@@ -27,9 +103,9 @@ func HasInterceptors(r smithyhttp.InterceptorRegistry) bool {
 	return false
 }
 
-// IsType reports whether v is nil or of the same type as want (an SDK
+// isType reports whether v is nil or of the same type as want (an SDK
 // default such as its no-op tracer provider).
-func IsType(v, want any) bool {
+func isType(v, want any) bool {
 	return v == nil || reflect.TypeOf(v) == reflect.TypeOf(want)
 }
 

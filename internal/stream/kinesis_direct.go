@@ -24,7 +24,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -33,10 +32,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis"
 	"github.com/aws/aws-sdk-go-v2/service/kinesis/types"
-	"github.com/aws/smithy-go/auth"
-	"github.com/aws/smithy-go/metrics"
-	"github.com/aws/smithy-go/tracing"
-	smithyhttp "github.com/aws/smithy-go/transport/http"
 
 	"github.com/meter-dev/meter/internal/awshttp"
 )
@@ -66,31 +61,15 @@ func newDirectPut(c *kinesis.Client, optFns ...func(*kinesis.Options)) (*directP
 	for _, fn := range optFns {
 		fn(&o)
 	}
-	switch {
-	case o.Retryer == nil || o.Retryer.MaxAttempts() != 1:
-		return nil, "the client retries"
-	case o.Credentials == nil || aws.IsCredentialsProvider(o.Credentials, (*aws.AnonymousCredentials)(nil)):
-		return nil, "the client does not sign with SigV4"
-	case len(o.AuthSchemePreference) > 0 && o.AuthSchemePreference[0] != "sigv4":
-		return nil, "the client prefers another auth scheme"
-	case len(o.APIOptions) > 0:
-		return nil, "the client has extra middleware"
-	case o.EndpointResolver != nil || o.EndpointResolverV2 == nil ||
-		reflect.TypeOf(o.EndpointResolverV2) != reflect.TypeOf(kinesis.NewDefaultEndpointResolverV2()):
-		return nil, "the client has its own endpoint resolver"
-	case o.AccountIDEndpointMode == aws.AccountIDEndpointModeRequired:
+	if o.AccountIDEndpointMode == aws.AccountIDEndpointModeRequired {
 		return nil, "the client requires account-based endpoints"
-	case awshttp.HasInterceptors(o.Interceptors):
-		return nil, "the client has interceptors"
-	case o.ClientLogMode != 0:
-		return nil, "the client logs requests"
-	case !awshttp.IsType(o.TracerProvider, &tracing.NopTracerProvider{}) || !awshttp.IsType(o.MeterProvider, metrics.NopMeterProvider{}):
-		return nil, "the client traces or meters calls"
-	case o.HTTPClient == nil || o.HTTPSignerV4 == nil:
-		return nil, "the client has no HTTP client or signer"
 	}
-	if _, err := url.Parse("https://" + o.Region); o.Region == "" || err != nil {
-		return nil, "the client's region is not a host name"
+	if why := (awshttp.Client{Retryer: o.Retryer, Credentials: o.Credentials, AuthSchemePreference: o.AuthSchemePreference,
+		APIOptions: len(o.APIOptions), Interceptors: o.Interceptors, ClientLogMode: o.ClientLogMode,
+		OwnResolver:    o.EndpointResolver != nil || !awshttp.IsDefaultResolver(o.EndpointResolverV2, kinesis.NewDefaultEndpointResolverV2()),
+		TracerProvider: o.TracerProvider, MeterProvider: o.MeterProvider, HTTPClient: o.HTTPClient, Signer: o.HTTPSignerV4,
+		Region: o.Region}).Refusal(); why != "" {
+		return nil, why
 	}
 	d := &directPut{sdk: c, opts: o, client: o.HTTPClient, signer: o.HTTPSignerV4,
 		agent: "aws-sdk-go-v2 os/" + runtime.GOOS + " lang/go#" + runtime.Version() + " api/kinesis meter/direct"}
@@ -132,18 +111,7 @@ func (d *directPut) endpoint(ctx context.Context, account string) (*kinesisEndpo
 		u.Scheme = "http"
 		ep.url = &u
 	}
-	opts, _ := auth.GetAuthOptions(&r.Properties)
-	for _, ao := range opts {
-		if ao.SchemeID != auth.SchemeIDSigV4 {
-			continue
-		}
-		if n, ok := smithyhttp.GetSigV4SigningName(&ao.SignerProperties); ok && n != "" {
-			ep.service = n
-		}
-		if rg, ok := smithyhttp.GetSigV4SigningRegion(&ao.SignerProperties); ok && rg != "" {
-			ep.region = rg
-		}
-	}
+	ep.service, ep.region = awshttp.SigV4Scope(&r.Properties, ep.service, ep.region)
 	d.eps.Store(account, ep)
 	return ep, nil
 }
