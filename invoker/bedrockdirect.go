@@ -107,9 +107,8 @@ func newDirectInvoker(ctx context.Context, c *bedrockruntime.Client) (*directInv
 // same answer.
 func (d *directInvoker) InvokeModel(ctx context.Context, in *bedrockruntime.InvokeModelInput) (*bedrockruntime.InvokeModelOutput, http.Header, string, error) {
 	if in.ModelId == nil || *in.ModelId == "" || ctx.Err() != nil {
-		// The SDK words these errors without sending anything.
-		out, err := d.sdk.InvokeModel(ctx, in)
-		return out, nil, "", err
+		// The SDK's own call: it words these errors.
+		return sdkInvokeModel(ctx, d.sdk, in)
 	}
 	req, err := d.request(ctx, in)
 	if err != nil {
@@ -211,8 +210,10 @@ func (d *directInvoker) request(ctx context.Context, in *bedrockruntime.InvokeMo
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 	creds, err := d.creds.Retrieve(ctx)
 	if err != nil {
-		// The SDK words this error; its call fails before it sends anything.
-		_, err := d.sdk.InvokeModel(ctx, in)
+		// The SDK words this error: its call, given credentials that fail
+		// the same way, fails before it can send anything.
+		failing := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return aws.Credentials{}, err })
+		_, _, _, err = sdkInvokeModel(ctx, d.sdk, in, func(o *bedrockruntime.Options) { o.Credentials = failing })
 		if err == nil {
 			err = errors.New("retrieving AWS credentials failed")
 		}
@@ -253,7 +254,13 @@ func (s *Server) invokeModel(ctx context.Context, in *bedrockruntime.InvokeModel
 		}
 		return out, hdr, id, err
 	}
-	out, err := s.cfg.Bedrock.InvokeModel(ctx, in)
+	return sdkInvokeModel(ctx, s.cfg.Bedrock, in)
+}
+
+// sdkInvokeModel makes an InvokeModel call through the SDK and returns what
+// invokeModel does.
+func sdkInvokeModel(ctx context.Context, c BedrockClient, in *bedrockruntime.InvokeModelInput, optFns ...func(*bedrockruntime.Options)) (*bedrockruntime.InvokeModelOutput, http.Header, string, error) {
+	out, err := c.InvokeModel(ctx, in, optFns...)
 	if err != nil {
 		return nil, nil, errorRequestID(err), err
 	}

@@ -8,6 +8,7 @@ package invoker
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -283,5 +285,40 @@ func TestDirectInvokeFailsExactlyAsTheSDKDoes(t *testing.T) {
 		if gid != "" {
 			t.Errorf("%s: a failed call returned request id %q beside its error", c.name, gid)
 		}
+	}
+}
+
+// Credentials that fail once (an expired session being refreshed, say): the
+// direct path fails the call as the SDK does and sends nothing, even though
+// the provider would answer on a second try. A call made then would be one
+// Bedrock bills and meter never sees.
+func TestDirectInvokeSendsNothingWhenCredentialsFail(t *testing.T) {
+	m := startRecordingModel(t, bedrocklocal.Config{})
+	var calls atomic.Int32
+	flaky := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		if calls.Add(1) == 1 {
+			return aws.Credentials{}, errors.New("the session is being refreshed")
+		}
+		return aws.Credentials{AccessKeyID: testAccessKey, SecretAccessKey: testSecretKey, Source: "test"}, nil
+	})
+	d, why := newDirectInvoker(context.Background(), testClient(m.URL, func(o *bedrockruntime.Options) { o.Credentials = flaky }))
+	if d == nil {
+		t.Fatal(why)
+	}
+	in := &bedrockruntime.InvokeModelInput{ModelId: aws.String("anthropic.claude-3-haiku-20240307-v1:0"),
+		Body: []byte(`{"anthropic_version":"bedrock-2023-05-31","max_tokens":20,"messages":[{"role":"user","content":"hi"}]}`)}
+	_, _, _, gerr := d.InvokeModel(context.Background(), in)
+	if seen := m.take(); len(seen) != 0 {
+		t.Fatalf("%d requests reached the model after the credentials failed", len(seen))
+	}
+	failing := aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{}, errors.New("the session is being refreshed")
+	})
+	_, werr := testClient(m.URL, func(o *bedrockruntime.Options) { o.Credentials = failing }).InvokeModel(context.Background(), in)
+	if werr == nil || gerr == nil {
+		t.Fatalf("SDK error %v, direct error %v", werr, gerr)
+	}
+	if a, b := testenv.DescribeAWSError(werr), testenv.DescribeAWSError(gerr); a != b {
+		t.Errorf("errors differ\nSDK:    %s\ndirect: %s", a, b)
 	}
 }
